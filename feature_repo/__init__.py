@@ -1,0 +1,1 @@
+"""RecStack's Feast feature repo (definitions, feature_store.yaml)."""

@@ -1,0 +1,4 @@
+"""Everything offline: data import and synthetic data, feature building, training, evaluation.
+
+`models` never imports `serving`.
+"""

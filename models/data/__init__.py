@@ -1,0 +1,1 @@
+"""Data in: validation, readers, MovieLens and events importers, the synthetic generator."""

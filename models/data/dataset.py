@@ -1,0 +1,140 @@
+"""A data directory: `events.parquet`, `items.parquet`, `users.parquet`.
+
+`write_dataset` is the one way data lands on disk: it checks that events refer
+to known items and users, fills the catalogs' missing creation times from first
+events, casts to the Arrow contract and writes each file atomically, so a crash
+never leaves half a file and a rerun with the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recstack.schemas import (
+    EVENTS_FILE,
+    EVENTS_SCHEMA,
+    ITEMS_FILE,
+    ITEMS_SCHEMA,
+    USERS_FILE,
+    USERS_SCHEMA,
+)
+
+
+class DatasetExistsError(FileExistsError):
+    pass
+
+
+@dataclass
+class Dataset:
+    events: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+
+    def summary(self) -> dict[str, object]:
+        by_type = self.events["event_type"].value_counts().sort_index()
+        return {
+            "events": len(self.events),
+            "items": len(self.items),
+            "users": len(self.users),
+            "event_types": {str(k): int(v) for k, v in by_type.items()},
+            "first_event": str(self.events["timestamp"].min()),
+            "last_event": str(self.events["timestamp"].max()),
+        }
+
+
+def _default_items(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "item_id": ids, "title": ids, "description": None, "category": "unknown",
+        "categories": [[] for _ in ids], "tags": [[] for _ in ids],
+        "price": float("nan"), "year": pd.array([None] * len(ids), dtype="Int32"),
+        "created_at": pd.Series(pd.NaT, index=range(len(ids)), dtype="datetime64[us, UTC]"),
+        "available": True})
+
+
+def _default_users(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "user_id": ids,
+        "created_at": pd.Series(pd.NaT, index=range(len(ids)), dtype="datetime64[us, UTC]"),
+        "segment": None, "attributes": None})
+
+
+def complete_catalogs(events: pd.DataFrame, items: pd.DataFrame | None,
+                      users: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add catalog rows for ids that only appear in events, and fill missing
+    `created_at` with the first event that mentions the id (the earliest event
+    overall for ids never seen in events)."""
+    earliest = events["timestamp"].min() if len(events) else pd.Timestamp(0, tz="UTC")
+    item_first = events.dropna(subset=["item_id"]).groupby("item_id")["timestamp"].min()
+    user_first = events.groupby("user_id")["timestamp"].min()
+
+    catalogs = []
+    for frame, key, first, default in ((items, "item_id", item_first, _default_items),
+                                       (users, "user_id", user_first, _default_users)):
+        known = set() if frame is None else set(frame[key])
+        extra = default(sorted(set(first.index.astype(str)) - known))
+        if frame is None or frame.empty:
+            frame = extra
+        elif len(extra):
+            frame = pd.concat([frame, extra], ignore_index=True)
+        frame = frame.copy()
+        frame["created_at"] = _fill_first_seen(frame, key, first, earliest)
+        catalogs.append(frame)
+    return catalogs[0], catalogs[1]
+
+
+def _fill_first_seen(frame: pd.DataFrame, key: str, first: pd.Series,
+                     earliest: pd.Timestamp) -> pd.Series:
+    current = pd.to_datetime(frame["created_at"], utc=True)
+    seen = frame[key].map(first)
+    return current.fillna(pd.to_datetime(seen, utc=True)).fillna(earliest)
+
+
+def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    frame = frame[schema.names].reset_index(drop=True)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_dataset(out: Path, events: pd.DataFrame, items: pd.DataFrame,
+                  users: pd.DataFrame, overwrite: bool = False) -> Dataset:
+    """Write the three tables of a data directory (sorted, so output is deterministic)."""
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / EVENTS_FILE, out / ITEMS_FILE, out / USERS_FILE]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise DatasetExistsError(
+            f"{existing[0]} already exists; pass --overwrite to replace it "
+            "(or --append, where the command offers it, to add to it)")
+    events = events.sort_values(["timestamp", "event_id"], kind="stable")
+    items = items.sort_values("item_id", kind="stable")
+    users = users.sort_values("user_id", kind="stable")
+    tables = [_to_table(events, EVENTS_SCHEMA), _to_table(items, ITEMS_SCHEMA),
+              _to_table(users, USERS_SCHEMA)]
+    for table, path in zip(tables, targets, strict=True):
+        _write_atomic(table, path)
+    return Dataset(events.reset_index(drop=True), items.reset_index(drop=True),
+                   users.reset_index(drop=True))
+
+
+def read_dataset(data_dir: Path) -> Dataset:
+    """Load a data directory; a clear error names the first missing file."""
+    frames = []
+    for name in (EVENTS_FILE, ITEMS_FILE, USERS_FILE):
+        path = data_dir / name
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} not found: create the data directory with `recstack data generate` "
+                "or `recstack data import ...` first")
+        frames.append(pq.read_table(path).to_pandas())
+    return Dataset(*frames)

@@ -1,0 +1,1 @@
+"""Feature building: the tables behind the Feast feature views."""

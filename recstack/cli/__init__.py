@@ -1,0 +1,24 @@
+"""The `recstack` command line: the composition root of the platform.
+
+Heavy libraries (Feast, torch, Ray) are imported inside the commands that use
+them, so `recstack --help` and the data commands start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from recstack.cli import data, demo, features
+
+app = typer.Typer(
+    name="recstack",
+    help="RecStack: events in, features in Feast, models out, recommendations served.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
+app.command(name="demo")(demo.demo)
+
+__all__ = ["app"]

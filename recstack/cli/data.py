@@ -1,0 +1,231 @@
+"""`recstack data ...`: generate a synthetic world, import MovieLens or your own events."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from models.data.dataset import (
+    Dataset,
+    DatasetExistsError,
+    complete_catalogs,
+    read_dataset,
+    write_dataset,
+)
+from models.data.validate import DataValidationError, Validated
+from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, progress_bar
+from recstack.schemas import EVENT_FIELDS, ITEM_FIELDS, USER_FIELDS, describe
+
+app = typer.Typer(help="Bring data in: synthetic, MovieLens, or your own events.",
+                  no_args_is_help=True)
+import_app = typer.Typer(help="Import an existing data set into a RecStack data directory.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+OUT = typer.Option(..., "--out", help="Data directory to write (created if missing).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace files already in --out.")
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid",
+    help="Skip invalid rows and report how many were skipped and why, instead of failing.")
+
+
+class TimestampUnit(StrEnum):
+    s = "s"
+    ms = "ms"
+    us = "us"
+    ns = "ns"
+
+
+def _print_summary(out: Path, dataset: Dataset) -> None:
+    summary = dataset.summary()
+    table = Table(title=f"Data written to {out}", show_header=False)
+    for key in ("events", "users", "items", "first_event", "last_event"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("by type", ", ".join(f"{k} {v}" for k, v in
+                                      summary["event_types"].items()))  # type: ignore[attr-defined]
+    console.print(table)
+
+
+def _accept(validated: list[Validated], skip_invalid: bool) -> None:
+    """Fail on any issue, or report what --skip-invalid skipped. Nothing is dropped silently."""
+    issues = [issue for v in validated for issue in v.issues]
+    if not issues:
+        return
+    if not skip_invalid:
+        errors.print(str(DataValidationError(issues)), highlight=False, soft_wrap=True)
+        fail("input has invalid rows; fix them or pass --skip-invalid to skip them",
+             EXIT_INVALID_INPUT)
+    errors.print(f"[yellow]skipped {len(issues)} invalid row(s):[/]")
+    for v in validated:
+        for field, reason, count in v.skipped_summary():
+            errors.print(f"  {count:>7}  {field}: {reason}", highlight=False)
+    for issue in issues[:5]:
+        errors.print(f"  e.g. {issue}", highlight=False)
+
+
+def _write(out: Path, events: pd.DataFrame, items: pd.DataFrame | None,
+           users: pd.DataFrame | None, overwrite: bool) -> Dataset:
+    items_full, users_full = complete_catalogs(events, items, users)
+    try:
+        return write_dataset(out, events, items_full, users_full, overwrite=overwrite)
+    except DatasetExistsError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def generate(
+    out: Path = OUT,
+    users: int = typer.Option(2000, help="Number of users."),
+    items: int = typer.Option(1000, help="Number of items in the final catalog."),
+    days: int = typer.Option(60, help="Length of the simulated period in days."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
+    start: str = typer.Option("2026-01-01T00:00:00Z", help="First instant of the period (UTC)."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Generate a realistic synthetic shop: catalog, users, sessions, and the ground truth."""
+    from models.data.synthetic import GenerateConfig
+    from models.data.synthetic import generate as run
+
+    config = GenerateConfig(users=users, items=items, days=days, seed=seed, start=start)
+    try:
+        config.validate()
+    except ValueError as exc:
+        fail(str(exc), EXIT_INVALID_INPUT)
+    if not overwrite and (out / "events.parquet").exists():
+        fail(f"{out / 'events.parquet'} already exists; pass --overwrite to replace it")
+    with progress_bar("simulating users", users) as advance:
+        dataset = run(out, config, overwrite=overwrite, progress=advance)
+    _print_summary(out, dataset)
+    console.print(f"ground truth: {out / 'ground_truth'}")
+
+
+@import_app.command("movielens")
+def import_movielens(
+    src: Path = typer.Argument(..., help="A MovieLens directory: ml-latest-small "
+                               "(ratings.csv, movies.csv, tags.csv) or ml-100k (u.data, ...)."),
+    out: Path = OUT,
+    overwrite: bool = OVERWRITE,
+    skip_invalid: bool = SKIP_INVALID,
+) -> None:
+    """Import MovieLens: each rating becomes a `rating` event; genres, year, tags become
+    item attributes. IDs are kept verbatim."""
+    from models.data.movielens import detect_layout, read_movielens
+
+    try:
+        console.print(f"reading {src} ({detect_layout(src)} layout)")
+        events, items, users = read_movielens(src)
+    except DataValidationError as exc:
+        fail(str(exc), EXIT_INVALID_INPUT)
+    _accept([events, items, users], skip_invalid)
+    _print_summary(out, _write(out, events.frame, items.frame, users.frame, overwrite))
+
+
+@import_app.command("events")
+def import_events(
+    file: Path = typer.Argument(..., help="Events as CSV, TSV, parquet or JSON lines."),
+    out: Path = OUT,
+    mapping: list[str] = typer.Option(
+        [], "--map", help="FIELD=COLUMN: read contract field FIELD from your column COLUMN; "
+        "repeat for each renamed field (e.g. --map user_id=customer --map item_id=sku)."),
+    items_file: Path | None = typer.Option(
+        None, "--items", help="Optional item catalog (same formats, contract column names)."),
+    users_file: Path | None = typer.Option(
+        None, "--users", help="Optional user table (same formats; extra columns become "
+        "attributes)."),
+    timestamp_unit: TimestampUnit = typer.Option(
+        TimestampUnit.s, help="Unit of numeric (epoch) timestamps."),
+    skip_invalid: bool = SKIP_INVALID,
+    overwrite: bool = OVERWRITE,
+    append: bool = typer.Option(
+        False, "--append", help="Add to the events already in --out (duplicates by event_id "
+        "are kept once)."),
+) -> None:
+    """Import your own events. Required fields: user_id, event_type, timestamp (and item_id
+    except for searches); see `recstack data schema`."""
+    from models.data.readers import parse_mapping, read_table
+    from models.data.validate import (
+        check_references,
+        normalize_events,
+        normalize_items,
+        normalize_users,
+    )
+
+    if overwrite and append:
+        fail("--overwrite and --append exclude each other", EXIT_INVALID_INPUT)
+    try:
+        columns = parse_mapping(mapping)
+    except ValueError as exc:
+        fail(str(exc), EXIT_INVALID_INPUT)
+    try:
+        raw, locator, read_issues = read_table(file, columns)
+        events = normalize_events(raw, locator, timestamp_unit.value)
+        events.issues[:0] = read_issues
+        validated = [events]
+        items = users = None
+        if items_file is not None:
+            items_raw, items_loc, item_read_issues = read_table(items_file)
+            items = normalize_items(items_raw, items_loc)
+            items.issues[:0] = item_read_issues
+            events = check_references(events, "item_id", set(items.frame["item_id"]), locator,
+                                      str(items_file))
+            validated = [events, items]
+        if users_file is not None:
+            users_raw, users_loc, user_read_issues = read_table(users_file)
+            users = normalize_users(users_raw, users_loc)
+            users.issues[:0] = user_read_issues
+            validated.append(users)
+    except DataValidationError as exc:
+        fail(str(exc), EXIT_INVALID_INPUT)
+    _accept(validated, skip_invalid)
+
+    frame = events.frame
+    item_frame = items.frame if items is not None else None
+    user_frame = users.frame if users is not None else None
+    if append:
+        try:
+            existing = read_dataset(out)
+        except FileNotFoundError as exc:
+            fail(f"--append: {exc}")
+        frame, item_frame, user_frame = _merge(existing, frame, item_frame, user_frame)
+        overwrite = True
+    _print_summary(out, _write(out, frame, item_frame, user_frame, overwrite))
+
+
+def _merge(existing: Dataset, events: pd.DataFrame, items: pd.DataFrame | None,
+           users: pd.DataFrame | None
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Existing rows win: an event re-sent with the same id is not added twice; new
+    catalog rows replace old ones with the same id."""
+    merged = pd.concat([existing.events, events], ignore_index=True)
+    merged = merged.drop_duplicates("event_id", keep="first")
+    new_items = existing.items if items is None else pd.concat(
+        [existing.items[~existing.items["item_id"].isin(items["item_id"])], items],
+        ignore_index=True)
+    new_users = existing.users if users is None else pd.concat(
+        [existing.users[~existing.users["user_id"].isin(users["user_id"])], users],
+        ignore_index=True)
+    return merged, new_items, new_users
+
+
+@app.command()
+def schema() -> None:
+    """Print the data contract: the fields of events, items and users."""
+    for title, fields in (("events.parquet", EVENT_FIELDS), ("items.parquet", ITEM_FIELDS),
+                          ("users.parquet", USER_FIELDS)):
+        console.print(f"\n[bold]{title}[/]")
+        console.print(describe(fields), highlight=False, markup=False)
+
+
+@app.command()
+def info(data: Path = typer.Option(..., "--data", help="Data directory.")) -> None:
+    """Summarise a data directory."""
+    try:
+        dataset = read_dataset(data)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    console.print_json(json.dumps(dataset.summary()))

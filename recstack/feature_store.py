@@ -1,0 +1,213 @@
+"""Opening RecStack's Feast store for a data directory, with the embedded default.
+
+`feature_repo/feature_store.yaml` is read once here: `${VAR}` values are
+expanded from the environment with `Settings` defaults, the online store is
+Redis when one answers (or when asked for explicitly) and Feast's embedded
+SQLite otherwise, and the registry lives beside the data unless a shared one
+(a file or a SQL database) is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import redis
+import yaml
+from feast import FeatureStore, FeatureView, FileSource, RepoConfig
+
+import feature_repo
+from feature_repo.definitions import Definitions, build_definitions
+from recstack.settings import Settings
+
+REPO_DIR = Path(feature_repo.__file__).parent
+STORE_DIR = "feature_store"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class OnlineStoreUnavailable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    host: str
+    port: int
+    db: int = 0
+    password: str | None = None
+    ssl: bool = False
+
+    @classmethod
+    def parse(cls, connection_string: str) -> RedisAddress:
+        """Feast's format: `host:port[,db=N][,password=...][,ssl=true]`."""
+        first, *options = [p.strip() for p in connection_string.split(",") if p.strip()]
+        host, _, port = first.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"RECSTACK_REDIS must look like host:port[,db=N], got "
+                             f"{connection_string!r}")
+        kwargs: dict[str, Any] = {}
+        for option in options:
+            key, _, value = option.partition("=")
+            if key == "db":
+                kwargs["db"] = int(value)
+            elif key == "password":
+                kwargs["password"] = value
+            elif key == "ssl":
+                kwargs["ssl"] = value.lower() == "true"
+        return cls(host=host, port=int(port), **kwargs)
+
+    def client(self, timeout: float = 2.0) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, db=self.db, password=self.password,
+                           ssl=self.ssl, socket_connect_timeout=timeout,
+                           socket_timeout=timeout)
+
+    def reachable(self, timeout: float = 0.5) -> bool:
+        try:
+            return bool(self.client(timeout).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} db {self.db}"
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Replace every `${VAR}`; an unknown variable is an error, not a literal."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise KeyError(f"feature_store.yaml uses ${{{name}}}, which is not set")
+        return env[name]
+    return _VAR.sub(value, text)
+
+
+def _yaml_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    store_dir = (data_dir / STORE_DIR).resolve()
+    registry = settings.feast_registry or str(store_dir / "registry.db")
+    is_sql = registry.split(":", 1)[0].startswith(("postgresql", "mysql", "sqlite"))
+    return {
+        "RECSTACK_FEAST_PROJECT": settings.feast_project,
+        "RECSTACK_FEAST_REGISTRY_TYPE": "sql" if is_sql else "file",
+        "RECSTACK_FEAST_REGISTRY": registry,
+        "RECSTACK_REDIS": settings.redis,
+    }
+
+
+def repo_config(data_dir: Path, settings: Settings,
+                announce: Callable[[str], None] = print) -> RepoConfig:
+    """The Feast configuration for `data_dir`, choosing the online store."""
+    text = (REPO_DIR / "feature_store.yaml").read_text()
+    raw = yaml.safe_load(expand(text, _yaml_env(settings, data_dir)))
+    store_dir = (data_dir / STORE_DIR).resolve()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    address = RedisAddress.parse(settings.redis)
+    if settings.online_store == "sqlite":
+        use_redis = False
+    else:
+        use_redis = address.reachable()
+        if not use_redis and settings.online_store == "redis":
+            raise OnlineStoreUnavailable(
+                f"RECSTACK_ONLINE_STORE=redis but no Redis answers at {address}")
+    if use_redis:
+        announce(f"online store: Redis at {address}")
+    else:
+        sqlite_path = store_dir / "online.db"
+        why = ("RECSTACK_ONLINE_STORE=sqlite" if settings.online_store == "sqlite"
+               else f"no Redis at {address}")
+        announce(f"online store: embedded SQLite at {sqlite_path} ({why})")
+        raw["online_store"] = {"type": "sqlite", "path": str(sqlite_path)}
+    config = RepoConfig(**raw)
+    config.repo_path = REPO_DIR
+    return config
+
+
+def open_store(data_dir: Path, settings: Settings | None = None,
+               announce: Callable[[str], None] = print) -> FeatureStore:
+    settings = settings or Settings.from_env()
+    return FeatureStore(config=repo_config(data_dir, settings, announce), repo_path=str(REPO_DIR))
+
+
+def apply_definitions(store: FeatureStore, data_dir: Path) -> Definitions:
+    """Register RecStack's objects (the `feast apply` step) for this data directory."""
+    missing = [p for p in (data_dir / "features").glob("*.parquet")] == []
+    if missing:
+        raise FileNotFoundError(
+            f"{data_dir / 'features'} has no feature tables: run "
+            f"`recstack features build --data {data_dir}` first")
+    definitions = build_definitions(data_dir)
+    store.apply(definitions.objects())
+    return definitions
+
+
+MATERIALIZE_ENGINES = ("direct", "feast")
+
+
+def latest_rows(view: FeatureView, keys: list[str], end: datetime) -> pd.DataFrame:
+    """The newest row per entity in a view's batch source, as of `end`."""
+    source = view.batch_source
+    assert isinstance(source, FileSource), "RecStack's batch sources are parquet files"
+    frame = pq.read_table(source.path).to_pandas()
+    frame = frame[frame[source.timestamp_field] <= pd.Timestamp(end)]
+    ordered = frame.sort_values([source.timestamp_field, source.created_timestamp_column],
+                                kind="stable")
+    return ordered.drop_duplicates(keys, keep="last").reset_index(drop=True)
+
+
+def materialize_all(store: FeatureStore, definitions: Definitions, engine: str = "direct",
+                    on_view: Callable[[str, int, float], None] | None = None,
+                    end: datetime | None = None) -> dict[str, float]:
+    """Load the newest row of every entity into the online store, view by view.
+
+    `direct` (default) picks each entity's newest row with pyarrow and writes it
+    through Feast's `write_to_online_store`, the write path `feast materialize`
+    ends in. `feast` runs `FeatureStore.materialize`, whose dask reader hashes
+    list-valued columns row by row: about 10x slower on the real-time view (see
+    BENCHMARKS.md). Returns seconds per view; `on_view(name, rows, seconds)`.
+    """
+    if engine not in MATERIALIZE_ENGINES:
+        raise ValueError(f"engine must be one of {MATERIALIZE_ENGINES}, got {engine!r}")
+    end = end or datetime.now(UTC) + timedelta(days=1)
+    start = datetime(1970, 1, 2, tzinfo=UTC)
+    timings: dict[str, float] = {}
+    for name, view in definitions.views.items():
+        began = time.perf_counter()
+        if engine == "direct":
+            rows = latest_rows(view, definitions.join_keys(view), end)
+            store.write_to_online_store(name, rows)
+            count = len(rows)
+        else:
+            with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a banner per view
+                store.materialize(start_date=start, end_date=end, feature_views=[name])
+            count = -1
+        timings[name] = time.perf_counter() - began
+        if on_view is not None:
+            on_view(name, count, timings[name])
+    return timings
+
+
+def online_features(store: FeatureStore, service: str, rows: list[dict[str, str]]
+                    ) -> dict[str, list[Any]]:
+    """Online features of a feature service for the given entity rows."""
+    return store.get_online_features(features=store.get_feature_service(service),
+                                     entity_rows=rows).to_dict()
+
+
+def training_frame(store: FeatureStore, entity_df: pd.DataFrame, service: str
+                   ) -> pd.DataFrame:
+    """Point-in-time-correct features for (entity, event_timestamp) rows.
+
+    Columns are named `view__feature`, since user and item views share stems
+    such as `views_7d`."""
+    job = store.get_historical_features(entity_df=entity_df,
+                                        features=store.get_feature_service(service),
+                                        full_feature_names=True)
+    return job.to_df()
