@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from feast import (
     Entity,
@@ -21,7 +22,6 @@ from feast import (
     PushSource,
     ValueType,
 )
-from feast.data_source import DataSource
 from feast.types import Array, Bool, Float32, Float64, Int64, String
 
 WINDOWS = (1, 7, 30)
@@ -47,7 +47,8 @@ class Definitions:
         by_name = {self.user.name: self.user.join_key, self.item.name: self.item.join_key}
         return [by_name[entity] for entity in view.entities]
 
-    def objects(self) -> list[Entity | DataSource | FeatureView | FeatureService]:
+    def objects(self) -> list[Any]:
+        """Everything `FeatureStore.apply` registers (Any: apply's list type is invariant)."""
         return [self.user, self.item, self.push_source, *self.views.values(),
                 *self.services.values()]
 

@@ -260,6 +260,21 @@ def compute_features(dataset: Dataset,
     return FeatureTables(tables)
 
 
+# Explicit types for list columns: a column of only empty lists would otherwise be
+# inferred as list<null>, which offline stores cannot cast to the declared feature type.
+LIST_TYPES = {"top_categories": pa.list_(pa.string()), "recent_items": pa.list_(pa.string()),
+              "categories": pa.list_(pa.string()), "tags": pa.list_(pa.string()),
+              "category_affinity": pa.list_(pa.float32())}
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for n, field in enumerate(table.schema):
+        if field.name in LIST_TYPES:
+            table = table.set_column(n, field.name, table.column(n).cast(LIST_TYPES[field.name]))
+    return table
+
+
 def write_features(tables: FeatureTables, data_dir: Path) -> dict[str, Path]:
     out = data_dir / FEATURES_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +282,7 @@ def write_features(tables: FeatureTables, data_dir: Path) -> dict[str, Path]:
     for name, frame in tables.tables.items():
         path = out / f"{name}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        pq.write_table(_to_arrow(frame), tmp)
         tmp.replace(path)
         paths[name] = path
     return paths
