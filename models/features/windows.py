@@ -85,6 +85,8 @@ def last_active_before(daily: pd.DataFrame, snaps: pd.DataFrame, entity: str,
     keys = np.sort(active[entity].map(codes).to_numpy(np.int64) * _STRIDE
                    + active["day"].to_numpy())
     snap_keys = snaps[entity].map(codes).to_numpy(np.int64) * _STRIDE + snaps["day"].to_numpy()
+    if len(keys) == 0:
+        return np.full(len(snaps), -1, dtype=np.int64)
     pos = np.searchsorted(keys, snap_keys, side="left") - 1
     prev = np.where(pos >= 0, keys[np.maximum(pos, 0)], -1)
     same_entity = (prev >= 0) & (prev // _STRIDE == snap_keys // _STRIDE)

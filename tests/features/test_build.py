@@ -98,3 +98,14 @@ def test_build_writes_every_table(tmp_path: Path) -> None:
     paths = build_features(write_handbuilt(tmp_path))
     assert sorted(paths) == sorted(TABLES)
     assert all(p.exists() for p in paths.values())
+
+
+def test_ratings_only_data_has_no_purchase_recency() -> None:
+    """MovieLens has only ratings: windows work and purchase recency stays empty."""
+    from models.features.windows import change_days, daily_totals, last_active_before
+
+    events = pd.DataFrame({"user_id": ["a", "a"], "day": [0, 3], "purchases": [0.0, 0.0]})
+    daily = daily_totals(events, "user_id", ["purchases"])
+    snaps = change_days(daily, "user_id", (1,), last_day=10)
+    assert list(last_active_before(daily, snaps, "user_id", "purchases")) == [-1] * len(snaps)
+    assert list(last_active_before(daily, snaps, "user_id")) == [0, 0, 3, 3]

@@ -1,0 +1,44 @@
+# RecStack developer commands. `make demo` and `make test` are the README's two commands.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-fast test-slow check bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+## setup: create .venv with the whole stack (about 3 minutes the first time)
+setup: $(VENV)/.installed
+
+## demo: synthetic data -> features -> Feast apply + materialize -> online reads
+demo: setup
+	$(BIN)/recstack demo --out demo-data
+
+## check: lint, types, import layering
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: checks, then the default test suite (needs Redis and PostgreSQL; .ci/run starts them)
+test: check
+	$(BIN)/pytest
+
+## test-fast: unit tests only, no services
+test-fast: setup
+	$(BIN)/pytest -m 'not integration and not slow'
+
+## test-slow: the long suites kept out of the default run
+test-slow: setup
+	$(BIN)/pytest -m slow
+
+## bench: feature store benchmark (10k users, 5k items) -> BENCHMARKS.md figures
+bench: setup
+	$(BIN)/python benchmarks/feature_store.py
+
+clean:
+	rm -rf demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m recstack` runs the CLI."""
+
+from recstack.cli import app
+
+app()
