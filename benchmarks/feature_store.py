@@ -1,12 +1,13 @@
 """Feature store benchmark: materialize 10k users + 5k items into Redis, read one user online.
 
+Both materialization engines are timed (`feast`, the default, and `direct`).
 Beside each Feast figure, the same run's floor from plain redis-py:
 - writes: the exact hashes Feast wrote, re-written with pipelined HSET;
 - reads: one HGETALL of the same user key Feast reads.
 
 Usage:
     python benchmarks/feature_store.py [--users 10000] [--items 5000] [--reads 2000]
-        [--repeats 3] [--feast-engine] [--out benchmarks/out]
+        [--repeats 3] [--out benchmarks/out]
 
 Redis comes from RECSTACK_BENCH_REDIS (default localhost:6379,db=15); that db is
 flushed. Results: printed as a Markdown table and saved to OUT/feature_store.json.
@@ -30,6 +31,7 @@ import numpy as np
 from models.data.synthetic import GenerateConfig, generate
 from models.features.build import build_features
 from recstack.feature_store import (
+    MATERIALIZE_ENGINES,
     RedisAddress,
     apply_definitions,
     latest_rows,
@@ -45,9 +47,8 @@ class Result:
     items: int
     events: int
     build_features_s: float
-    materialize_s: list[float]
+    materialize_s: dict[str, list[float]]
     materialize_entities: int
-    materialize_feast_engine_s: float | None
     floor_write_s: list[float]
     floor_write_keys: int
     read_feast_ms: dict[str, float]
@@ -90,8 +91,6 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--reads", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--feast-engine", action="store_true",
-                        help="also time Feast's own FeatureStore.materialize (slow)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args()
 
@@ -110,33 +109,25 @@ def main() -> None:
     store = open_store(world, settings)
     definitions = apply_definitions(store, world)
 
-    mat_times: list[float] = []
-    floor_times: list[float] = []
-    hashes: dict[bytes, dict[bytes, bytes]] = {}
     entities = sum(len(latest_rows(view, definitions.join_keys(view),
                                    datetime.now(UTC) + timedelta(days=1)))
                    for view in definitions.views.values())
+    times: dict[str, list[float]] = {engine: [] for engine in MATERIALIZE_ENGINES}
+    floor_times: list[float] = []
+    hashes: dict[bytes, dict[bytes, bytes]] = {}
     for repeat in range(args.repeats):
-        client.flushdb()
-        apply_definitions(store, world)
-        began = time.perf_counter()
-        materialize_all(store, definitions)
-        mat_times.append(time.perf_counter() - began)
+        for engine in MATERIALIZE_ENGINES:
+            client.flushdb()
+            apply_definitions(store, world)
+            began = time.perf_counter()
+            materialize_all(store, definitions, engine=engine)
+            times[engine].append(time.perf_counter() - began)
         hashes = dump_hashes(client)
         floor_times.append(floor_write(client, hashes))
         client.delete(*[b"floor:" + k for k in hashes])
-        print(f"repeat {repeat + 1}: materialize {mat_times[-1]:.2f} s "
-              f"({entities} entity rows over {len(definitions.views)} views), "
-              f"redis-py floor {floor_times[-1]:.2f} s for {len(hashes)} keys", flush=True)
-
-    feast_engine_s = None
-    if args.feast_engine:
-        client.flushdb()
-        apply_definitions(store, world)
-        began = time.perf_counter()
-        materialize_all(store, definitions, engine="feast")
-        feast_engine_s = time.perf_counter() - began
-        print(f"feast engine: {feast_engine_s:.1f} s", flush=True)
+        print(f"repeat {repeat + 1}: " + ", ".join(
+            f"{engine} engine {t[-1]:.2f} s" for engine, t in times.items())
+            + f"; redis-py floor {floor_times[-1]:.2f} s for {len(hashes)} keys", flush=True)
 
     # Reads: one user per call through the Feast SDK, as serving will do.
     user_ids = sorted({k for k in _entity_ids(world, "user_activity", "user_id")})
@@ -167,8 +158,7 @@ def main() -> None:
     events = int(_row_count(world / "events.parquet"))
     result = Result(
         users=args.users, items=args.items, events=events, build_features_s=build_s,
-        materialize_s=mat_times, materialize_entities=entities,
-        materialize_feast_engine_s=feast_engine_s, floor_write_s=floor_times,
+        materialize_s=times, materialize_entities=entities, floor_write_s=floor_times,
         floor_write_keys=len(hashes), read_feast_ms=percentiles(feast_reads),
         read_floor_ms=percentiles(floor_reads), read_item_feast_ms=percentiles(item_reads))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -201,17 +191,23 @@ def _user_key(store: Any, user_id: str) -> bytes:
 
 
 def render(r: Result) -> str:
-    mat = statistics.median(r.materialize_s)
     floor = statistics.median(r.floor_write_s)
+    repeats = len(r.floor_write_s)
     lines = [
         f"Synthetic world: {r.users:,} users, {r.items:,} items, {r.events:,} events; "
-        f"feature tables built in {r.build_features_s:.1f} s.",
+        f"feature tables built in {r.build_features_s:.1f} s. Medians of {repeats} runs.",
         "",
         "| measure | Feast | redis-py floor | ratio |",
         "|---|---|---|---|",
-        f"| materialize {r.materialize_entities:,} entity rows, 5 views "
-        f"(median of {len(r.materialize_s)}) | {mat:.2f} s | {floor:.2f} s "
-        f"({r.floor_write_keys:,} hashes, pipelined HSET) | {mat / floor:.1f}x |",
+    ]
+    for engine, label in (("feast", "`FeatureStore.materialize` (default)"),
+                          ("direct", "`--engine direct`")):
+        mat = statistics.median(r.materialize_s[engine])
+        lines.append(
+            f"| materialize {r.materialize_entities:,} entity rows, 5 views, {label} | "
+            f"{mat:.2f} s | {floor:.2f} s ({r.floor_write_keys:,} hashes, pipelined HSET) | "
+            f"{mat / floor:.1f}x |")
+    lines += [
         f"| one user's online features (`user_online`, 3 views) p50 | "
         f"{r.read_feast_ms['p50']:.2f} ms | {r.read_floor_ms['p50']:.3f} ms (HGETALL) | "
         f"{r.read_feast_ms['p50'] / r.read_floor_ms['p50']:.1f}x |",
@@ -220,10 +216,6 @@ def render(r: Result) -> str:
         f"| one item's online features (`item_online`, 2 views) p50 / p99 | "
         f"{r.read_item_feast_ms['p50']:.2f} / {r.read_item_feast_ms['p99']:.2f} ms | | |",
     ]
-    if r.materialize_feast_engine_s is not None:
-        lines.append(f"| materialize with Feast's own engine (`--engine feast`) | "
-                     f"{r.materialize_feast_engine_s:.1f} s | | "
-                     f"{r.materialize_feast_engine_s / mat:.1f}x the default |")
     return "\n".join(lines)
 
 

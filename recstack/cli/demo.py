@@ -29,7 +29,7 @@ def demo(
     generate(out=out, users=users, items=items, days=days, seed=seed,
              start="2026-01-01T00:00:00Z", overwrite=True)
     console.rule("2/3 features: build, feast apply, materialize")
-    store = run_apply(out, engine="direct", materialize=True)
+    store = run_apply(out, engine="feast", materialize=True)
     console.rule("3/3 online reads through the Feast SDK")
     dataset = read_dataset(out)
     busiest = dataset.events["user_id"].value_counts().index[:2]

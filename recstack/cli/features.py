@@ -79,7 +79,7 @@ def run_apply(data: Path, engine: str, materialize: bool) -> FeatureStore:
 
         materialize_all(store, definitions, engine=engine, on_view=on_view)
     for name, (rows, seconds) in done.items():
-        count = f"{rows:>9,} entities" if rows >= 0 else "(feast engine)"
+        count = f"{rows:>9,} entities" if rows >= 0 else ""
         console.print(f"  {name:<16} {count}  {seconds:6.2f} s")
     return store
 
@@ -93,16 +93,16 @@ def build(data: Path = DATA) -> None:
 @app.command()
 def apply(
     data: Path = DATA,
-    engine: str = typer.Option("direct", help="Materialization engine: `direct` (newest row "
-                               "per entity via Feast's online write path) or `feast` "
-                               "(FeatureStore.materialize)."),
+    engine: str = typer.Option("feast", help="Materialization engine: `feast` "
+                               "(FeatureStore.materialize) or `direct` (newest row per "
+                               "entity through Feast's online write path; about 2x faster)."),
     materialize: bool = typer.Option(True, help="Load the online store after applying."),
 ) -> None:
     """Register the feature repo with Feast (`feast apply`) and materialize it online.
 
     Builds the feature tables first when they are missing or older than the data."""
-    if engine not in ("direct", "feast"):
-        fail(f"--engine must be `direct` or `feast`, got {engine!r}", 2)
+    if engine not in ("feast", "direct"):
+        fail(f"--engine must be `feast` or `direct`, got {engine!r}", 2)
     run_apply(data, engine, materialize)
 
 
