@@ -166,6 +166,34 @@ def string_column(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name].map(_as_id).astype(object)
 
 
+def _raw(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column as read, or all None when the file has no such column."""
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+def _given(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: not _is_blank(v))
+
+
+def _optional_timestamps(raw: pd.DataFrame, name: str, check: _Collector) -> pd.Series:
+    """Parse an optional timestamp column: blanks stay NaT, bad values become issues."""
+    values = _raw(raw, name)
+    stamps = parse_timestamps(values)
+    check.flag((_given(values) & stamps.isna()).to_numpy(), name,
+               lambda p: f"unparseable timestamp: {_short(values.iat[p])}")
+    return stamps
+
+
+def _required_unique_ids(raw: pd.DataFrame, name: str, check: _Collector,
+                         locator: Locator) -> pd.Series:
+    ids = string_column(raw, name)
+    check.flag(ids.isna().to_numpy(), name, "missing")
+    _unique_ids(ids, name, check, locator)
+    return ids
+
+
 def require_columns(frame: pd.DataFrame, locator: Locator, names: Iterable[str]) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
@@ -254,9 +282,9 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
     check.flag(needs_item.to_numpy(), "item_id",
                lambda p: f"missing: a {out.at[p, 'event_type']} event needs an item")
 
-    raw_value = raw["value"] if "value" in raw.columns else pd.Series(None, index=raw.index)
+    raw_value = _raw(raw, "value")
     value = pd.to_numeric(raw_value, errors="coerce").astype(float)
-    given = raw_value.map(lambda v: not _is_blank(v))
+    given = _given(raw_value)
     check.flag((given & value.isna()).to_numpy(), "value",
                lambda p: f"not a number: {_short(raw_value.iat[p])}")
     check.flag((value.notna() & ~np.isfinite(value)).to_numpy(), "value", "not finite")
@@ -276,8 +304,7 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
                "missing: a search event needs its query text")
     out["request_id"] = string_column(raw, "request_id")
 
-    contexts = (raw["context"] if "context" in raw.columns
-                else pd.Series(None, index=raw.index)).map(_parse_context)
+    contexts = _raw(raw, "context").map(_parse_context)
     out["context"] = contexts.map(lambda c: c[0])
     context_error = contexts.map(lambda c: c[1])
     check.flag(context_error.notna().to_numpy(), "context",
@@ -339,9 +366,7 @@ def normalize_items(raw: pd.DataFrame, locator: Locator) -> Validated:
     raw = raw.reset_index(drop=True)
     check = _Collector(raw, locator)
     out = pd.DataFrame(index=raw.index)
-    out["item_id"] = string_column(raw, "item_id")
-    check.flag(out["item_id"].isna().to_numpy(), "item_id", "missing")
-    _unique_ids(out["item_id"], "item_id", check, locator)
+    out["item_id"] = _required_unique_ids(raw, "item_id", check, locator)
 
     title = string_column(raw, "title")
     out["title"] = title.where(title.notna(), out["item_id"])
@@ -356,36 +381,28 @@ def normalize_items(raw: pd.DataFrame, locator: Locator) -> Validated:
     out["category"] = [cats[0] if cats else "unknown" for cats in out["categories"]]
     out["tags"] = _list_column(raw, "tags", check)
 
-    raw_price = raw["price"] if "price" in raw.columns else pd.Series(None, index=raw.index)
+    raw_price = _raw(raw, "price")
     price = pd.to_numeric(raw_price, errors="coerce").astype(float)
-    given = raw_price.map(lambda v: not _is_blank(v))
+    given = _given(raw_price)
     check.flag((given & price.isna()).to_numpy(), "price",
                lambda p: f"not a number: {_short(raw_price.iat[p])}")
     check.flag(((price < 0) | (price.notna() & ~np.isfinite(price))).to_numpy(), "price",
                lambda p: f"must be finite and >= 0, got {price.iat[p]}")
     out["price"] = price
 
-    raw_year = raw["year"] if "year" in raw.columns else pd.Series(None, index=raw.index)
+    raw_year = _raw(raw, "year")
     year = pd.to_numeric(raw_year, errors="coerce")
-    bad_year = (raw_year.map(lambda v: not _is_blank(v)) & year.isna()) | (
+    bad_year = (_given(raw_year) & year.isna()) | (
         year.notna() & ((year % 1 != 0) | (year < 1000) | (year > 3000)))
     check.flag(bad_year.to_numpy(), "year",
                lambda p: f"not a plausible year: {_short(raw_year.iat[p])}")
     out["year"] = year.where(~bad_year).astype("Int32")
 
-    if "created_at" in raw.columns:
-        stamps = parse_timestamps(raw["created_at"])
-        given_at = raw["created_at"].map(lambda v: not _is_blank(v))
-        check.flag((given_at & stamps.isna()).to_numpy(), "created_at",
-                   lambda p: f"unparseable timestamp: {_short(raw['created_at'].iat[p])}")
-        out["created_at"] = stamps
-    else:
-        out["created_at"] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    out["created_at"] = _optional_timestamps(raw, "created_at", check)
 
     if "available" in raw.columns:
         avail = raw["available"].map(_as_bool)
-        check.flag(avail.isna().to_numpy() & raw["available"].map(
-            lambda v: not _is_blank(v)).to_numpy(), "available",
+        check.flag((avail.isna() & _given(raw["available"])).to_numpy(), "available",
             lambda p: f"not a boolean: {_short(raw['available'].iat[p])}")
         out["available"] = avail.fillna(True).astype(bool)
     else:
@@ -412,24 +429,13 @@ def normalize_users(raw: pd.DataFrame, locator: Locator) -> Validated:
     raw = raw.reset_index(drop=True)
     check = _Collector(raw, locator)
     out = pd.DataFrame(index=raw.index)
-    out["user_id"] = string_column(raw, "user_id")
-    check.flag(out["user_id"].isna().to_numpy(), "user_id", "missing")
-    _unique_ids(out["user_id"], "user_id", check, locator)
-
-    if "created_at" in raw.columns:
-        stamps = parse_timestamps(raw["created_at"])
-        given = raw["created_at"].map(lambda v: not _is_blank(v))
-        check.flag((given & stamps.isna()).to_numpy(), "created_at",
-                   lambda p: f"unparseable timestamp: {_short(raw['created_at'].iat[p])}")
-        out["created_at"] = stamps
-    else:
-        out["created_at"] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    out["user_id"] = _required_unique_ids(raw, "user_id", check, locator)
+    out["created_at"] = _optional_timestamps(raw, "created_at", check)
     out["segment"] = string_column(raw, "segment")
 
     extra = [c for c in raw.columns if c not in {"user_id", "created_at", "segment",
                                                  "attributes"}]
-    given_attrs = (raw["attributes"] if "attributes" in raw.columns
-                   else pd.Series(None, index=raw.index)).map(_parse_context)
+    given_attrs = _raw(raw, "attributes").map(_parse_context)
     attr_error = given_attrs.map(lambda c: c[1])
     check.flag(attr_error.notna().to_numpy(), "attributes", lambda p: str(attr_error.iat[p]))
 
