@@ -1,0 +1,1 @@
+"""Candidate generators: each usable alone and as a source for the ranker."""

@@ -1,0 +1,43 @@
+"""EASE (Steck, 2019): a closed-form linear item-item model, a strong baseline.
+
+B = I - P / diag(P) with P = (X^T X + lambda I)^-1 and zero diagonal. The
+inverse is cubic in the number of items, so the model is fitted on the
+`max_items` most popular items; the rest score 0 (they can still come from
+other generators).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from models.candidates.base import CandidateGenerator, TrainingData
+
+
+class EASE(CandidateGenerator):
+    name = "ease"
+
+    def __init__(self, l2: float = 500.0, max_items: int = 4000) -> None:
+        self.l2 = l2
+        self.max_items = max_items
+
+    def fit(self, data: TrainingData) -> EASE:
+        counts = np.asarray(data.matrix.sum(axis=0)).ravel()
+        ranked = np.argsort(-counts, kind="stable")
+        self.columns = np.sort(ranked[: min(self.max_items, int((counts > 0).sum()))])
+        x = data.matrix[:, self.columns].astype(np.float64)
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices_from(gram)] += self.l2
+        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        b = p / (-np.diag(p))
+        b[np.diag_indices_from(b)] = 0.0
+        self.weights = b.astype(np.float32)
+        self.user_items = data.matrix.tocsr()
+        self.n_items = data.matrix.shape[1]
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(users), self.n_items), dtype=np.float32)
+        history = self.user_items[users][:, self.columns]
+        out[:, self.columns] = history @ self.weights
+        return out
