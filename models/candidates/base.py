@@ -16,11 +16,13 @@ SCORE_CHUNK = 1024  # users scored per dense block: 1024 x 10k items x 4 B = 40 
 @dataclass(frozen=True)
 class TrainingData:
     """What a generator may learn from: the interaction matrix (users x items, on the
-    split's index), the training events, and the catalog aligned with the columns."""
+    split's index), the training events, the catalog aligned with the columns and the
+    user ids of the rows."""
 
     matrix: sp.csr_matrix
     events: pd.DataFrame
     items: pd.DataFrame  # one row per column of `matrix`, in order
+    user_ids: np.ndarray  # one id per row of `matrix`, in order
 
     @property
     def now(self) -> pd.Timestamp:

@@ -63,7 +63,7 @@ def compare(split: Split, items: pd.DataFrame, generators: Sequence[CandidateGen
     for every test user; one row of metrics per generator."""
     catalog = aligned_items(split, items)
     train = split.train_matrix()
-    data = TrainingData(train, split.train_events, catalog)
+    data = TrainingData(train, split.train_events, catalog, split.users.ids)
     test = split.test_matrix()
     users = split.test_users()
     relevant = test[users]
