@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,9 @@ def item_text(items: pd.DataFrame) -> list[str]:
 class TextEmbedder:
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_path = None if cache_dir is None else cache_dir / "text_embeddings.parquet"
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
 
-    def _load(self):  # type: ignore[no-untyped-def]
+    def _load(self) -> Any:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
