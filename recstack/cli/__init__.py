@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from recstack.cli import data, demo, features
+from recstack.cli import data, demo, features, models
 
 app = typer.Typer(
     name="recstack",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(models.app, name="models")
 app.command(name="demo")(demo.demo)
 
 __all__ = ["app"]

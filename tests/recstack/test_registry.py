@@ -1,0 +1,111 @@
+"""The registry on a local directory and on fsspec's in-memory filesystem."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from recstack.registry import Manifest, Registry, RegistryError, new_version_id
+
+
+def _manifest(version: str, minutes: int = 0) -> Manifest:
+    return Manifest(version=version,
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes),
+                    code_revision="abc123", data_snapshot={"events": 10},
+                    feature_service="ranker", params={"k": 1}, metrics={"ndcg@10": 0.1})
+
+
+def _artifacts(tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    (root / "ranker").mkdir(parents=True)
+    (root / "ranker" / "model.json").write_text('{"trees": []}')
+    (root / "items.parquet").write_bytes(b"PAR1")
+    return root
+
+
+@pytest.fixture(params=["local", "memory"])
+def registry(request, tmp_path: Path) -> Registry:
+    if request.param == "local":
+        return Registry(tmp_path / "reg")
+    return Registry(f"memory://reg-{uuid.uuid4().hex}")
+
+
+def test_publish_list_show_and_fetch(registry: Registry, tmp_path: Path) -> None:
+    assert registry.versions() == []
+    with pytest.raises(RegistryError, match="no versions yet"):
+        registry.latest()
+    registry.publish(_manifest("v1"), _artifacts(tmp_path, "a1"))
+    registry.publish(_manifest("v2", minutes=5), _artifacts(tmp_path, "a2"))
+    assert [m.version for m in registry.versions()] == ["v1", "v2"]
+    shown = registry.manifest("v2")
+    assert shown.artifacts == ["items.parquet", "ranker/model.json"]
+    assert shown.metrics == {"ndcg@10": 0.1} and shown.code_revision == "abc123"
+    local = registry.fetch("v1", cache=tmp_path / "cache")
+    assert (local / "ranker" / "model.json").read_text() == '{"trees": []}'
+    assert registry.version_uri("v1").endswith("/versions/v1")
+    with pytest.raises(RegistryError, match="already exists"):
+        registry.publish(_manifest("v1"), _artifacts(tmp_path, "a3"))
+    with pytest.raises(RegistryError, match="no version 'v9'"):
+        registry.manifest("v9")
+
+
+def test_stages_promote_history_and_rollback(registry: Registry, tmp_path: Path) -> None:
+    for n in (1, 2, 3):
+        registry.publish(_manifest(f"v{n}", minutes=n), _artifacts(tmp_path, f"a{n}"))
+    assert registry.stage("prod") is None
+    with pytest.raises(RegistryError, match="has no version yet"):
+        registry.resolve(stage="prod")
+    registry.promote("v1", "prod", by="ci")
+    registry.promote("v2", "prod", by="ci", note="better ndcg")
+    registry.promote("v3", "staging")
+    assert registry.stage("prod") == "v2" and registry.stage("staging") == "v3"
+    assert registry.resolve(stage="prod").version == "v2"
+    assert registry.resolve().version == "v3"  # latest when nothing is named
+    back = registry.rollback("prod")
+    assert back.version == "v1" and "rollback from v2" in back.note
+    assert registry.stage("prod") == "v1"
+    assert [e.version for e in registry.history()["prod"]] == ["v1", "v2", "v1"]
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("staging")
+    with pytest.raises(RegistryError, match="unknown stage 'qa'"):
+        registry.promote("v1", "qa")
+    with pytest.raises(RegistryError, match="no version 'v7'"):
+        registry.promote("v7", "dev")
+
+
+def test_version_ids_sort_by_time_and_bad_ids_are_refused(tmp_path: Path) -> None:
+    early = new_version_id(datetime(2026, 1, 1, tzinfo=UTC), "a")
+    late = new_version_id(datetime(2026, 1, 2, tzinfo=UTC), "a")
+    assert early < late and early == "v20260101-000000-a"
+    with pytest.raises(RegistryError, match="invalid version id"):
+        Registry(tmp_path).publish(_manifest("../escape"), _artifacts(tmp_path, "x"))
+
+
+def test_models_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recstack.cli import app
+
+    reg = Registry(tmp_path / "reg")
+    reg.publish(_manifest("v1"), _artifacts(tmp_path, "a1"))
+    reg.publish(_manifest("v2", minutes=1), _artifacts(tmp_path, "a2"))
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+    args = ["--registry", str(tmp_path / "reg")]
+    assert runner.invoke(app, ["models", "promote", "v1", *args, "--stage", "prod"],
+                         env=env).exit_code == 0
+    assert runner.invoke(app, ["models", "promote", "v2", *args, "--stage", "prod"],
+                         env=env).exit_code == 0
+    listed = runner.invoke(app, ["models", "list", *args], env=env)
+    assert listed.exit_code == 0 and "v2" in listed.output and "prod" in listed.output
+    shown = runner.invoke(app, ["models", "show", "v1", *args], env=env)
+    assert '"feature_service": "ranker"' in shown.output
+    back = runner.invoke(app, ["models", "rollback", *args, "--stage", "prod"], env=env)
+    assert back.exit_code == 0 and "prod -> v1" in back.output
+    missing = runner.invoke(app, ["models", "show", "v9", *args], env=env)
+    assert missing.exit_code == 1 and "no version 'v9'" in missing.stderr
+    bad = runner.invoke(app, ["models", "promote", "v1", *args, "--stage", "qa"], env=env)
+    assert bad.exit_code == 1 and "unknown stage 'qa'" in bad.stderr
