@@ -1,0 +1,57 @@
+"""Approximate nearest-neighbour search over item embeddings (hnswlib), with exact
+search for small catalogs and a measured recall against exact search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+EXACT_BELOW = 2_000  # items; brute force is faster and exact below this
+
+
+class ItemIndex:
+    def __init__(self, vectors: np.ndarray, exact: bool | None = None, ef: int = 200,
+                 m: int = 32, seed: int = 0) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.exact = len(vectors) < EXACT_BELOW if exact is None else exact
+        self._index = None
+        if not self.exact:
+            import hnswlib
+
+            index = hnswlib.Index(space="ip", dim=self.vectors.shape[1])
+            index.init_index(max_elements=len(self.vectors), ef_construction=ef, M=m,
+                             random_seed=seed)
+            index.add_items(self.vectors, np.arange(len(self.vectors)), num_threads=1)
+            index.set_ef(max(ef, 100))
+            self._index = index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, inner products), best first."""
+        k = min(k, len(self.vectors))
+        if self._index is None:
+            return exact_search(self.vectors, queries, k)
+        ids, distances = self._index.knn_query(np.ascontiguousarray(queries, np.float32), k=k)
+        return ids.astype(np.int64), (1.0 - distances).astype(np.float32)
+
+    def recall_vs_exact(self, queries: np.ndarray, k: int = 100) -> float:
+        """Share of the exact top-k that the index returns (1.0 for exact search)."""
+        approx, _ = self.search(queries, k)
+        truth, _ = exact_search(self.vectors, queries, min(k, len(self.vectors)))
+        hits = [len(set(a) & set(t)) / len(t) for a, t in zip(approx, truth, strict=True)]
+        return float(np.mean(hits)) if hits else 1.0
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "item_vectors.npy", self.vectors)
+        if self._index is not None:
+            self._index.save_index(str(directory / "items.hnsw"))
+
+
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    scores = queries @ vectors.T
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return (np.take_along_axis(part, order, axis=1),
+            np.take_along_axis(part_scores, order, axis=1))

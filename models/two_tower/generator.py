@@ -1,0 +1,69 @@
+"""The two-tower model as a candidate generator: train, embed, index, retrieve."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.candidates.base import CandidateGenerator, TrainingData
+from models.text_embeddings import TextEmbedder, item_text
+from models.two_tower.ann import ItemIndex
+from models.two_tower.data import item_features, pad_history, training_examples
+from models.two_tower.train import Trained, TwoTowerConfig, build_model, fit
+
+
+class TwoTowerGenerator(CandidateGenerator):
+    name = "two_tower"
+
+    def __init__(self, config: TwoTowerConfig | None = None, workers: int = 0,
+                 embedder: TextEmbedder | None = None, use_text: bool = True,
+                 on_epoch: Callable[[int, float], None] | None = None) -> None:
+        self.config = config or TwoTowerConfig()
+        self.workers = workers
+        self.embedder = embedder
+        self.use_text = use_text
+        self.on_epoch = on_epoch
+        self.metrics: dict[str, float] = {}
+
+    def fit(self, data: TrainingData) -> TwoTowerGenerator:
+        text = None
+        if self.use_text:
+            text = (self.embedder or TextEmbedder()).encode(item_text(data.items))
+        features = item_features(data.items, text)
+        examples, final, sampling = training_examples(data.events, data.items, data.user_ids)
+        n_users, n_items = len(data.user_ids), len(data.items)
+        trained: Trained = fit(examples, features, sampling, n_users, n_items, self.config,
+                               workers=self.workers, on_epoch=self.on_epoch)
+        self.metrics = dict(trained.metrics)
+        model = build_model(self.config, n_users, n_items, features)
+        model.load_state_dict(trained.state)
+        model.eval()
+        self.model = model
+        with torch.no_grad():
+            self.item_vectors = model.item_vectors(torch.arange(1, n_items + 1)).numpy()
+            history = np.stack([pad_history(final.get(str(u), np.zeros(0, np.int64)))
+                                for u in data.user_ids])
+            self.user_vectors = model.user_vectors(torch.arange(1, n_users + 1),
+                                                   torch.from_numpy(history)).numpy()
+        self.index = ItemIndex(self.item_vectors)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.user_vectors[users] @ self.item_vectors.T
+
+    def embed_history(self, history: list[int]) -> np.ndarray:
+        """A user vector from item history alone (unknown user id): cold start, sessions."""
+        with torch.no_grad():
+            vec = self.model.user_vectors(torch.zeros(1, dtype=torch.long),
+                                          torch.from_numpy(pad_history(np.array(history)
+                                                                       + 1))[None])
+        return vec.numpy()[0]
+
+    def export(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.model.state_dict(), directory / "two_tower.pt")
+        np.save(directory / "user_vectors.npy", self.user_vectors)
+        self.index.save(directory)

@@ -1,0 +1,96 @@
+"""Two-tower: no look-ahead in its examples, a loss that learns, an index that finds
+the exact neighbours, and training in process and on Ray Train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.candidates.popularity import Popularity
+from models.data.dataset import read_dataset
+from models.evaluation.compare import compare
+from models.evaluation.split import per_user_temporal
+from models.two_tower.ann import ItemIndex
+from models.two_tower.data import histories
+from models.two_tower.generator import TwoTowerGenerator
+from models.two_tower.model import TwoTower
+from models.two_tower.train import TwoTowerConfig
+
+
+def test_examples_see_only_the_past() -> None:
+    pairs = pd.DataFrame({
+        "user_id": ["a", "a", "a", "b"],
+        "item_id": ["x", "y", "z", "x"],
+        "timestamp": pd.to_datetime(["2026-01-03", "2026-01-01", "2026-01-02", "2026-01-05"],
+                                    utc=True)})
+    examples, final = histories(pairs, pd.Index(["x", "y", "z"]), pd.Index(["a", "b"]))
+    # Ordered by time for user a: y (1 Jan), z (2 Jan), x (3 Jan). Indices are 1-based.
+    assert examples.items.tolist() == [2, 3, 1, 1]
+    assert examples.history[0].tolist()[:2] == [0, 0]      # y: nothing before it
+    assert examples.history[1].tolist()[:2] == [2, 0]      # z: y
+    assert examples.history[2].tolist()[:3] == [3, 2, 0]   # x: z then y, newest first
+    assert examples.history[3].tolist()[:1] == [0]         # user b starts empty
+    assert final["a"].tolist() == [1, 3, 2]
+    assert examples.users.tolist() == [1, 1, 1, 2]
+
+
+def test_loss_handles_repeated_items_and_learns() -> None:
+    torch.manual_seed(0)
+    model = TwoTower(n_users=4, n_items=6, item_feature_dim=3, dim=8, hidden=16)
+    model.load_item_features(torch.rand(7, 3))
+    users = torch.tensor([1, 2, 3, 4, 1, 2])
+    history = torch.zeros(6, 20, dtype=torch.long)
+    items = torch.tensor([1, 2, 3, 4, 1, 2])  # each user always picks "their" item
+    log_q = torch.log(torch.full((7,), 1 / 7))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    first = float(model(users, history, items, log_q))
+    for _ in range(100):
+        loss = model(users, history, items, log_q)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert np.isfinite(first) and float(loss) < first / 4
+
+
+def test_index_recall_against_exact_search() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(50, 16)).astype(np.float32)
+    approximate = ItemIndex(vectors, exact=False)
+    assert approximate.recall_vs_exact(queries, k=50) > 0.95
+    exact = ItemIndex(vectors[:500])
+    assert exact.exact and exact.recall_vs_exact(queries, k=20) == 1.0
+
+
+def test_learns_on_the_synthetic_world_in_process(small_world: Path, tmp_path: Path) -> None:
+    data = read_dataset(small_world)
+    split = per_user_temporal(data.events, data.items["item_id"])
+    losses: list[float] = []
+    model = TwoTowerGenerator(TwoTowerConfig(epochs=6, batch_size=128), use_text=False,
+                              on_epoch=lambda _epoch, loss: losses.append(loss))
+    table = compare(split, data.items, [model, Popularity()], ks=(10,))
+    assert losses[-1] < losses[0]
+    assert table.loc["two_tower", "recall@10"] > 3 * 10 / len(data.items)
+    assert table.loc["two_tower", "coverage@10"] > table.loc["popularity", "coverage@10"]
+    model.export(tmp_path / "export")
+    assert (tmp_path / "export" / "item_vectors.npy").exists()
+    cold = model.embed_history([0, 1, 2])
+    assert cold.shape == (model.config.dim,) and np.isclose(np.linalg.norm(cold), 1.0)
+
+
+@pytest.mark.integration
+def test_trains_on_ray_train_with_two_workers(small_world: Path) -> None:
+    data = read_dataset(small_world)
+    split = per_user_temporal(data.events, data.items["item_id"])
+    model = TwoTowerGenerator(TwoTowerConfig(epochs=2, batch_size=128), workers=2,
+                              use_text=False)
+    table = compare(split, data.items, [model], ks=(10,))
+    assert model.metrics["workers"] == 2
+    assert model.metrics["examples_per_s"] > 0
+    assert model.metrics["loss"] < model.metrics["first_loss"]
+    assert table.loc["two_tower", "recall@10"] > 10 / len(data.items)
