@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from recstack.cli import data, demo, features, models
+from recstack.cli import data, demo, features, models, train
 
 app = typer.Typer(
     name="recstack",
@@ -21,5 +21,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.command(name="demo")(demo.demo)
+app.command(name="train")(train.train)
+app.command(name="recommend")(train.recommend)
 
 __all__ = ["app"]

@@ -1,0 +1,219 @@
+"""Two-stage training without leakage, evaluation, and the refit for serving.
+
+Periods, per user (the per-user temporal protocol applied twice):
+  P3 = each user's last 20% of items            -> evaluation only
+  P2 = the last 20% of what remains             -> ranker labels
+  P1 = the rest                                 -> candidate generators for the ranker
+
+Stage A fits the generators on P1, pools their candidates for P2's users,
+joins Feast features as of each user's first P2 interaction, and trains the
+ranker on P2's labels. Stage B refits the generators on P1+P2 and ranks their
+candidates for P3's users with that ranker: the evaluation. Stage C refits the
+generators on everything (P3 included) and writes each known user's ranked
+list for serving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from feast import FeatureStore
+
+from models.candidates.als import ALS
+from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.content import ContentSimilarity
+from models.candidates.ease import EASE
+from models.candidates.knn import ItemKNN
+from models.candidates.popularity import Popularity
+from models.data.dataset import Dataset
+from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
+from models.evaluation.split import Split, per_user_temporal
+from models.ranker.candidates import label, pool, source_columns
+from models.ranker.features import matrix, numeric_columns, with_store_features
+from models.ranker.model import Ranker
+from models.text_embeddings import TextEmbedder
+from models.two_tower.generator import TwoTowerGenerator
+from models.two_tower.train import TwoTowerConfig
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PipelineConfig:
+    per_source: dict[str, int] = field(default_factory=lambda: {
+        "two_tower": 150, "ease": 100, "item_knn": 50, "popularity": 30, "content": 50})
+    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    ease_l2: float = 500.0
+    ranker_rounds: int = 150
+    workers: int = 0
+    ks: tuple[int, ...] = KS
+    serve_top: int = 100
+
+
+@dataclass
+class PipelineResult:
+    metrics: dict[str, dict[str, float]]  # model -> metric -> value, on P3
+    stages: dict[str, float]  # candidate recall, ranker lift, ...
+    timings: dict[str, float]
+    ranker: Ranker
+    serving_lists: pd.DataFrame  # user_id, item_id, rank, score
+    fallback: pd.DataFrame  # item_id, rank, score: for unknown users
+    two_tower: dict[str, float]
+    config: dict[str, Any]
+
+
+def make_generators(config: PipelineConfig, embedder: TextEmbedder,
+                    on_epoch: Callable[[int, float], None] | None = None
+                    ) -> dict[str, CandidateGenerator]:
+    return {
+        "two_tower": TwoTowerGenerator(config.two_tower, workers=config.workers,
+                                       embedder=embedder, on_epoch=on_epoch),
+        "ease": EASE(l2=config.ease_l2),
+        "item_knn": ItemKNN(),
+        "popularity": Popularity(),
+        "content": ContentSimilarity(embedder),
+    }
+
+
+def _data(split: Split, catalog: pd.DataFrame) -> TrainingData:
+    return TrainingData(split.train_matrix(), split.train_events, catalog, split.users.ids)
+
+
+def _boundary(test_pairs: pd.DataFrame, users: np.ndarray, user_ids: np.ndarray
+              ) -> pd.Series:
+    """Each user's first held-out interaction: features are taken as of this instant."""
+    first = test_pairs.groupby("user_id")["timestamp"].min()
+    return pd.Series(first.reindex(user_ids[users]).to_numpy(), index=users)
+
+
+def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfig,
+                users: np.ndarray, seen: sp.csr_matrix, at: pd.Series, store: FeatureStore,
+                split: Split) -> pd.DataFrame:
+    pooled = pool(generators, config.per_source, users, seen)
+    times = pooled["user"].map(at)
+    return with_store_features(pooled, store, split.users.ids, split.items.ids, times)
+
+
+def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k items per user (rows in `users` order) by ranker score."""
+    ranked = frame.assign(score=scores).sort_values(["user", "score"], ascending=[True, False])
+    ranked = ranked.groupby("user").head(k)
+    ids = np.full((len(users), k), -1, dtype=np.int64)
+    values = np.full((len(users), k), -np.inf, dtype=np.float32)
+    row_of = {u: n for n, u in enumerate(users)}
+    position = ranked.groupby("user").cumcount().to_numpy()
+    rows = ranked["user"].map(row_of).to_numpy()
+    ids[rows, position] = ranked["item"].to_numpy()
+    values[rows, position] = ranked["score"].to_numpy()
+    return ids, values
+
+
+def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
+        embedder: TextEmbedder, progress: Progress = lambda _: None,
+        on_epoch: Callable[[int, float], None] | None = None) -> PipelineResult:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    catalog_ids = dataset.items["item_id"]
+    outer = per_user_temporal(dataset.events, catalog_ids)
+    inner = per_user_temporal(outer.train_events, catalog_ids)
+    catalog = aligned_items(outer, dataset.items)
+    lap("split")
+
+    progress("stage A: generators on P1")
+    gens_a = make_generators(config, embedder, on_epoch)
+    data_a = _data(inner, catalog)
+    for generator in gens_a.values():
+        generator.fit(data_a)
+    lap("stage_a_generators")
+    progress("stage A: candidates and features for P2")
+    users_a = inner.test_users()
+    frame_a = _candidates(gens_a, config, users_a, data_a.matrix,
+                          _boundary(inner.test_pairs, users_a, inner.users.ids), store, inner)
+    frame_a["label"] = label(frame_a, inner.test_matrix())
+    useful = frame_a.groupby("user")["label"].transform("max") > 0
+    frame_a = frame_a[useful].sort_values("user", kind="stable")
+    features = [c for c in numeric_columns(frame_a, {"user", "item", "label"})]
+    lap("stage_a_features")
+    progress(f"stage A: ranker on {len(frame_a):,} examples")
+    ranker = Ranker(features, rounds=config.ranker_rounds).fit(
+        matrix(frame_a, features), frame_a["label"].to_numpy(), frame_a["user"].to_numpy(),
+        workers=config.workers)
+    lap("ranker")
+
+    progress("stage B: generators on P1+P2, evaluation on P3")
+    gens_b = make_generators(config, embedder, on_epoch)
+    data_b = _data(outer, catalog)
+    for generator in gens_b.values():
+        generator.fit(data_b)
+    two_tower_metrics = dict(gens_b["two_tower"].metrics)  # type: ignore[attr-defined]
+    users_b = outer.test_users()
+    frame_b = _candidates(gens_b, config, users_b, data_b.matrix,
+                          _boundary(outer.test_pairs, users_b, outer.users.ids), store, outer)
+    lap("stage_b")
+    k_max = max(config.ks)
+    recommended, _ = _rank(frame_b, ranker.predict(matrix(frame_b, features)), users_b, k_max)
+    relevant = outer.test_matrix()[users_b]
+    popularity = np.asarray(data_b.matrix.sum(axis=0)).ravel()
+    vectors = category_vectors(catalog)
+    metrics = {"two_stage": list_metrics(recommended, relevant, config.ks, popularity,
+                                         vectors)}
+    for name, generator in gens_b.items():
+        ids, _ = generator.recommend(users_b, k_max, seen=data_b.matrix)
+        metrics[name] = list_metrics(ids, relevant, config.ks, popularity, vectors)
+    als = ALS().fit(data_b)
+    ids, _ = als.recommend(users_b, k_max, seen=data_b.matrix)
+    metrics["als"] = list_metrics(ids, relevant, config.ks, popularity, vectors)
+    in_pool = label(frame_b, outer.test_matrix())
+    stages = {
+        "candidates_per_user": float(len(frame_b) / max(len(users_b), 1)),
+        "candidate_recall": float(in_pool.sum() / max(relevant.nnz, 1)),
+        "ranker_lift_ndcg@10": metrics["two_stage"]["ndcg@10"] / max(
+            max(metrics[n]["ndcg@10"] for n in gens_b), 1e-9),
+    }
+    lap("evaluation")
+
+    progress("stage C: refit on everything for serving")
+    everything = Split(dataset.events, outer.test_pairs.iloc[:0], outer.users, outer.items,
+                       None)
+    gens_c = make_generators(config, embedder, on_epoch)
+    data_c = _data(everything, catalog)
+    for generator in gens_c.values():
+        generator.fit(data_c)
+    all_users = np.arange(len(outer.users))
+    now = pd.Series(dataset.events["timestamp"].max() + pd.Timedelta(seconds=1),
+                    index=all_users)
+    frame_c = _candidates(gens_c, config, all_users, data_c.matrix, now, store, everything)
+    ids, scores = _rank(frame_c, ranker.predict(matrix(frame_c, features)), all_users,
+                        config.serve_top)
+    serving = _lists(ids, scores, outer.users.ids, outer.items.ids)
+    fallback_scores = Popularity(half_life_days=30.0).fit(data_c).item_scores
+    top = np.argsort(-fallback_scores, kind="stable")[: config.serve_top]
+    fallback = pd.DataFrame({"item_id": outer.items.ids[top], "rank": np.arange(1, len(top) + 1),
+                             "score": fallback_scores[top]})
+    lap("stage_c")
+    return PipelineResult(metrics, stages, timings, ranker, serving, fallback,
+                          two_tower_metrics, asdict(config))
+
+
+def _lists(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray
+           ) -> pd.DataFrame:
+    rows, cols = np.nonzero(ids >= 0)
+    return pd.DataFrame({"user_id": user_ids[rows], "item_id": item_ids[ids[rows, cols]],
+                         "rank": cols + 1, "score": scores[rows, cols].astype(np.float32)})
+
+
+__all__ = ["PipelineConfig", "PipelineResult", "run", "source_columns"]

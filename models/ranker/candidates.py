@@ -1,0 +1,46 @@
+"""Pooling candidates from several generators into one frame, with each source's
+score and rank as features."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from models.candidates.base import CandidateGenerator
+
+MISSING_RANK = 1_000  # rank given to an item a source did not retrieve
+
+
+def pool(generators: Mapping[str, CandidateGenerator], per_source: Mapping[str, int],
+         users: np.ndarray, seen: sp.csr_matrix) -> pd.DataFrame:
+    """One row per (user row, item column) retrieved by any source, with
+    `<source>_score` and `<source>_rank` columns and `n_sources`."""
+    frames = []
+    for name, generator in generators.items():
+        ids, scores = generator.recommend(users, per_source[name], seen=seen)
+        rows = np.repeat(users, ids.shape[1])
+        ranks = np.tile(np.arange(1, ids.shape[1] + 1), len(users))
+        keep = ids.ravel() >= 0
+        frames.append(pd.DataFrame({
+            "user": rows[keep], "item": ids.ravel()[keep],
+            f"{name}_score": scores.ravel()[keep].astype(np.float32),
+            f"{name}_rank": ranks[keep].astype(np.float32)}).set_index(["user", "item"]))
+    pooled = pd.concat(frames, axis=1, join="outer")
+    for name in generators:
+        pooled[f"{name}_rank"] = pooled[f"{name}_rank"].fillna(MISSING_RANK)
+    pooled["n_sources"] = sum(
+        (pooled[f"{name}_rank"] < MISSING_RANK).astype(np.float32) for name in generators)
+    return pooled.reset_index()
+
+
+def source_columns(names: Sequence[str]) -> list[str]:
+    return [f"{n}_{kind}" for n in names for kind in ("score", "rank")] + ["n_sources"]
+
+
+def label(frame: pd.DataFrame, positives: sp.csr_matrix) -> np.ndarray:
+    """1 where the (user, item) pair is a held-out positive."""
+    return (np.asarray(positives[frame["user"].to_numpy(), frame["item"].to_numpy()]).ravel()
+            > 0).astype(np.float32)

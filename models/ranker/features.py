@@ -1,0 +1,69 @@
+"""Ranker features: Feast's `ranker` feature service joined as of each example's
+time, plus crosses between the user and the candidate item."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+
+from recstack.feature_store import training_frame
+
+DAY_S = 86_400.0
+
+
+def with_store_features(frame: pd.DataFrame, store: FeatureStore, user_ids: np.ndarray,
+                        item_ids: np.ndarray, at: pd.Series) -> pd.DataFrame:
+    """Join Feast features for every (user, item) row as of `at` (one time per row).
+
+    `frame` has `user`/`item` matrix indices; ids come from the index arrays."""
+    entity = pd.DataFrame({"user_id": user_ids[frame["user"].to_numpy()],
+                           "item_id": item_ids[frame["item"].to_numpy()],
+                           "event_timestamp": pd.to_datetime(at.to_numpy(), utc=True),
+                           "row": np.arange(len(frame))})
+    joined = training_frame(store, entity, "ranker").sort_values("row").reset_index(drop=True)
+    out = pd.concat([frame.reset_index(drop=True),
+                     joined.drop(columns=["user_id", "item_id", "row"])], axis=1)
+    return add_crosses(out)
+
+
+def add_crosses(frame: pd.DataFrame) -> pd.DataFrame:
+    """Features that relate this user to this item, from the joined columns."""
+    ts = pd.to_datetime(frame["event_timestamp"], utc=True).astype("int64") / 1e9
+    category = frame["item_content__category"]
+    tops = frame["user_profile__top_categories"]
+    shares = frame["user_profile__category_affinity"]
+    frame["cross_category_affinity"] = [
+        _share(c, t, s) for c, t, s in zip(category, tops, shares, strict=True)]
+    frame["cross_price_ratio"] = (frame["item_content__price"]
+                                  / frame["user_profile__avg_purchase_price"])
+    frame["cross_item_age_days"] = (ts - frame["item_content__created_ts"]) / DAY_S
+    frame["cross_days_since_user_event"] = (ts - frame["user_realtime__last_event_ts"]) / DAY_S
+    return frame
+
+
+def _share(category: object, tops: object, shares: object) -> float:
+    if not isinstance(category, str) or tops is None or shares is None:
+        return 0.0
+    try:
+        names = list(tops)  # type: ignore[call-overload]
+        values = list(shares)  # type: ignore[call-overload]
+    except TypeError:
+        return 0.0
+    return float(values[names.index(category)]) if category in names else 0.0
+
+
+def numeric_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
+    """Every numeric (or boolean) column the model can read."""
+    out = []
+    for column in frame.columns:
+        if column in exclude:
+            continue
+        dtype = frame[column].dtype
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            out.append(column)
+    return out
+
+
+def matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    return frame[columns].apply(pd.to_numeric, errors="coerce").astype(np.float32).to_numpy()

@@ -1,0 +1,192 @@
+"""`recstack train` and `recstack recommend`: the two-stage model into the registry, and
+batch recommendations out of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typer
+import yaml
+from rich.table import Table
+
+from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, steps
+from recstack.registry import Manifest, Registry, RegistryError, code_revision, new_version_id
+
+SHOWN = ("ndcg@10", "recall@20", "precision@10", "map@10", "coverage@10", "long_tail_share@10")
+RECS_FILE = "recommendations.parquet"
+FALLBACK_FILE = "fallback.parquet"
+
+
+def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
+    """PipelineConfig from an optional YAML/JSON file; unknown keys are errors."""
+    from models.pipeline import PipelineConfig
+    from models.two_tower.train import TwoTowerConfig
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            fail(f"{path}: cannot read config: {exc}", EXIT_INVALID_INPUT)
+        if not isinstance(raw, dict):
+            fail(f"{path}: config must be a mapping", EXIT_INVALID_INPUT)
+    known = {f.name for f in fields(PipelineConfig)}
+    tower_known = {f.name for f in fields(TwoTowerConfig)}
+    for key in raw:
+        if key not in known:
+            fail(f"{path}: unknown field {key!r}; known: {', '.join(sorted(known))}",
+                 EXIT_INVALID_INPUT)
+    tower = raw.pop("two_tower", {}) or {}
+    for key in tower:
+        if key not in tower_known:
+            fail(f"{path}: unknown field 'two_tower.{key}'; known: "
+                 f"{', '.join(sorted(tower_known))}", EXIT_INVALID_INPUT)
+    if epochs is not None:
+        tower["epochs"] = epochs
+    try:
+        return PipelineConfig(**raw, two_tower=TwoTowerConfig(**tower), workers=workers)
+    except TypeError as exc:
+        fail(f"{path}: {exc}", EXIT_INVALID_INPUT)
+
+
+def _snapshot(data: Path, events: pd.DataFrame) -> dict[str, Any]:
+    digest = hashlib.sha256((data / "events.parquet").read_bytes()).hexdigest()
+    return {"data_dir": str(data.resolve()), "events": len(events),
+            "users": int(events["user_id"].nunique()),
+            "first_event": str(events["timestamp"].min()),
+            "last_event": str(events["timestamp"].max()), "events_sha256": digest}
+
+
+def _table(metrics: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="Held-out evaluation (per-user temporal split, last 20% of items)")
+    table.add_column("model")
+    for metric in SHOWN:
+        table.add_column(metric, justify="right")
+    order = ["two_stage", *sorted((m for m in metrics if m != "two_stage"),
+                                  key=lambda m: -metrics[m]["ndcg@10"])]
+    for model in order:
+        style = "bold green" if model == "two_stage" else None
+        table.add_row(model, *(f"{metrics[model][m]:.4f}" for m in SHOWN), style=style)
+    return table
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Data directory (generated or imported)."),
+    registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
+    workers: int = typer.Option(0, help="Ray Train workers for the two-tower and the ranker; "
+                                "0 trains in this process (fastest on small data)."),
+    epochs: int | None = typer.Option(None, help="Two-tower epochs (overrides the config)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
+    promote: str | None = typer.Option(None, help="Also point this stage at the new version."),
+) -> None:
+    """Train candidate generators and the ranker, evaluate on a held-out later period,
+    refit on all the data, and write a new version to the registry."""
+    from models.data.dataset import read_dataset
+    from models.pipeline import run
+    from models.text_embeddings import TextEmbedder
+    from recstack.cli.features import _features_stale, _require_data, run_build
+    from recstack.feature_store import apply_definitions, open_store
+
+    _require_data(data)
+    pipeline_config = load_config(config, workers, epochs)
+    if _features_stale(data):
+        run_build(data)
+    store = open_store(data, announce=console.print)
+    apply_definitions(store, data)
+    dataset = read_dataset(data)
+    embedder = TextEmbedder(cache_dir=data / "cache")
+    with steps("training", 5) as step:
+        result = run(dataset, store, pipeline_config, embedder, progress=step)
+    console.print(_table(result.metrics))
+    stages = result.stages
+    console.print(f"candidates per user {stages['candidates_per_user']:.0f}, candidate recall "
+                  f"{stages['candidate_recall']:.3f}, ranker lift on NDCG@10 "
+                  f"{stages['ranker_lift_ndcg@10']:.2f}x the best single source")
+    console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+
+    version = new_version_id(suffix=hashlib.blake2b(str(result.timings).encode(),
+                                                    digest_size=3).hexdigest())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        result.ranker.save(out / "ranker")
+        result.serving_lists.to_parquet(out / RECS_FILE, index=False)
+        result.fallback.to_parquet(out / FALLBACK_FILE, index=False)
+        (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+        manifest = Manifest(
+            version=version, created_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
+            code_revision=code_revision(), data_snapshot=_snapshot(data, dataset.events),
+            feature_service="ranker",
+            params={**result.config, "two_tower_training": result.two_tower},
+            metrics={"test": result.metrics["two_stage"],
+                     "baselines": {k: v for k, v in result.metrics.items()
+                                   if k != "two_stage"},
+                     "stages": stages, "timings": result.timings,
+                     "ranker_importance": result.ranker.importance()})
+        reg = Registry(registry)
+        reg.publish(manifest, out)
+    console.print(f"[bold]version {version}[/] written to {reg.version_uri(version)}")
+    if promote:
+        try:
+            reg.promote(version, promote, by="recstack train")
+        except RegistryError as exc:
+            fail(str(exc))
+        console.print(f"{promote} -> {version}")
+
+
+def recommend(
+    registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
+    version: str | None = typer.Option(None, help="A version id (default: latest)."),
+    stage: str | None = typer.Option(None, help="Or a stage: dev, staging, prod."),
+    users: Path = typer.Option(..., "--users", help="A file with one user id per line."),
+    k: int = typer.Option(10, "--k", help="Items per user."),
+    out: Path = typer.Option(..., "--out", help="recs.parquet or recs.csv."),
+) -> None:
+    """Batch recommendations: columns user_id, item_id, rank (from 1), score. Items a user
+    already interacted with are excluded; unknown users get the cold-start list
+    (trending items)."""
+    if out.suffix not in (".parquet", ".csv"):
+        fail(f"--out must end in .parquet or .csv, got {out.name!r}", EXIT_INVALID_INPUT)
+    if k < 1:
+        fail(f"--k must be at least 1, got {k}", EXIT_INVALID_INPUT)
+    if not users.exists():
+        fail(f"{users}: file not found", EXIT_INVALID_INPUT)
+    wanted = [line.strip() for line in users.read_text().splitlines() if line.strip()]
+    if not wanted:
+        fail(f"{users}: no user ids (one per line)", EXIT_INVALID_INPUT)
+    reg = Registry(registry)
+    try:
+        manifest = reg.resolve(version, stage)
+        local = reg.fetch(manifest.version)
+    except RegistryError as exc:
+        fail(str(exc))
+    lists = pd.read_parquet(local / RECS_FILE)
+    fallback = pd.read_parquet(local / FALLBACK_FILE)
+    served = int(manifest.params.get("serve_top", len(fallback)))
+    if k > served:
+        fail(f"--k {k} is more than the {served} items per user this version keeps",
+             EXIT_INVALID_INPUT)
+    known = lists[lists["user_id"].isin(set(wanted)) & (lists["rank"] <= k)]
+    cold = [u for u in dict.fromkeys(wanted) if u not in set(known["user_id"])]
+    cold_rows = fallback.head(k)
+    cold_frame = pd.DataFrame({
+        "user_id": [u for u in cold for _ in range(len(cold_rows))],
+        "item_id": list(cold_rows["item_id"]) * len(cold),
+        "rank": list(cold_rows["rank"]) * len(cold),
+        "score": list(cold_rows["score"]) * len(cold)})
+    order = {u: n for n, u in enumerate(dict.fromkeys(wanted))}
+    result = pd.concat([known, cold_frame], ignore_index=True)
+    result = result.assign(_order=result["user_id"].map(order)).sort_values(
+        ["_order", "rank"]).drop(columns="_order")
+    result = result[["user_id", "item_id", "rank", "score"]].reset_index(drop=True)
+    if out.suffix == ".csv":
+        result.to_csv(out, index=False)
+    else:
+        result.to_parquet(out, index=False)
+    errors.print(f"{len(order) - len(cold)} known user(s), {len(cold)} cold-start; "
+                 f"{len(result)} rows from version {manifest.version} -> {out}")

@@ -1,0 +1,69 @@
+"""`recstack train` then `recstack recommend`, as a new user runs them, on real models,
+a real Feast repo and a real registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from recstack.cli import app
+from recstack.registry import Registry
+
+pytestmark = pytest.mark.integration
+SMALL = {"per_source": {"two_tower": 40, "ease": 30, "item_knn": 20, "popularity": 10,
+                       "content": 20},
+         "two_tower": {"epochs": 2, "batch_size": 128}, "ranker_rounds": 20, "serve_top": 30}
+
+
+def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"COLUMNS": "200", "RECSTACK_ONLINE_STORE": "sqlite"}
+    config = tmp_path / "small.yaml"
+    config.write_text(json.dumps(SMALL))
+    registry = tmp_path / "registry"
+    trained = runner.invoke(app, ["train", "--data", str(small_world), "--registry",
+                                  str(registry), "--config", str(config), "--promote", "dev"],
+                            env=env)
+    assert trained.exit_code == 0, trained.output
+    assert "two_stage" in trained.output and "ease" in trained.output
+    reg = Registry(registry)
+    manifest = reg.resolve(stage="dev")
+    assert manifest.feature_service == "ranker"
+    assert 0 < manifest.metrics["test"]["ndcg@10"] <= 1
+    assert {"popularity", "ease", "item_knn", "als"} <= set(manifest.metrics["baselines"])
+    assert manifest.data_snapshot["events"] > 0 and manifest.params["serve_top"] == 30
+
+    users = tmp_path / "users.txt"
+    data = pd.read_parquet(small_world / "events.parquet")
+    known = list(data["user_id"].unique()[:3])
+    users.write_text("\n".join([*known, "brand-new-user", ""]) + "\n")
+    out = tmp_path / "recs.csv"
+    rec = runner.invoke(app, ["recommend", "--registry", str(registry), "--stage", "dev",
+                              "--users", str(users), "--k", "5", "--out", str(out)], env=env)
+    assert rec.exit_code == 0, rec.output
+    recs = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
+    assert list(recs.columns) == ["user_id", "item_id", "rank", "score"]
+    assert list(recs["user_id"].unique()) == [*known, "brand-new-user"]
+    assert recs.groupby("user_id")["rank"].apply(list).to_dict() == {
+        u: [1, 2, 3, 4, 5] for u in [*known, "brand-new-user"]}
+    seen = data[data["user_id"] == known[0]]["item_id"].dropna()
+    assert not set(recs[recs["user_id"] == known[0]]["item_id"]) & set(seen)
+    assert "1 cold-start" in rec.stderr
+
+    too_many = runner.invoke(app, ["recommend", "--registry", str(registry), "--users",
+                                   str(users), "--k", "99", "--out", str(out)], env=env)
+    assert too_many.exit_code == 2 and "more than the 30 items" in too_many.stderr
+
+
+def test_train_rejects_unknown_config_fields(small_world: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("two_tower:\n  epoch: 3\n")
+    result = CliRunner().invoke(app, ["train", "--data", str(small_world), "--registry",
+                                      str(tmp_path / "r"), "--config", str(config)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "unknown field 'two_tower.epoch'" in result.stderr
