@@ -35,6 +35,7 @@ from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
 from models.evaluation.split import Split, per_user_temporal
 from models.ranker.candidates import label, pool, source_columns
+from models.ranker.exposure import adjust, calibrate, popularity_z
 from models.ranker.features import matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
 from models.text_embeddings import TextEmbedder
@@ -51,6 +52,9 @@ class PipelineConfig:
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ease_l2: float = 500.0
     ranker_rounds: int = 150
+    # Largest NDCG@10 loss (relative, on calibration users) accepted for wider exposure.
+    exposure_tolerance: float = 0.05
+    calibration_share: float = 0.2
     workers: int = 0
     ks: tuple[int, ...] = KS
     serve_top: int = 100
@@ -66,6 +70,7 @@ class PipelineResult:
     fallback: pd.DataFrame  # item_id, rank, score: for unknown users
     two_tower: dict[str, float]
     config: dict[str, Any]
+    exposure: pd.DataFrame  # calibration: weight, ndcg@10, coverage@10
 
 
 def make_generators(config: PipelineConfig, embedder: TextEmbedder,
@@ -148,10 +153,19 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     frame_a = frame_a[useful].sort_values("user", kind="stable")
     features = [c for c in numeric_columns(frame_a, {"user", "item", "label"})]
     lap("stage_a_features")
-    progress(f"stage A: ranker on {len(frame_a):,} examples")
+    # Some P2 users are held back from the ranker to choose the exposure weight.
+    calibration = _calibration_users(inner.users.ids, config.calibration_share)
+    held = np.isin(frame_a["user"].to_numpy(), calibration)
+    fit_rows = frame_a[~held]
+    progress(f"stage A: ranker on {len(fit_rows):,} examples")
     ranker = Ranker(features, rounds=config.ranker_rounds).fit(
-        matrix(frame_a, features), frame_a["label"].to_numpy(), frame_a["user"].to_numpy(),
+        matrix(fit_rows, features), fit_rows["label"].to_numpy(), fit_rows["user"].to_numpy(),
         workers=config.workers)
+    calib = frame_a[held]
+    weight, exposure_table = calibrate(
+        calib["user"].to_numpy(), calib["item"].to_numpy(),
+        ranker.predict(matrix(calib, features)), inner.test_matrix(),
+        popularity_z(np.asarray(data_a.matrix.sum(axis=0)).ravel()), config.exposure_tolerance)
     lap("ranker")
 
     progress("stage B: generators on P1+P2, evaluation on P3")
@@ -165,9 +179,11 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
                           _boundary(outer.test_pairs, users_b, outer.users.ids), store, outer)
     lap("stage_b")
     k_max = max(config.ks)
-    recommended, _ = _rank(frame_b, ranker.predict(matrix(frame_b, features)), users_b, k_max)
-    relevant = outer.test_matrix()[users_b]
     popularity = np.asarray(data_b.matrix.sum(axis=0)).ravel()
+    final_b = adjust(ranker.predict(matrix(frame_b, features)), frame_b["user"].to_numpy(),
+                     frame_b["item"].to_numpy(), popularity_z(popularity), weight)
+    recommended, _ = _rank(frame_b, final_b, users_b, k_max)
+    relevant = outer.test_matrix()[users_b]
     vectors = category_vectors(catalog)
     metrics = {"two_stage": list_metrics(recommended, relevant, config.ks, popularity,
                                          vectors)}
@@ -183,6 +199,8 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         "candidate_recall": float(in_pool.sum() / max(relevant.nnz, 1)),
         "ranker_lift_ndcg@10": metrics["two_stage"]["ndcg@10"] / max(
             max(metrics[n]["ndcg@10"] for n in gens_b), 1e-9),
+        "exposure_weight": weight,
+        "calibration_users": float(len(np.unique(calib["user"]))),
     }
     lap("evaluation")
 
@@ -197,8 +215,10 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     now = pd.Series(dataset.events["timestamp"].max() + pd.Timedelta(seconds=1),
                     index=all_users)
     frame_c = _candidates(gens_c, config, all_users, data_c.matrix, now, store, everything)
-    ids, scores = _rank(frame_c, ranker.predict(matrix(frame_c, features)), all_users,
-                        config.serve_top)
+    final_c = adjust(ranker.predict(matrix(frame_c, features)), frame_c["user"].to_numpy(),
+                     frame_c["item"].to_numpy(),
+                     popularity_z(np.asarray(data_c.matrix.sum(axis=0)).ravel()), weight)
+    ids, scores = _rank(frame_c, final_c, all_users, config.serve_top)
     serving = _lists(ids, scores, outer.users.ids, outer.items.ids)
     fallback_scores = Popularity(half_life_days=30.0).fit(data_c).item_scores
     top = np.argsort(-fallback_scores, kind="stable")[: config.serve_top]
@@ -206,7 +226,15 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
                              "score": fallback_scores[top]})
     lap("stage_c")
     return PipelineResult(metrics, stages, timings, ranker, serving, fallback,
-                          two_tower_metrics, asdict(config))
+                          two_tower_metrics, asdict(config), exposure_table)
+
+
+def _calibration_users(user_ids: np.ndarray, share: float) -> np.ndarray:
+    """A stable pseudo-random share of user rows (by a hash of the id, not the order)."""
+    import zlib
+
+    buckets = np.array([zlib.crc32(str(u).encode()) % 1000 for u in user_ids])
+    return np.flatnonzero(buckets < share * 1000)
 
 
 def _lists(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray
