@@ -71,6 +71,7 @@ class PipelineResult:
     two_tower: dict[str, float]
     config: dict[str, Any]
     exposure: pd.DataFrame  # calibration: weight, ndcg@10, coverage@10
+    segments: dict[str, dict[str, float]]  # model -> user segment -> NDCG@10
 
 
 def make_generators(config: PipelineConfig, embedder: TextEmbedder,
@@ -193,6 +194,10 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     als = ALS().fit(data_b)
     ids, _ = als.recommend(users_b, k_max, seen=data_b.matrix)
     metrics["als"] = list_metrics(ids, relevant, config.ks, popularity, vectors)
+    segments = _segment_ndcg(
+        {"two_stage": recommended,
+         **{n: g.recommend(users_b, 10, seen=data_b.matrix)[0] for n, g in gens_b.items()}},
+        relevant, np.asarray(data_b.matrix.sum(axis=1)).ravel()[users_b])
     in_pool = label(frame_b, outer.test_matrix())
     stages = {
         "candidates_per_user": float(len(frame_b) / max(len(users_b), 1)),
@@ -226,7 +231,27 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
                              "score": fallback_scores[top]})
     lap("stage_c")
     return PipelineResult(metrics, stages, timings, ranker, serving, fallback,
-                          two_tower_metrics, asdict(config), exposure_table)
+                          two_tower_metrics, asdict(config), exposure_table, segments)
+
+
+SEGMENTS = (("new (<= 5 items)", 0, 5), ("light (6-20)", 6, 20), ("medium (21-100)", 21, 100),
+            ("heavy (> 100)", 101, 10**9))
+
+
+def _segment_ndcg(lists: dict[str, np.ndarray], relevant: sp.csr_matrix,
+                  history: np.ndarray) -> dict[str, dict[str, float]]:
+    """NDCG@10 per user segment (by training history length): the fairness view."""
+    from models.evaluation.metrics import ndcg_at_k
+
+    out: dict[str, dict[str, float]] = {}
+    for name, recommended in lists.items():
+        out[name] = {}
+        for segment, low, high in SEGMENTS:
+            mask = (history >= low) & (history <= high)
+            if mask.any():
+                out[name][f"{segment}, {int(mask.sum())} users"] = ndcg_at_k(
+                    recommended[mask][:, :10], relevant[mask], 10)
+    return out
 
 
 def _calibration_users(user_ids: np.ndarray, share: float) -> np.ndarray:

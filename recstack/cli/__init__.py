@@ -23,5 +23,6 @@ app.add_typer(models.app, name="models")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="recommend")(train.recommend)
+app.command(name="evaluate")(train.evaluate)
 
 __all__ = ["app"]

@@ -127,6 +127,8 @@ def train(
                      "baselines": {k: v for k, v in result.metrics.items()
                                    if k != "two_stage"},
                      "stages": stages, "timings": result.timings,
+                     "segments": result.segments,
+                     "exposure": result.exposure.to_dict(orient="list"),
                      "ranker_importance": result.ranker.importance()})
         reg = Registry(registry)
         reg.publish(manifest, out)
@@ -190,3 +192,43 @@ def recommend(
         result.to_parquet(out, index=False)
     errors.print(f"{len(order) - len(cold)} known user(s), {len(cold)} cold-start; "
                  f"{len(result)} rows from version {manifest.version} -> {out}")
+
+
+def evaluate(
+    registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
+    version: str | None = typer.Option(None, help="A version id (default: latest)."),
+    stage: str | None = typer.Option(None, help="Or a stage: dev, staging, prod."),
+    data: Path | None = typer.Option(None, "--data", help="Check that the figures were "
+                                     "measured on this data directory."),
+    k: str = typer.Option("10,20,50", "--k", help="Cut-offs, comma-separated."),
+    report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
+) -> None:
+    """A version's held-out evaluation (measured by `recstack train` before the refit):
+    metrics as JSON, and optionally an HTML report with plots."""
+    from models.evaluation.report import render
+
+    try:
+        ks = [int(part) for part in k.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--k must be comma-separated integers, got {k!r}", EXIT_INVALID_INPUT)
+    try:
+        manifest = Registry(registry).resolve(version, stage)
+    except RegistryError as exc:
+        fail(str(exc))
+    measured = {key for key in manifest.metrics.get("test", {}) if "@" in key}
+    missing = [c for c in ks if f"ndcg@{c}" not in measured]
+    if missing:
+        fail(f"version {manifest.version} was evaluated at k in "
+             f"{sorted({int(m.split('@')[1]) for m in measured})}; not at {missing}",
+             EXIT_INVALID_INPUT)
+    if data is not None:
+        digest = hashlib.sha256((data / "events.parquet").read_bytes()).hexdigest()
+        if digest != manifest.data_snapshot.get("events_sha256"):
+            errors.print(f"[yellow]note:[/] {data} is not the data version "
+                         f"{manifest.version} was trained on; figures are from training")
+    console.print_json(json.dumps({"version": manifest.version, **{
+        key: manifest.metrics[key] for key in ("test", "baselines", "stages", "segments")
+        if key in manifest.metrics}}))
+    if report is not None:
+        report.write_text(render(manifest.version, manifest.metrics, ks))
+        errors.print(f"report written to {report}")

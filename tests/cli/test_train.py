@@ -54,6 +54,21 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     assert not set(recs[recs["user_id"] == known[0]]["item_id"]) & set(seen)
     assert "1 cold-start" in rec.stderr
 
+    report = tmp_path / "report.html"
+    evaluated = runner.invoke(app, ["evaluate", "--registry", str(registry), "--stage", "dev",
+                                    "--data", str(small_world), "--report", str(report)],
+                              env=env)
+    assert evaluated.exit_code == 0, evaluated.output
+    payload = json.loads(evaluated.stdout)
+    assert payload["test"]["ndcg@10"] == manifest.metrics["test"]["ndcg@10"]
+    assert "two_stage" in payload["segments"]
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 5 and "Per stage" in page
+    assert "is not the data" not in evaluated.stderr
+    not_measured = runner.invoke(app, ["evaluate", "--registry", str(registry), "--k", "7"],
+                                 env=env)
+    assert not_measured.exit_code == 2 and "not at [7]" in not_measured.stderr
+
     too_many = runner.invoke(app, ["recommend", "--registry", str(registry), "--users",
                                    str(users), "--k", "99", "--out", str(out)], env=env)
     assert too_many.exit_code == 2 and "more than the 30 items" in too_many.stderr
