@@ -87,6 +87,23 @@ def make_generators(config: PipelineConfig, embedder: TextEmbedder,
     }
 
 
+def _fitted(config: PipelineConfig, embedder: TextEmbedder,
+            on_epoch: Callable[[int, float], None] | None, data: TrainingData
+            ) -> dict[str, CandidateGenerator]:
+    generators = make_generators(config, embedder, on_epoch)
+    for generator in generators.values():
+        generator.fit(data)
+    return generators
+
+
+def _final_scores(ranker: Ranker, frame: pd.DataFrame, features: list[str],
+                  data: TrainingData, weight: float) -> np.ndarray:
+    """Ranker scores with the calibrated exposure adjustment."""
+    popularity = np.asarray(data.matrix.sum(axis=0)).ravel()
+    return adjust(ranker.predict(matrix(frame, features)), frame["user"].to_numpy(),
+                  frame["item"].to_numpy(), popularity_z(popularity), weight)
+
+
 def _data(split: Split, catalog: pd.DataFrame) -> TrainingData:
     return TrainingData(split.train_matrix(), split.train_events, catalog, split.users.ids)
 
@@ -140,10 +157,8 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     lap("split")
 
     progress("stage A: generators on P1")
-    gens_a = make_generators(config, embedder, on_epoch)
     data_a = _data(inner, catalog)
-    for generator in gens_a.values():
-        generator.fit(data_a)
+    gens_a = _fitted(config, embedder, on_epoch, data_a)
     lap("stage_a_generators")
     progress("stage A: candidates and features for P2")
     users_a = inner.test_users()
@@ -152,7 +167,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     frame_a["label"] = label(frame_a, inner.test_matrix())
     useful = frame_a.groupby("user")["label"].transform("max") > 0
     frame_a = frame_a[useful].sort_values("user", kind="stable")
-    features = [c for c in numeric_columns(frame_a, {"user", "item", "label"})]
+    features = numeric_columns(frame_a, {"user", "item", "label"})
     lap("stage_a_features")
     # Some P2 users are held back from the ranker to choose the exposure weight.
     calibration = _calibration_users(inner.users.ids, config.calibration_share)
@@ -170,20 +185,17 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     lap("ranker")
 
     progress("stage B: generators on P1+P2, evaluation on P3")
-    gens_b = make_generators(config, embedder, on_epoch)
     data_b = _data(outer, catalog)
-    for generator in gens_b.values():
-        generator.fit(data_b)
+    gens_b = _fitted(config, embedder, on_epoch, data_b)
     two_tower_metrics = dict(gens_b["two_tower"].metrics)  # type: ignore[attr-defined]
     users_b = outer.test_users()
     frame_b = _candidates(gens_b, config, users_b, data_b.matrix,
                           _boundary(outer.test_pairs, users_b, outer.users.ids), store, outer)
     lap("stage_b")
     k_max = max(config.ks)
+    recommended, _ = _rank(frame_b, _final_scores(ranker, frame_b, features, data_b, weight),
+                           users_b, k_max)
     popularity = np.asarray(data_b.matrix.sum(axis=0)).ravel()
-    final_b = adjust(ranker.predict(matrix(frame_b, features)), frame_b["user"].to_numpy(),
-                     frame_b["item"].to_numpy(), popularity_z(popularity), weight)
-    recommended, _ = _rank(frame_b, final_b, users_b, k_max)
     relevant = outer.test_matrix()[users_b]
     vectors = category_vectors(catalog)
     metrics = {"two_stage": list_metrics(recommended, relevant, config.ks, popularity,
@@ -212,18 +224,14 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     progress("stage C: refit on everything for serving")
     everything = Split(dataset.events, outer.test_pairs.iloc[:0], outer.users, outer.items,
                        None)
-    gens_c = make_generators(config, embedder, on_epoch)
     data_c = _data(everything, catalog)
-    for generator in gens_c.values():
-        generator.fit(data_c)
+    gens_c = _fitted(config, embedder, on_epoch, data_c)
     all_users = np.arange(len(outer.users))
     now = pd.Series(dataset.events["timestamp"].max() + pd.Timedelta(seconds=1),
                     index=all_users)
     frame_c = _candidates(gens_c, config, all_users, data_c.matrix, now, store, everything)
-    final_c = adjust(ranker.predict(matrix(frame_c, features)), frame_c["user"].to_numpy(),
-                     frame_c["item"].to_numpy(),
-                     popularity_z(np.asarray(data_c.matrix.sum(axis=0)).ravel()), weight)
-    ids, scores = _rank(frame_c, final_c, all_users, config.serve_top)
+    ids, scores = _rank(frame_c, _final_scores(ranker, frame_c, features, data_c, weight),
+                        all_users, config.serve_top)
     serving = _lists(ids, scores, outer.users.ids, outer.items.ids)
     fallback_scores = Popularity(half_life_days=30.0).fit(data_c).item_scores
     top = np.argsort(-fallback_scores, kind="stable")[: config.serve_top]
