@@ -34,8 +34,8 @@ from models.candidates.popularity import Popularity
 from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
 from models.evaluation.split import Split, per_user_temporal
-from models.ranker.candidates import label, pool, source_columns
-from models.ranker.exposure import adjust, calibrate, popularity_z
+from models.ranker.candidates import label, pool
+from models.ranker.exposure import adjust, calibrate, popularity_z, top_lists
 from models.ranker.features import matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
 from models.text_embeddings import TextEmbedder
@@ -126,16 +126,7 @@ def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfi
 def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int
           ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k items per user (rows in `users` order) by ranker score."""
-    ranked = frame.assign(score=scores).sort_values(["user", "score"], ascending=[True, False])
-    ranked = ranked.groupby("user").head(k)
-    ids = np.full((len(users), k), -1, dtype=np.int64)
-    values = np.full((len(users), k), -np.inf, dtype=np.float32)
-    row_of = {u: n for n, u in enumerate(users)}
-    position = ranked.groupby("user").cumcount().to_numpy()
-    rows = ranked["user"].map(row_of).to_numpy()
-    ids[rows, position] = ranked["item"].to_numpy()
-    values[rows, position] = ranked["score"].to_numpy()
-    return ids, values
+    return top_lists(frame["user"].to_numpy(), frame["item"].to_numpy(), scores, users, k)
 
 
 def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
@@ -277,4 +268,4 @@ def _lists(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: 
                          "rank": cols + 1, "score": scores[rows, cols].astype(np.float32)})
 
 
-__all__ = ["PipelineConfig", "PipelineResult", "run", "source_columns"]
+__all__ = ["PipelineConfig", "PipelineResult", "run"]

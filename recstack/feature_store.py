@@ -149,8 +149,7 @@ def open_store(data_dir: Path, settings: Settings | None = None,
 
 def apply_definitions(store: FeatureStore, data_dir: Path) -> Definitions:
     """Register RecStack's objects (the `feast apply` step) for this data directory."""
-    missing = [p for p in (data_dir / "features").glob("*.parquet")] == []
-    if missing:
+    if not any((data_dir / "features").glob("*.parquet")):
         raise FileNotFoundError(
             f"{data_dir / 'features'} has no feature tables: run "
             f"`recstack features build --data {data_dir}` first")

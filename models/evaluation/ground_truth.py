@@ -32,7 +32,7 @@ def choice_probabilities(truth: GroundTruth, user_ids: list[str], at: pd.Timesta
 
 def score_lists(truth: GroundTruth, lists: dict[str, list[str]], at: pd.Timestamp,
                 seen: dict[str, set[str]], k: int = 10) -> dict[str, float]:
-    users = [u for u in lists if u in truth._user_index]
+    users = [u for u in lists if truth.knows(u)]
     probs = choice_probabilities(truth, users, at, seen)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ndcgs, hits, ideal_hits = [], [], []

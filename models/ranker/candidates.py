@@ -3,7 +3,7 @@ score and rank as features."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,10 +34,6 @@ def pool(generators: Mapping[str, CandidateGenerator], per_source: Mapping[str, 
     pooled["n_sources"] = sum(
         (pooled[f"{name}_rank"] < MISSING_RANK).astype(np.float32) for name in generators)
     return pooled.reset_index()
-
-
-def source_columns(names: Sequence[str]) -> list[str]:
-    return [f"{n}_{kind}" for n in names for kind in ("score", "rank")] + ["n_sources"]
 
 
 def label(frame: pd.DataFrame, positives: sp.csr_matrix) -> np.ndarray:

@@ -35,17 +35,20 @@ def adjust(scores: np.ndarray, users: np.ndarray, items: np.ndarray,
 
 
 def top_lists(users: np.ndarray, items: np.ndarray, scores: np.ndarray, order: np.ndarray,
-              k: int) -> np.ndarray:
-    """(len(order), k) item indices, best first, for the users in `order`."""
+              k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(len(order), k) item indices and their scores, best first, for the users in
+    `order`; -1 / -inf pad users with fewer than k candidates."""
     frame = pd.DataFrame({"user": users, "item": items, "score": scores})
     frame = frame.sort_values(["user", "score"], ascending=[True, False])
     frame = frame.groupby("user").head(k)
-    out = np.full((len(order), k), -1, dtype=np.int64)
+    ids = np.full((len(order), k), -1, dtype=np.int64)
+    values = np.full((len(order), k), -np.inf, dtype=np.float32)
     row_of = {u: n for n, u in enumerate(order)}
     rows = frame["user"].map(row_of).to_numpy()
     cols = frame.groupby("user").cumcount().to_numpy()
-    out[rows, cols] = frame["item"].to_numpy()
-    return out
+    ids[rows, cols] = frame["item"].to_numpy()
+    values[rows, cols] = frame["score"].to_numpy()
+    return ids, values
 
 
 def calibrate(users: np.ndarray, items: np.ndarray, scores: np.ndarray,
@@ -56,7 +59,8 @@ def calibrate(users: np.ndarray, items: np.ndarray, scores: np.ndarray,
     order = np.unique(users)
     rows = []
     for weight in weights:
-        lists = top_lists(users, items, adjust(scores, users, items, pop_z, weight), order, k)
+        lists, _ = top_lists(users, items, adjust(scores, users, items, pop_z, weight),
+                             order, k)
         rows.append({"weight": weight,
                      "ndcg@10": metrics.ndcg_at_k(lists, relevant[order], k),
                      "coverage@10": metrics.catalog_coverage(lists, relevant.shape[1])})

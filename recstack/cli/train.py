@@ -55,8 +55,13 @@ def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
         fail(f"{path}: {exc}", EXIT_INVALID_INPUT)
 
 
+def _events_digest(data: Path) -> str:
+    """What ties a version to its data: the SHA-256 of DATA/events.parquet."""
+    return hashlib.sha256((data / "events.parquet").read_bytes()).hexdigest()
+
+
 def _snapshot(data: Path, events: pd.DataFrame) -> dict[str, Any]:
-    digest = hashlib.sha256((data / "events.parquet").read_bytes()).hexdigest()
+    digest = _events_digest(data)
     return {"data_dir": str(data.resolve()), "events": len(events),
             "users": int(events["user_id"].nunique()),
             "first_event": str(events["timestamp"].min()),
@@ -221,11 +226,9 @@ def evaluate(
         fail(f"version {manifest.version} was evaluated at k in "
              f"{sorted({int(m.split('@')[1]) for m in measured})}; not at {missing}",
              EXIT_INVALID_INPUT)
-    if data is not None:
-        digest = hashlib.sha256((data / "events.parquet").read_bytes()).hexdigest()
-        if digest != manifest.data_snapshot.get("events_sha256"):
-            errors.print(f"[yellow]note:[/] {data} is not the data version "
-                         f"{manifest.version} was trained on; figures are from training")
+    if data is not None and _events_digest(data) != manifest.data_snapshot.get("events_sha256"):
+        errors.print(f"[yellow]note:[/] {data} is not the data version "
+                     f"{manifest.version} was trained on; figures are from training")
     console.print_json(json.dumps({"version": manifest.version, **{
         key: manifest.metrics[key] for key in ("test", "baselines", "stages", "segments")
         if key in manifest.metrics}}))

@@ -34,5 +34,5 @@ def test_calibrate_picks_the_largest_weight_within_tolerance() -> None:
     # Weights 0 and 0.5 keep both relevant items in the top 2; 10 pushes item 0 out.
     assert table.set_index("weight").loc[10.0, "ndcg@10"] < table["ndcg@10"].max()
     assert weight == 0.5
-    lists = top_lists(users, items, scores, np.array([0]), 2)
-    assert lists.tolist() == [[0, 1]]
+    lists, values = top_lists(users, items, scores, np.array([0]), 2)
+    assert lists.tolist() == [[0, 1]] and values.tolist() == [[3.0, 2.0]]

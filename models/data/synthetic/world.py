@@ -244,6 +244,9 @@ class GroundTruth:
             user_device=users["device"].to_numpy())
         return cls(world)
 
+    def knows(self, user_id: str) -> bool:
+        return user_id in self._user_index
+
     def preference(self, user_ids: list[str], at: pd.Timestamp) -> pd.DataFrame:
         """True utility of every item for each user at time `at` (users x items)."""
         idx = np.array([self._user_index[u] for u in user_ids])
