@@ -33,6 +33,9 @@ REALTIME_PUSH_SOURCE = "user_realtime_push"
 NO_TTL = timedelta(0)
 # Real-time state older than this is no longer "real time": treat it as absent.
 REALTIME_TTL = timedelta(days=30)
+# Batch views built by models/features: every row is a snapshot stamped at a UTC midnight.
+# Point-in-time joins rely on it (recstack.feature_store.training_frame).
+DAILY_SNAPSHOTS = {"snapshots": "daily"}
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,14 @@ def build_definitions(data_dir: Path) -> Definitions:
                   description="A recommendable item; ids verbatim from the source.")
 
     user_activity = FeatureView(
-        name="user_activity", entities=[user], ttl=NO_TTL,
+        name="user_activity", tags=DAILY_SNAPSHOTS, entities=[user], ttl=NO_TTL,
         source=_source(data_dir, "user_activity"),
         schema=[*_windowed(USER_COUNTS), Field(name="events_total", dtype=Int64),
                 Field(name="days_since_last_event", dtype=Float64),
                 Field(name="days_since_last_purchase", dtype=Float64)],
         description="Event counts per type over 1/7/30 days, and recency at the snapshot.")
     user_profile = FeatureView(
-        name="user_profile", entities=[user], ttl=NO_TTL,
+        name="user_profile", tags=DAILY_SNAPSHOTS, entities=[user], ttl=NO_TTL,
         source=_source(data_dir, "user_profile"),
         schema=[Field(name="top_category", dtype=String),
                 Field(name="top_categories", dtype=Array(String)),
@@ -90,7 +93,7 @@ def build_definitions(data_dir: Path) -> Definitions:
         description="Category affinity (top categories and their shares of weighted "
                     "interactions), average rating given, usual purchase price.")
     item_popularity = FeatureView(
-        name="item_popularity", entities=[item], ttl=NO_TTL,
+        name="item_popularity", tags=DAILY_SNAPSHOTS, entities=[item], ttl=NO_TTL,
         source=_source(data_dir, "item_popularity"),
         schema=[*_windowed(ITEM_COUNTS), Field(name="interactions_total", dtype=Int64),
                 Field(name="ctr_30d", dtype=Float64), Field(name="conversion_30d", dtype=Float64),

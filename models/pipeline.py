@@ -51,6 +51,8 @@ class PipelineConfig:
         "two_tower": 150, "ease": 100, "item_knn": 50, "popularity": 30, "content": 50})
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ease_l2: float = 500.0
+    # Point-in-time join for ranker features: "asof" (fast) or "feast" (Feast's own).
+    join_engine: str = "asof"
     ranker_rounds: int = 150
     # Largest NDCG@10 loss (relative, on calibration users) accepted for wider exposure.
     exposure_tolerance: float = 0.05
@@ -120,7 +122,8 @@ def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfi
                 split: Split) -> pd.DataFrame:
     pooled = pool(generators, config.per_source, users, seen)
     times = pooled["user"].map(at)
-    return with_store_features(pooled, store, split.users.ids, split.items.ids, times)
+    return with_store_features(pooled, store, split.users.ids, split.items.ids, times,
+                               config.join_engine)
 
 
 def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int

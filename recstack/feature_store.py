@@ -27,7 +27,7 @@ import yaml
 from feast import FeatureStore, FeatureView, FileSource, RepoConfig
 
 import feature_repo
-from feature_repo.definitions import Definitions, build_definitions
+from feature_repo.definitions import DAILY_SNAPSHOTS, Definitions, build_definitions
 from recstack.settings import Settings
 
 REPO_DIR = Path(feature_repo.__file__).parent
@@ -213,14 +213,44 @@ def online_features(store: FeatureStore, service: str, rows: list[dict[str, str]
                                      entity_rows=rows).to_dict()
 
 
-def training_frame(store: FeatureStore, entity_df: pd.DataFrame, service: str
-                   ) -> pd.DataFrame:
-    """Point-in-time-correct features for (entity, event_timestamp) rows.
+JOIN_ENGINES = ("asof", "feast")
 
-    Columns are named `view__feature`, since user and item views share stems
-    such as `views_7d`."""
-    with _quiet_offline_store():
-        job = store.get_historical_features(entity_df=entity_df,
-                                            features=store.get_feature_service(service),
-                                            full_feature_names=True)
-        return job.to_df()
+
+def training_frame(store: FeatureStore, entity_df: pd.DataFrame, service: str,
+                   engine: str = "asof") -> pd.DataFrame:
+    """Point-in-time-correct features for (entity keys, event_timestamp) rows: one row
+    out per row in, in order, with `entity_df`'s columns kept.
+
+    Columns are named `view__feature`, since user and item views share stems such as
+    `views_7d`. `engine="asof"` is recstack.point_in_time's ASOF join over the same
+    sources; `"feast"` is `get_historical_features`. Feast's join costs (rows x
+    snapshots per key), so there each entity's views are joined once per distinct
+    (key, time) and merged back; a view tagged as daily snapshots sees times floored
+    to the day, which picks the very same snapshot (every row is stamped at a
+    midnight) and lets many examples share one lookup.
+    """
+    if engine == "asof":
+        from recstack.point_in_time import asof_features
+
+        return asof_features(store, entity_df, service)
+    if engine != "feast":
+        raise ValueError(f"unknown join engine {engine!r}; known: {', '.join(JOIN_ENGINES)}")
+    out = entity_df.reset_index(drop=True)
+    at = pd.to_datetime(out["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    groups: dict[tuple[tuple[str, ...], bool], list[str]] = {}
+    for projection in store.get_feature_service(service).feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        daily = DAILY_SNAPSHOTS.items() <= view.tags.items()
+        groups.setdefault((tuple(view.join_keys), daily), []).extend(
+            f"{projection.name_to_use()}:{feature.name}" for feature in projection.features)
+    for (keys, daily), refs in groups.items():
+        when = at.dt.floor("D") if daily else at
+        lookups = out[list(keys)].assign(event_timestamp=when).drop_duplicates()
+        with _quiet_offline_store():
+            joined = store.get_historical_features(entity_df=lookups, features=refs,
+                                                   full_feature_names=True).to_df()
+        joined["_at"] = pd.to_datetime(joined.pop("event_timestamp"), utc=True).astype(
+            "datetime64[ns, UTC]")
+        out = out.assign(_at=when).merge(joined, on=[*keys, "_at"], how="left",
+                                         validate="many_to_one").drop(columns="_at")
+    return out

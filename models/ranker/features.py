@@ -13,17 +13,18 @@ DAY_S = 86_400.0
 
 
 def with_store_features(frame: pd.DataFrame, store: FeatureStore, user_ids: np.ndarray,
-                        item_ids: np.ndarray, at: pd.Series) -> pd.DataFrame:
-    """Join Feast features for every (user, item) row as of `at` (one time per row).
+                        item_ids: np.ndarray, at: pd.Series, engine: str = "asof"
+                        ) -> pd.DataFrame:
+    """Join Feast features for every (user, item) row as of `at` (one time per row),
+    with `recstack.feature_store.training_frame`'s join `engine`.
 
     `frame` has `user`/`item` matrix indices; ids come from the index arrays."""
     entity = pd.DataFrame({"user_id": user_ids[frame["user"].to_numpy()],
                            "item_id": item_ids[frame["item"].to_numpy()],
-                           "event_timestamp": pd.to_datetime(at.to_numpy(), utc=True),
-                           "row": np.arange(len(frame))})
-    joined = training_frame(store, entity, "ranker").sort_values("row").reset_index(drop=True)
+                           "event_timestamp": pd.to_datetime(at.to_numpy(), utc=True)})
+    joined = training_frame(store, entity, "ranker", engine=engine)
     out = pd.concat([frame.reset_index(drop=True),
-                     joined.drop(columns=["user_id", "item_id", "row"])], axis=1)
+                     joined.drop(columns=["user_id", "item_id"])], axis=1)
     return add_crosses(out)
 
 

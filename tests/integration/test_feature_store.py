@@ -12,6 +12,7 @@ import pytest
 
 from models.features.build import build_features
 from recstack.feature_store import (
+    JOIN_ENGINES,
     OnlineStoreUnavailable,
     apply_definitions,
     materialize_all,
@@ -73,7 +74,9 @@ def test_unknown_entity_reads_as_nulls(small_world: Path, redis_settings) -> Non
     assert online["views_7d"] == [None] and online["recent_items"] == [None]
 
 
-def test_point_in_time_join_matches_hand_worked_answers(tmp_path: Path, redis_settings) -> None:
+@pytest.mark.parametrize("engine", JOIN_ENGINES)
+def test_point_in_time_join_matches_hand_worked_answers(tmp_path: Path, redis_settings,
+                                                         engine: str) -> None:
     data = write_handbuilt(tmp_path / "hand")
     build_features(data)
     store = open_store(data, redis_settings, announce=lambda _: None)
@@ -90,7 +93,8 @@ def test_point_in_time_join_matches_hand_worked_answers(tmp_path: Path, redis_se
         ], utc=True),
         "label": [0, 1, 2, 3, 4],
     })
-    frame = training_frame(store, entity_df, "ranker").set_index("label").sort_index()
+    frame = training_frame(store, entity_df, "ranker", engine=engine).set_index(
+        "label").sort_index()
     assert (frame.loc[0, "user_activity__views_7d"], frame.loc[0, "user_activity__purchases_7d"],
             frame.loc[0, "user_activity__views_30d"], frame.loc[0, "user_activity__events_total"]
             ) == (0, 1, 1, 3)
@@ -104,6 +108,39 @@ def test_point_in_time_join_matches_hand_worked_answers(tmp_path: Path, redis_se
     assert frame.loc[3, "item_popularity__avg_rating"] == 4.0
     assert pd.isna(frame.loc[4, "user_activity__views_7d"])
     assert frame.loc[4, "item_content__title"] == "Book One"  # i1 existed since December
+
+
+@pytest.mark.parametrize("engine", JOIN_ENGINES)
+def test_training_frame_equals_one_feast_join(small_world: Path, redis_settings,
+                                              engine: str) -> None:
+    """Both engines (the ASOF join; Feast's join per entity on distinct (key, day)
+    lookups) must give exactly what one plain Feast point-in-time join over every row
+    gives."""
+    build_features(small_world)
+    store = open_store(small_world, redis_settings, announce=lambda _: None)
+    apply_definitions(store, small_world)
+    events = pd.read_parquet(small_world / "events.parquet")
+    rng = np.random.default_rng(3)
+    sample = events.sample(n=400, random_state=3)
+    entity_df = pd.DataFrame({
+        "user_id": sample["user_id"].to_numpy(),
+        "item_id": rng.permutation(sample["item_id"].to_numpy()),
+        # times inside days, at midnights and just before events, in no order
+        "event_timestamp": pd.to_datetime(sample["timestamp"], utc=True).reset_index(drop=True)
+        - pd.to_timedelta(rng.choice([0, 1, 3_600, 86_400], size=len(sample)), unit="s"),
+        "label": np.arange(len(sample))})
+    entity_df.loc[::7, "event_timestamp"] = entity_df.loc[::7, "event_timestamp"].dt.floor("D")
+    grouped = training_frame(store, entity_df, "ranker", engine=engine)
+    assert list(grouped["label"]) == list(entity_df["label"])  # order kept
+    plain = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service("ranker"),
+        full_feature_names=True).to_df().set_index("label").sort_index()
+    grouped = grouped.set_index("label")
+    features = [c for c in plain.columns if "__" in c]
+    assert set(features) == {c for c in grouped.columns if "__" in c} and len(features) > 40
+    for column in features:
+        for n, (a, b) in enumerate(zip(grouped[column], plain[column], strict=True)):
+            assert _same(a, b), f"{column} row {n}: grouped {a!r} != plain {b!r}"
 
 
 def test_embedded_sqlite_default_when_no_redis_answers(tmp_path: Path) -> None:

@@ -1,0 +1,81 @@
+"""Point-in-time joins as DuckDB ASOF joins over the feature views' own sources.
+
+Feast's DuckDB offline store joins each entity row with every earlier row of its
+key, then keeps the newest: the cost is rows x snapshots per key. Ranker
+training rows name popular items, which have a snapshot on most days, and that
+join took 25 s of a 35 s step for 150k rows on ml-latest-small (profiled). An
+ASOF join finds the same row with a sorted merge, in about a second.
+
+It reads exactly what Feast's join reads, from the registered views: each
+view's batch source file, timestamp field, created column (newest wins among
+rows with the same timestamp) and TTL. `tests/integration/test_feature_store.py`
+checks its answer against `FeatureStore.get_historical_features` row by row;
+`training_frame(..., engine="feast")` keeps Feast's own join.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+from feast import FeatureStore, FeatureView, FileSource
+
+
+class UnsupportedView(ValueError):
+    """A view this join cannot read the way Feast would (not a plain file source)."""
+
+
+def _source(view: FeatureView) -> FileSource:
+    source = view.batch_source
+    if not isinstance(source, FileSource) or source.field_mapping:
+        raise UnsupportedView(f"view {view.name}: only file sources without a field "
+                              f"mapping are joined here; use engine='feast'")
+    return source
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
+                  ) -> pd.DataFrame:
+    """Same contract as `recstack.feature_store.training_frame`: one row out per row in,
+    in order, `entity_df`'s columns kept, features named `view__feature`."""
+    out = entity_df.reset_index(drop=True)
+    at = pd.to_datetime(out["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
+    con = duckdb.connect()
+    try:
+        for projection in store.get_feature_service(service).feature_view_projections:
+            view = store.get_feature_view(projection.name)
+            source = _source(view)
+            keys = list(view.join_keys)
+            features = [f.name for f in projection.features]
+            prefix = projection.name_to_use()
+            lookups = out[keys].assign(_ts=at, _row=range(len(out)))
+            con.register("lookups", lookups)
+            key_cols = ", ".join(_quoted(k) for k in keys)
+            ts, created = _quoted(source.timestamp_field), source.created_timestamp_column
+            tie_break = f"{_quoted(created)} DESC" if created else "1"
+            selected = ", ".join(f"f.{_quoted(c)} AS {_quoted(f'{prefix}__{c}')}"
+                                 for c in features)
+            joined = con.sql(f"""
+                WITH f AS (
+                    SELECT {key_cols}, {ts} AS _fts,
+                           {", ".join(_quoted(c) for c in features)}
+                    FROM read_parquet(?)
+                    QUALIFY row_number() OVER (PARTITION BY {key_cols}, {ts}
+                                               ORDER BY {tie_break}) = 1)
+                SELECT l._row, l._ts, f._fts, {selected}
+                FROM lookups l ASOF LEFT JOIN f
+                  ON {" AND ".join(f"l.{_quoted(k)} = f.{_quoted(k)}" for k in keys)}
+                 AND l._ts >= f._fts
+                ORDER BY l._row""", params=[source.path]).to_arrow_table().to_pandas()
+            con.unregister("lookups")
+            columns = [f"{prefix}__{c}" for c in features]
+            if view.ttl:
+                expired = (pd.to_datetime(joined["_ts"], utc=True)
+                           - pd.to_datetime(joined["_fts"], utc=True)) > view.ttl
+                joined[columns] = joined[columns].astype(object).where(~expired, None)
+            out = pd.concat([out, joined[columns]], axis=1)
+    finally:
+        con.close()
+    return out
