@@ -7,7 +7,9 @@ Periods, per user (the per-user temporal protocol applied twice):
 
 Stage A fits the generators on P1, pools their candidates for P2's users,
 joins Feast features as of each user's first P2 interaction, and trains the
-ranker on P2's labels. Stage B refits the generators on P1+P2 and ranks their
+ranker on P2's labels. Two more rankers, each trained on half of the P2 users,
+score the other half; on those out-of-fold scores the exposure blend is chosen
+against the best baseline on the same users (models/ranker/exposure.py). Stage B refits the generators on P1+P2 and ranks their
 candidates for P3's users with that ranker: the evaluation. Stage C refits the
 generators on everything (P3 included) and writes each known user's ranked
 list for serving.
@@ -35,7 +37,7 @@ from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
 from models.evaluation.split import Split, per_user_temporal
 from models.ranker.candidates import label, pool
-from models.ranker.exposure import adjust, calibrate, popularity_z, top_lists
+from models.ranker.exposure import Blend, blend_scores, calibrate, popularity_z, top_lists
 from models.ranker.features import matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
 from models.text_embeddings import TextEmbedder
@@ -43,6 +45,8 @@ from models.two_tower.generator import TwoTowerGenerator
 from models.two_tower.train import TwoTowerConfig
 
 Progress = Callable[[str], None]
+AFFINITY = "two_tower_affinity"  # the two-tower's score for every pooled pair
+BASELINES = ("ease", "item_knn", "popularity")  # also fitted as sources; ALS is added
 
 
 @dataclass
@@ -54,9 +58,12 @@ class PipelineConfig:
     # Point-in-time join for ranker features: "asof" (fast) or "feast" (Feast's own).
     join_engine: str = "asof"
     ranker_rounds: int = 150
-    # Largest NDCG@10 loss (relative, on calibration users) accepted for wider exposure.
-    exposure_tolerance: float = 0.05
-    calibration_share: float = 0.2
+    # Exposure (models/ranker/exposure.py), chosen on calibration users: keep NDCG@10 at
+    # least `accuracy_floor` x the best baseline's there (the 1.05x product target plus
+    # room for the noise between calibration and later users), and within that reach
+    # `coverage_target` catalog coverage@10 if any setting can.
+    accuracy_floor: float = 1.10
+    coverage_target: float = 0.25
     workers: int = 0
     ks: tuple[int, ...] = KS
     serve_top: int = 100
@@ -72,8 +79,9 @@ class PipelineResult:
     fallback: pd.DataFrame  # item_id, rank, score: for unknown users
     two_tower: dict[str, float]
     config: dict[str, Any]
-    exposure: pd.DataFrame  # calibration: weight, ndcg@10, coverage@10
+    exposure: pd.DataFrame  # calibration: affinity, popularity, ndcg@10, coverage@10, chosen
     segments: dict[str, dict[str, float]]  # model -> user segment -> NDCG@10
+    blend: Blend
 
 
 def make_generators(config: PipelineConfig, embedder: TextEmbedder,
@@ -99,11 +107,15 @@ def _fitted(config: PipelineConfig, embedder: TextEmbedder,
 
 
 def _final_scores(ranker: Ranker, frame: pd.DataFrame, features: list[str],
-                  data: TrainingData, weight: float) -> np.ndarray:
-    """Ranker scores with the calibrated exposure adjustment."""
-    popularity = np.asarray(data.matrix.sum(axis=0)).ravel()
-    return adjust(ranker.predict(matrix(frame, features)), frame["user"].to_numpy(),
-                  frame["item"].to_numpy(), popularity_z(popularity), weight)
+                  data: TrainingData, blend: Blend) -> np.ndarray:
+    """Ranker scores blended with the calibrated exposure settings."""
+    return blend_scores(ranker.predict(matrix(frame, features)),
+                        frame[AFFINITY].to_numpy(), frame["user"].to_numpy(),
+                        _pop_z(data)[frame["item"].to_numpy()], blend)
+
+
+def _pop_z(data: TrainingData) -> np.ndarray:
+    return popularity_z(np.asarray(data.matrix.sum(axis=0)).ravel())
 
 
 def _data(split: Split, catalog: pd.DataFrame) -> TrainingData:
@@ -121,6 +133,9 @@ def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfi
                 users: np.ndarray, seen: sp.csr_matrix, at: pd.Series, store: FeatureStore,
                 split: Split) -> pd.DataFrame:
     pooled = pool(generators, config.per_source, users, seen)
+    tower = generators["two_tower"]
+    assert isinstance(tower, TwoTowerGenerator)
+    pooled[AFFINITY] = tower.pair_scores(pooled["user"].to_numpy(), pooled["item"].to_numpy())
     times = pooled["user"].map(at)
     return with_store_features(pooled, store, split.users.ids, split.items.ids, times,
                                config.join_engine)
@@ -159,23 +174,17 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     frame_a = _candidates(gens_a, config, users_a, data_a.matrix,
                           _boundary(inner.test_pairs, users_a, inner.users.ids), store, inner)
     frame_a["label"] = label(frame_a, inner.test_matrix())
-    useful = frame_a.groupby("user")["label"].transform("max") > 0
-    frame_a = frame_a[useful].sort_values("user", kind="stable")
+    frame_a = frame_a.sort_values("user", kind="stable").reset_index(drop=True)
     features = numeric_columns(frame_a, {"user", "item", "label"})
     lap("stage_a_features")
-    # Some P2 users are held back from the ranker to choose the exposure weight.
-    calibration = _calibration_users(inner.users.ids, config.calibration_share)
-    held = np.isin(frame_a["user"].to_numpy(), calibration)
-    fit_rows = frame_a[~held]
-    progress(f"stage A: ranker on {len(fit_rows):,} examples")
-    ranker = Ranker(features, rounds=config.ranker_rounds).fit(
-        matrix(fit_rows, features), fit_rows["label"].to_numpy(), fit_rows["user"].to_numpy(),
-        workers=config.workers)
-    calib = frame_a[held]
-    weight, exposure_table = calibrate(
-        calib["user"].to_numpy(), calib["item"].to_numpy(),
-        ranker.predict(matrix(calib, features)), inner.test_matrix(),
-        popularity_z(np.asarray(data_a.matrix.sum(axis=0)).ravel()), config.exposure_tolerance)
+    progress(f"stage A: ranker on {len(frame_a):,} examples, and out of fold for calibration")
+    ranker, out_of_fold = _cross_fit(frame_a, features, inner.users.ids, config)
+    relevant_a = inner.test_matrix()
+    floor = config.accuracy_floor * _best_baseline_ndcg(gens_a, data_a, users_a, relevant_a)
+    blend, exposure_table = calibrate(
+        frame_a["user"].to_numpy(), frame_a["item"].to_numpy(), out_of_fold,
+        frame_a[AFFINITY].to_numpy(), relevant_a, _pop_z(data_a), floor,
+        config.coverage_target)
     lap("ranker")
 
     progress("stage B: generators on P1+P2, evaluation on P3")
@@ -187,7 +196,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
                           _boundary(outer.test_pairs, users_b, outer.users.ids), store, outer)
     lap("stage_b")
     k_max = max(config.ks)
-    recommended, _ = _rank(frame_b, _final_scores(ranker, frame_b, features, data_b, weight),
+    recommended, _ = _rank(frame_b, _final_scores(ranker, frame_b, features, data_b, blend),
                            users_b, k_max)
     popularity = np.asarray(data_b.matrix.sum(axis=0)).ravel()
     relevant = outer.test_matrix()[users_b]
@@ -210,8 +219,10 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         "candidate_recall": float(in_pool.sum() / max(relevant.nnz, 1)),
         "ranker_lift_ndcg@10": metrics["two_stage"]["ndcg@10"] / max(
             max(metrics[n]["ndcg@10"] for n in gens_b), 1e-9),
-        "exposure_weight": weight,
-        "calibration_users": float(len(np.unique(calib["user"]))),
+        "blend_affinity": blend.affinity,
+        "blend_popularity": blend.popularity,
+        "calibration_users": float(len(users_a)),
+        "calibration_ndcg_floor": floor,
     }
     lap("evaluation")
 
@@ -224,7 +235,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     now = pd.Series(dataset.events["timestamp"].max() + pd.Timedelta(seconds=1),
                     index=all_users)
     frame_c = _candidates(gens_c, config, all_users, data_c.matrix, now, store, everything)
-    ids, scores = _rank(frame_c, _final_scores(ranker, frame_c, features, data_c, weight),
+    ids, scores = _rank(frame_c, _final_scores(ranker, frame_c, features, data_c, blend),
                         all_users, config.serve_top)
     serving = _lists(ids, scores, outer.users.ids, outer.items.ids)
     fallback_scores = Popularity(half_life_days=30.0).fit(data_c).item_scores
@@ -233,7 +244,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
                              "score": fallback_scores[top]})
     lap("stage_c")
     return PipelineResult(metrics, stages, timings, ranker, serving, fallback,
-                          two_tower_metrics, asdict(config), exposure_table, segments)
+                          two_tower_metrics, asdict(config), exposure_table, segments, blend)
 
 
 SEGMENTS = (("new (<= 5 items)", 0, 5), ("light (6-20)", 6, 20), ("medium (21-100)", 21, 100),
@@ -256,12 +267,38 @@ def _segment_ndcg(lists: dict[str, np.ndarray], relevant: sp.csr_matrix,
     return out
 
 
-def _calibration_users(user_ids: np.ndarray, share: float) -> np.ndarray:
-    """A stable pseudo-random share of user rows (by a hash of the id, not the order)."""
+def _cross_fit(frame: pd.DataFrame, features: list[str], user_ids: np.ndarray,
+               config: PipelineConfig) -> tuple[Ranker, np.ndarray]:
+    """The ranker on every P2 user with a positive among its candidates, and out-of-fold
+    scores for every row (two folds by a hash of the user id), so that calibration sees
+    all P2 users scored by a ranker that never trained on them. Rows must be sorted by
+    user."""
     import zlib
 
-    buckets = np.array([zlib.crc32(str(u).encode()) % 1000 for u in user_ids])
-    return np.flatnonzero(buckets < share * 1000)
+    fold_of_user = np.array([zlib.crc32(str(u).encode()) % 2 for u in user_ids])
+    useful = (frame.groupby("user")["label"].transform("max") > 0).to_numpy()
+    folds = fold_of_user[frame["user"].to_numpy()]
+    x = matrix(frame, features)
+    y, groups = frame["label"].to_numpy(), frame["user"].to_numpy()
+
+    def fitted(rows: np.ndarray) -> Ranker:
+        return Ranker(features, rounds=config.ranker_rounds).fit(
+            x[rows], y[rows], groups[rows], workers=config.workers)
+
+    out_of_fold = np.zeros(len(frame), dtype=np.float32)
+    for fold in (0, 1):
+        out_of_fold[folds == fold] = fitted(useful & (folds != fold)).predict(x[folds == fold])
+    return fitted(useful), out_of_fold
+
+
+def _best_baseline_ndcg(generators: dict[str, CandidateGenerator], data: TrainingData,
+                        users: np.ndarray, relevant: sp.csr_matrix) -> float:
+    """The best baseline's NDCG@10 on these users, baselines fitted on the same data."""
+    from models.evaluation.metrics import ndcg_at_k
+
+    baselines = {name: generators[name] for name in BASELINES} | {"als": ALS().fit(data)}
+    return max(ndcg_at_k(g.recommend(users, 10, seen=data.matrix)[0], relevant[users], 10)
+               for g in baselines.values())
 
 
 def _lists(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray

@@ -51,16 +51,23 @@ def _segments(segments: Mapping[str, Mapping[str, float]]) -> str:
     return _png(fig)
 
 
-def _exposure(table: pd.DataFrame) -> str:
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(table["weight"], table["ndcg@10"], marker="o", label="NDCG@10")
-    ax2 = ax.twinx()
-    ax2.plot(table["weight"], table["coverage@10"], marker="s", color="#DD8452",
-             label="coverage@10")
-    ax.set_xlabel("popularity penalty weight")
+def _exposure(table: pd.DataFrame, floor: float | None) -> str:
+    """Each blend tried on the calibration users: coverage against NDCG, the chosen one
+    ringed, the accuracy floor dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for affinity, rows in table.groupby("affinity"):
+        rows = rows.sort_values("popularity")
+        ax.plot(rows["coverage@10"], rows["ndcg@10"], marker="o", markersize=4,
+                label=f"affinity {affinity:g}")
+    chosen = table[table["chosen"].astype(bool)] if "chosen" in table else table.iloc[:0]
+    ax.scatter(chosen["coverage@10"], chosen["ndcg@10"], s=160, facecolors="none",
+               edgecolors="black", linewidths=1.5, label="chosen", zorder=3)
+    if floor is not None:
+        ax.axhline(floor, linestyle="--", color="grey", label="accuracy floor")
+    ax.set_xlabel("catalog coverage@10")
     ax.set_ylabel("NDCG@10")
-    ax2.set_ylabel("coverage@10")
-    ax.set_title("Exposure calibration on held-out P2 users")
+    ax.set_title("Exposure calibration on P2 users (popularity penalty rises along each line)")
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -87,7 +94,8 @@ def render(version: str, metrics: Mapping[str, Any], ks: list[int]) -> str:
                        for k, v in stages.items())
         parts.append(f"<h2>Per stage</h2><table>{rows}</table>")
     if metrics.get("exposure"):
-        parts.append(_exposure(pd.DataFrame(metrics["exposure"])))
+        parts.append(_exposure(pd.DataFrame(metrics["exposure"]),
+                               stages.get("calibration_ndcg_floor")))
     if metrics.get("segments"):
         parts.append(_segments(metrics["segments"]))
     style = ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

@@ -54,6 +54,10 @@ class TwoTowerGenerator(CandidateGenerator):
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.user_vectors[users] @ self.item_vectors.T
 
+    def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The affinity of each (user row, item column) pair, for any item, retrieved or not."""
+        return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items])
+
     def embed_history(self, history: list[int]) -> np.ndarray:
         """A user vector from item history alone (unknown user id): cold start, sessions."""
         with torch.no_grad():

@@ -1,5 +1,6 @@
-"""The exposure trade-off: standardised scores, a popularity penalty, a weight chosen
-on calibration users within a tolerance."""
+"""The exposure trade-off: per-user standardised scores, a two-tower affinity blend, a
+popularity penalty, and the setting chosen on calibration users against an accuracy
+floor and a coverage target."""
 
 from __future__ import annotations
 
@@ -7,32 +8,67 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models.ranker.exposure import adjust, calibrate, popularity_z, top_lists
+from models.ranker.exposure import Blend, blend_scores, calibrate, popularity_z, top_lists
 
 
-def test_adjust_penalises_popular_items_by_weight() -> None:
+def test_blend_penalises_popular_items_and_follows_affinity() -> None:
     users = np.array([0, 0, 1, 1])
     items = np.array([0, 1, 0, 1])
-    scores = np.array([2.0, 1.0, 5.0, 4.0])  # per-user scale differs; z-scores do not
+    ranker = np.array([2.0, 1.0, 5.0, 4.0])  # per-user scale differs; z-scores do not
+    affinity = np.array([0.0, 0.0, -1.0, 1.0])
     pop_z = popularity_z(np.array([1000, 1]))
     assert pop_z[0] > 0 > pop_z[1]
-    plain = adjust(scores, users, items, pop_z, 0.0)
+    plain = blend_scores(ranker, affinity, users, pop_z[items], Blend())
     assert plain[0] == pytest.approx(plain[2]) and plain[0] > plain[1]
-    penalised = adjust(scores, users, items, pop_z, 5.0)
+    penalised = blend_scores(ranker, affinity, users, pop_z[items], Blend(popularity=5.0))
     assert penalised[1] > penalised[0]  # the rare item now leads
+    led = blend_scores(ranker, affinity, users, pop_z[items], Blend(affinity=2.0))
+    assert led[0] > led[1] and led[3] > led[2]  # user 1 follows its affinity, user 0 has none
 
 
-def test_calibrate_picks_the_largest_weight_within_tolerance() -> None:
-    # One user; item 0 is popular and relevant, item 1 rare and relevant, 2 rare and not.
-    users = np.zeros(3, dtype=np.int64)
-    items = np.array([0, 1, 2])
-    scores = np.array([3.0, 2.0, 1.0])
-    relevant = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 1])), shape=(1, 3))
-    pop_z = popularity_z(np.array([100, 1, 1]))
-    weight, table = calibrate(users, items, scores, relevant, pop_z, tolerance=0.0,
-                              weights=(0.0, 0.5, 10.0), k=2)
-    # Weights 0 and 0.5 keep both relevant items in the top 2; 10 pushes item 0 out.
-    assert table.set_index("weight").loc[10.0, "ndcg@10"] < table["ndcg@10"].max()
-    assert weight == 0.5
-    lists, values = top_lists(users, items, scores, np.array([0]), 2)
-    assert lists.tolist() == [[0, 1]] and values.tolist() == [[3.0, 2.0]]
+def _two_users() -> tuple[np.ndarray, ...]:
+    """Both users' relevant item is the popular item 0; items 1 and 2 are rare."""
+    users = np.repeat([0, 1], 3)
+    items = np.tile([0, 1, 2], 2)
+    ranker = np.tile([3.0, 2.0, 1.0], 2)
+    affinity = np.zeros(6)
+    relevant = sp.csr_matrix(np.array([[1.0, 0, 0], [1.0, 0, 0]]))
+    return users, items, ranker, affinity, relevant, popularity_z(np.array([100, 1, 1]))
+
+
+def test_calibrate_reaches_coverage_only_above_the_floor() -> None:
+    users, items, ranker, affinity, relevant, pop_z = _two_users()
+    kwargs = dict(affinity_weights=(0.0,), popularity_weights=(0.0, 10.0), k=1)
+    # No penalty: both users get item 0 (NDCG 1, coverage 1/3); a heavy penalty gives
+    # them a rare item (NDCG 0, coverage 1/3 with item 1 for both).
+    blend, table = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=0.5,
+                             coverage_target=0.3, **kwargs)  # type: ignore[arg-type]
+    assert blend == Blend(0.0, 0.0) and table["chosen"].sum() == 1
+    assert table.set_index("popularity").loc[10.0, "ndcg@1"] == 0.0
+    # With no floor to respect, the most accurate setting that reaches the target wins.
+    blend, _ = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=0.0,
+                         coverage_target=0.3, **kwargs)  # type: ignore[arg-type]
+    assert blend == Blend(0.0, 0.0)
+
+
+def test_calibrate_widens_coverage_when_the_target_is_out_of_reach() -> None:
+    users, items, ranker, affinity, relevant, pop_z = _two_users()
+    affinity = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])  # user 0 likes item 1, user 1 item 2
+    blend, table = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=0.0,
+                             coverage_target=0.9, affinity_weights=(0.0, 5.0),
+                             popularity_weights=(0.0,), k=1)
+    # Affinity 5 sends the users to items 1 and 2: coverage 2/3, the widest on offer.
+    assert blend == Blend(5.0, 0.0)
+    assert table.set_index("affinity").loc[5.0, "coverage@1"] == pytest.approx(2 / 3)
+    # A floor nothing clears: the most accurate setting.
+    blend, _ = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=2.0,
+                         coverage_target=0.9, affinity_weights=(0.0, 5.0),
+                         popularity_weights=(0.0,), k=1)
+    assert blend == Blend(0.0, 0.0)
+
+
+def test_top_lists_pads_short_lists() -> None:
+    lists, values = top_lists(np.array([0, 0]), np.array([4, 7]), np.array([1.0, 3.0]),
+                              np.array([0, 1]), 3)
+    assert lists.tolist() == [[7, 4, -1], [-1, -1, -1]]
+    assert values[0, :2].tolist() == [3.0, 1.0] and np.isneginf(values[1]).all()
