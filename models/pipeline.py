@@ -9,10 +9,10 @@ Stage A fits the generators on P1, pools their candidates for P2's users,
 joins Feast features as of each user's first P2 interaction, and trains the
 ranker on P2's labels. Two more rankers, each trained on half of the P2 users,
 score the other half; on those out-of-fold scores the exposure blend is chosen
-against the best baseline on the same users (models/ranker/exposure.py). Stage B refits the generators on P1+P2 and ranks their
-candidates for P3's users with that ranker: the evaluation. Stage C refits the
-generators on everything (P3 included) and writes each known user's ranked
-list for serving.
+against the best baseline on the same users (models/ranker/exposure.py).
+Stage B refits the generators on P1+P2 and ranks their candidates for P3's
+users with that ranker: the evaluation. Stage C refits the generators on
+everything (P3 included) and writes each known user's ranked list for serving.
 """
 
 from __future__ import annotations

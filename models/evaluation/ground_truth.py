@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from models.data.synthetic import GroundTruth
+from models.interactions import positive_pairs
 
 
 def choice_probabilities(truth: GroundTruth, user_ids: list[str], at: pd.Timestamp,
@@ -47,3 +48,28 @@ def score_lists(truth: GroundTruth, lists: dict[str, list[str]], at: pd.Timestam
         ideal_hits.append(float(ideal.sum()))
     return {f"gt_ndcg@{k}": float(np.mean(ndcgs)), f"gt_hit_prob@{k}": float(np.mean(hits)),
             f"gt_hit_prob@{k}_ideal": float(np.mean(ideal_hits)), "users": float(len(users))}
+
+
+def serving_against_truth(truth: GroundTruth, serving: pd.DataFrame, fallback: pd.DataFrame,
+                          events: pd.DataFrame, k: int = 10, max_users: int = 2000
+                          ) -> dict[str, dict[str, float]]:
+    """The served lists (user_id, item_id, rank), the popularity fallback and the truth's
+    own lists, scored at the end of the data against what each user would choose next.
+    At most `max_users` users (a fixed sample) keep the users x items matrix small."""
+    at = pd.Timestamp(events["timestamp"].max())
+    seen = positive_pairs(events).groupby("user_id")["item_id"].apply(set).to_dict()
+    users = sorted(u for u in serving["user_id"].unique() if truth.knows(u))
+    if len(users) > max_users:
+        users = list(np.random.default_rng(0).choice(users, max_users, replace=False))
+    ordered = serving[serving["user_id"].isin(set(users))].sort_values(["user_id", "rank"])
+    model = ordered.groupby("user_id")["item_id"].apply(list).to_dict()
+    popular = list(fallback.sort_values("rank")["item_id"])
+    popularity = {u: [i for i in popular if i not in seen.get(u, ())][:k] for u in users}
+    utility = truth.preference(users, at)
+    own = {}
+    for user in users:
+        row = utility.loc[user].drop(list(seen.get(user, ())), errors="ignore")
+        own[user] = list(row.nlargest(k).index)
+    return {name: score_lists(truth, lists, at, seen, k)
+            for name, lists in (("two_stage", model), ("popularity", popularity),
+                                ("ground_truth", own))}

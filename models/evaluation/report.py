@@ -96,6 +96,11 @@ def render(version: str, metrics: Mapping[str, Any], ks: list[int]) -> str:
     if metrics.get("exposure"):
         parts.append(_exposure(pd.DataFrame(metrics["exposure"]),
                                stages.get("calibration_ndcg_floor")))
+    if metrics.get("ground_truth"):
+        truth = pd.DataFrame(metrics["ground_truth"]).T
+        parts.append(_bars(truth, ["gt_ndcg@10", "gt_hit_prob@10"],
+                           "Served lists against the generator's ground truth (true "
+                           "next-choice probabilities)"))
     if metrics.get("segments"):
         parts.append(_segments(metrics["segments"]))
     style = ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

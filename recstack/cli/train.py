@@ -81,6 +81,24 @@ def _table(metrics: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def _against_truth(data: Path, result: Any, events: pd.DataFrame
+                   ) -> dict[str, dict[str, float]] | None:
+    """On generated data: the served lists, popularity and the truth's own lists, scored
+    against the world's true next-choice probabilities (printed and kept)."""
+    from models.data.synthetic import GroundTruth
+    from models.evaluation.ground_truth import serving_against_truth
+
+    try:
+        truth = GroundTruth.load(data)
+    except FileNotFoundError:
+        return None
+    scores = serving_against_truth(truth, result.serving_lists, result.fallback, events)
+    console.print("against the generator's ground truth (true next-choice probabilities): "
+                  + ", ".join(f"{name} gt-NDCG@10 {row['gt_ndcg@10']:.3f}"
+                              for name, row in scores.items()))
+    return scores
+
+
 def train(
     data: Path = typer.Option(..., "--data", help="Data directory (generated or imported)."),
     registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
@@ -114,6 +132,7 @@ def train(
                   f"{stages['candidate_recall']:.3f}, ranker lift on NDCG@10 "
                   f"{stages['ranker_lift_ndcg@10']:.2f}x the best single source")
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    truth = _against_truth(data, result, dataset.events)
 
     version = new_version_id(suffix=hashlib.blake2b(str(result.timings).encode(),
                                                     digest_size=3).hexdigest())
@@ -133,6 +152,7 @@ def train(
                                    if k != "two_stage"},
                      "stages": stages, "timings": result.timings,
                      "segments": result.segments,
+                     **({"ground_truth": truth} if truth else {}),
                      "exposure": result.exposure.to_dict(orient="list"),
                      "ranker_importance": result.ranker.importance()})
         reg = Registry(registry)
@@ -230,7 +250,8 @@ def evaluate(
         errors.print(f"[yellow]note:[/] {data} is not the data version "
                      f"{manifest.version} was trained on; figures are from training")
     console.print_json(json.dumps({"version": manifest.version, **{
-        key: manifest.metrics[key] for key in ("test", "baselines", "stages", "segments")
+        key: manifest.metrics[key] for key in ("test", "baselines", "stages", "segments",
+                                                "ground_truth")
         if key in manifest.metrics}}))
     if report is not None:
         report.write_text(render(manifest.version, manifest.metrics, ks))

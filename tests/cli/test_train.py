@@ -36,6 +36,10 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     assert 0 < manifest.metrics["test"]["ndcg@10"] <= 1
     assert {"popularity", "ease", "item_knn", "als"} <= set(manifest.metrics["baselines"])
     assert manifest.data_snapshot["events"] > 0 and manifest.params["serve_top"] == 30
+    # Generated data: the served lists against the world's true next-choice probabilities.
+    truth = {name: row["gt_ndcg@10"] for name, row in manifest.metrics["ground_truth"].items()}
+    assert truth["ground_truth"] > 0.999
+    assert truth["ground_truth"] > truth["two_stage"] > 1.2 * truth["popularity"], truth
 
     users = tmp_path / "users.txt"
     data = pd.read_parquet(small_world / "events.parquet")
