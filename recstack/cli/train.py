@@ -49,6 +49,11 @@ def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
                  f"{', '.join(sorted(tower_known))}", EXIT_INVALID_INPUT)
     if epochs is not None:
         tower["epochs"] = epochs
+    from recstack.feature_store import JOIN_ENGINES
+
+    if raw.get("join_engine", JOIN_ENGINES[0]) not in JOIN_ENGINES:
+        fail(f"{path}: join_engine must be one of {', '.join(JOIN_ENGINES)}, got "
+             f"{raw['join_engine']!r}", EXIT_INVALID_INPUT)
     try:
         return PipelineConfig(**raw, two_tower=TwoTowerConfig(**tower), workers=workers)
     except TypeError as exc:

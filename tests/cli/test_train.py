@@ -86,3 +86,13 @@ def test_train_rejects_unknown_config_fields(small_world: Path, tmp_path: Path) 
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "unknown field 'two_tower.epoch'" in result.stderr
+
+
+def test_train_rejects_an_unknown_join_engine(small_world: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("join_engine: spark\n")
+    result = CliRunner().invoke(app, ["train", "--data", str(small_world), "--registry",
+                                      str(tmp_path / "r"), "--config", str(config)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "join_engine must be one of asof, feast, got 'spark'" in result.stderr
