@@ -65,11 +65,14 @@ def serving_against_truth(truth: GroundTruth, serving: pd.DataFrame, fallback: p
     model = ordered.groupby("user_id")["item_id"].apply(list).to_dict()
     popular = list(fallback.sort_values("rank")["item_id"])
     popularity = {u: [i for i in popular if i not in seen.get(u, ())][:k] for u in users}
-    utility = truth.preference(users, at)
-    own = {}
-    for user in users:
-        row = utility.loc[user].drop(list(seen.get(user, ())), errors="ignore")
-        own[user] = list(row.nlargest(k).index)
     return {name: score_lists(truth, lists, at, seen, k)
             for name, lists in (("two_stage", model), ("popularity", popularity),
-                                ("ground_truth", own))}
+                                ("ground_truth", best_lists(truth, users, at, seen, k)))}
+
+
+def best_lists(truth: GroundTruth, users: list[str], at: pd.Timestamp,
+               seen: dict[str, set[str]], k: int = 10) -> dict[str, list[str]]:
+    """The truth's own top-k unseen items per user: the lists that score 1."""
+    utility = truth.preference(users, at)
+    return {user: list(utility.loc[user].drop(list(seen.get(user, ())), errors="ignore")
+                       .nlargest(k).index) for user in users}

@@ -78,21 +78,16 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     assert too_many.exit_code == 2 and "more than the 30 items" in too_many.stderr
 
 
-def test_train_rejects_unknown_config_fields(small_world: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("config_text", "message"), [
+    ("two_tower:\n  epoch: 3\n", "unknown field 'two_tower.epoch'"),
+    ("join_engine: spark\n", "join_engine must be one of asof, feast, got 'spark'"),
+])
+def test_train_rejects_bad_config(small_world: Path, tmp_path: Path, config_text: str,
+                                  message: str) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text("two_tower:\n  epoch: 3\n")
+    config.write_text(config_text)
     result = CliRunner().invoke(app, ["train", "--data", str(small_world), "--registry",
                                       str(tmp_path / "r"), "--config", str(config)],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 2
-    assert "unknown field 'two_tower.epoch'" in result.stderr
-
-
-def test_train_rejects_an_unknown_join_engine(small_world: Path, tmp_path: Path) -> None:
-    config = tmp_path / "bad.yaml"
-    config.write_text("join_engine: spark\n")
-    result = CliRunner().invoke(app, ["train", "--data", str(small_world), "--registry",
-                                      str(tmp_path / "r"), "--config", str(config)],
-                                env={"COLUMNS": "200"})
-    assert result.exit_code == 2
-    assert "join_engine must be one of asof, feast, got 'spark'" in result.stderr
+    assert message in result.stderr

@@ -13,7 +13,7 @@ from models.candidates.base import TrainingData
 from models.candidates.popularity import Popularity
 from models.data.dataset import read_dataset
 from models.data.synthetic import GroundTruth
-from models.evaluation.ground_truth import score_lists
+from models.evaluation.ground_truth import best_lists, score_lists
 from models.interactions import Index, positive_pairs, to_matrix
 from models.two_tower.generator import TwoTowerGenerator
 from models.two_tower.train import TwoTowerConfig
@@ -39,10 +39,7 @@ def test_lists_scored_against_the_truth(small_world: Path) -> None:
                                                                       batch_size=128),
                                                        use_text=False)), at, seen)
     popular = score_lists(truth, lists(Popularity()), at, seen)
-    own = {u: list(truth.preference([u], at).iloc[0].drop(list(seen.get(u, set())),
-                                                            errors="ignore").nlargest(10).index)
-           for u in user_index.ids}
-    ideal = score_lists(truth, own, at, seen)
+    ideal = score_lists(truth, best_lists(truth, list(user_index.ids), at, seen), at, seen)
     rng = np.random.default_rng(0)
     random_lists = {u: list(rng.choice(item_index.ids, size=10, replace=False))
                     for u in user_index.ids}
