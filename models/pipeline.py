@@ -35,7 +35,7 @@ from models.candidates.knn import ItemKNN
 from models.candidates.popularity import Popularity
 from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
-from models.evaluation.split import Split, per_user_temporal
+from models.evaluation.split import SPLITS, Split
 from models.ranker.candidates import label, pool
 from models.ranker.exposure import Blend, blend_scores, calibrate, popularity_z, top_lists
 from models.ranker.features import matrix, numeric_columns, with_store_features
@@ -55,6 +55,9 @@ class PipelineConfig:
         "two_tower": 150, "ease": 100, "item_knn": 50, "popularity": 30, "content": 50})
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ease_l2: float = 500.0
+    # Evaluation protocol, applied twice (P3, then P2): "per_user" or "global"
+    # (models/evaluation/split.py).
+    split: str = "per_user"
     # Point-in-time join for ranker features: "asof" (fast) or "feast" (Feast's own).
     join_engine: str = "asof"
     ranker_rounds: int = 150
@@ -122,11 +125,13 @@ def _data(split: Split, catalog: pd.DataFrame) -> TrainingData:
     return TrainingData(split.train_matrix(), split.train_events, catalog, split.users.ids)
 
 
-def _boundary(test_pairs: pd.DataFrame, users: np.ndarray, user_ids: np.ndarray
-              ) -> pd.Series:
-    """Each user's first held-out interaction: features are taken as of this instant."""
-    first = test_pairs.groupby("user_id")["timestamp"].min()
-    return pd.Series(first.reindex(user_ids[users]).to_numpy(), index=users)
+def _boundary(split: Split, users: np.ndarray) -> pd.Series:
+    """The instant features are taken as of: the global cutoff, or under the per-user
+    split each user's first held-out interaction."""
+    if split.cutoff is not None:
+        return pd.Series(split.cutoff, index=users)
+    first = split.test_pairs.groupby("user_id")["timestamp"].min()
+    return pd.Series(first.reindex(split.users.ids[users]).to_numpy(), index=users)
 
 
 def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfig,
@@ -160,8 +165,9 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         clock = now
 
     catalog_ids = dataset.items["item_id"]
-    outer = per_user_temporal(dataset.events, catalog_ids)
-    inner = per_user_temporal(outer.train_events, catalog_ids)
+    splitter = SPLITS[config.split]
+    outer = splitter(dataset.events, catalog_ids)
+    inner = splitter(outer.train_events, catalog_ids)
     catalog = aligned_items(outer, dataset.items)
     lap("split")
 
@@ -172,7 +178,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     progress("stage A: candidates and features for P2")
     users_a = inner.test_users()
     frame_a = _candidates(gens_a, config, users_a, data_a.matrix,
-                          _boundary(inner.test_pairs, users_a, inner.users.ids), store, inner)
+                          _boundary(inner, users_a), store, inner)
     frame_a["label"] = label(frame_a, inner.test_matrix())
     frame_a = frame_a.sort_values("user", kind="stable").reset_index(drop=True)
     features = numeric_columns(frame_a, {"user", "item", "label"})
@@ -193,7 +199,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     two_tower_metrics = dict(gens_b["two_tower"].metrics)  # type: ignore[attr-defined]
     users_b = outer.test_users()
     frame_b = _candidates(gens_b, config, users_b, data_b.matrix,
-                          _boundary(outer.test_pairs, users_b, outer.users.ids), store, outer)
+                          _boundary(outer, users_b), store, outer)
     lap("stage_b")
     k_max = max(config.ks)
     recommended, _ = _rank(frame_b, _final_scores(ranker, frame_b, features, data_b, blend),

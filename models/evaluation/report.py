@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from models.evaluation.split import PROTOCOLS
+
 ACCURACY = ("precision", "recall", "ndcg", "map", "hit_rate")
 BEYOND = ("coverage@10", "diversity@10", "novelty@10")
 BIAS = ("long_tail_share@10", "gini@10")
@@ -76,8 +78,9 @@ def render(version: str, metrics: Mapping[str, Any], ks: list[int]) -> str:
     models = {"two_stage": metrics["test"], **metrics.get("baselines", {})}
     frame = pd.DataFrame(models).T
     parts = [f"<h1>RecStack evaluation: {html.escape(version)}</h1>",
-             "<p>Per-user temporal split: each user's last 20% of items held out; items "
-             "seen in training are excluded. Baselines and sources ran on the same split.</p>"]
+             f"<p>Protocol: {html.escape(metrics.get('protocol', PROTOCOLS['per_user']))}"
+             "; items seen in training are excluded. Baselines and sources ran on the same "
+             "split.</p>"]
     shown = [f"{m}@{k}" for k in ks for m in ("ndcg", "recall", "precision", "map")
              if f"{m}@{k}" in frame.columns]
     parts.append(frame[shown + [c for c in BEYOND + BIAS if c in frame.columns]]

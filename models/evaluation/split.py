@@ -8,6 +8,7 @@ since recommenders exclude seen items from the ranking and could never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,16 @@ def global_time(events: pd.DataFrame, catalog: pd.Series, holdout: float = 0.2) 
     later = positive_pairs(events[events["timestamp"] >= cutoff])
     later = later[later["user_id"].isin(set(train_events["user_id"]))]
     return _finish(train_events, later, events, catalog, cutoff=cutoff)
+
+
+SPLITS: dict[str, Callable[[pd.DataFrame, pd.Series], Split]] = {
+    "per_user": per_user_temporal, "global": global_time}
+# What each split holds out, in words for tables and reports.
+PROTOCOLS = {
+    "per_user": "per-user temporal split: each user's last 20% of items held out",
+    "global": "global time split: everything after the instant 80% of events had "
+              "happened held out",
+}
 
 
 def _finish(train_events: pd.DataFrame, test: pd.DataFrame, events: pd.DataFrame,

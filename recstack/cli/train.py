@@ -49,11 +49,13 @@ def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
                  f"{', '.join(sorted(tower_known))}", EXIT_INVALID_INPUT)
     if epochs is not None:
         tower["epochs"] = epochs
+    from models.evaluation.split import SPLITS
     from recstack.feature_store import JOIN_ENGINES
 
-    if raw.get("join_engine", JOIN_ENGINES[0]) not in JOIN_ENGINES:
-        fail(f"{path}: join_engine must be one of {', '.join(JOIN_ENGINES)}, got "
-             f"{raw['join_engine']!r}", EXIT_INVALID_INPUT)
+    for name, choices in (("join_engine", JOIN_ENGINES), ("split", tuple(SPLITS))):
+        if name in raw and raw[name] not in choices:
+            fail(f"{path}: {name} must be one of {', '.join(choices)}, got {raw[name]!r}",
+                 EXIT_INVALID_INPUT)
     try:
         return PipelineConfig(**raw, two_tower=TwoTowerConfig(**tower), workers=workers)
     except TypeError as exc:
@@ -73,8 +75,8 @@ def _snapshot(data: Path, events: pd.DataFrame) -> dict[str, Any]:
             "last_event": str(events["timestamp"].max()), "events_sha256": digest}
 
 
-def _table(metrics: dict[str, dict[str, float]]) -> Table:
-    table = Table(title="Held-out evaluation (per-user temporal split, last 20% of items)")
+def _table(metrics: dict[str, dict[str, float]], protocol: str) -> Table:
+    table = Table(title=f"Held-out evaluation ({protocol})")
     table.add_column("model")
     for metric in SHOWN:
         table.add_column(metric, justify="right")
@@ -131,7 +133,10 @@ def train(
     embedder = TextEmbedder(cache_dir=data / "cache")
     with steps("training", 5) as step:
         result = run(dataset, store, pipeline_config, embedder, progress=step)
-    console.print(_table(result.metrics))
+    from models.evaluation.split import PROTOCOLS
+
+    protocol = PROTOCOLS[pipeline_config.split]
+    console.print(_table(result.metrics, protocol))
     stages = result.stages
     console.print(f"candidates per user {stages['candidates_per_user']:.0f}, candidate recall "
                   f"{stages['candidate_recall']:.3f}, ranker lift on NDCG@10 "
@@ -152,7 +157,7 @@ def train(
             code_revision=code_revision(), data_snapshot=_snapshot(data, dataset.events),
             feature_service="ranker",
             params={**result.config, "two_tower_training": result.two_tower},
-            metrics={"test": result.metrics["two_stage"],
+            metrics={"protocol": protocol, "test": result.metrics["two_stage"],
                      "baselines": {k: v for k, v in result.metrics.items()
                                    if k != "two_stage"},
                      "stages": stages, "timings": result.timings,
@@ -255,8 +260,8 @@ def evaluate(
         errors.print(f"[yellow]note:[/] {data} is not the data version "
                      f"{manifest.version} was trained on; figures are from training")
     console.print_json(json.dumps({"version": manifest.version, **{
-        key: manifest.metrics[key] for key in ("test", "baselines", "stages", "segments",
-                                                "ground_truth")
+        key: manifest.metrics[key] for key in ("protocol", "test", "baselines", "stages",
+                                                "segments", "ground_truth")
         if key in manifest.metrics}}))
     if report is not None:
         report.write_text(render(manifest.version, manifest.metrics, ks))

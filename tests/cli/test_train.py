@@ -78,9 +78,26 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     assert too_many.exit_code == 2 and "more than the 30 items" in too_many.stderr
 
 
+def test_train_on_the_global_time_split(small_world: Path, tmp_path: Path) -> None:
+    config = tmp_path / "global.yaml"
+    config.write_text(json.dumps({**SMALL, "split": "global"}))
+    registry = tmp_path / "registry"
+    result = CliRunner().invoke(app, ["train", "--data", str(small_world), "--registry",
+                                      str(registry), "--config", str(config)],
+                                env={"COLUMNS": "200", "RECSTACK_ONLINE_STORE": "sqlite"})
+    assert result.exit_code == 0, result.output
+    assert "global time split" in result.output
+    manifest = Registry(registry).resolve()
+    assert manifest.params["split"] == "global"
+    assert manifest.metrics["protocol"].startswith("global time split")
+    assert 0 < manifest.metrics["test"]["ndcg@10"] <= 1
+    assert set(manifest.metrics["baselines"]) >= {"popularity", "ease", "item_knn", "als"}
+
+
 @pytest.mark.parametrize(("config_text", "message"), [
     ("two_tower:\n  epoch: 3\n", "unknown field 'two_tower.epoch'"),
     ("join_engine: spark\n", "join_engine must be one of asof, feast, got 'spark'"),
+    ("split: weekly\n", "split must be one of per_user, global, got 'weekly'"),
 ])
 def test_train_rejects_bad_config(small_world: Path, tmp_path: Path, config_text: str,
                                   message: str) -> None:
