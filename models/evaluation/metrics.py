@@ -45,17 +45,22 @@ def hit_rate_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int) -> f
     return float(hits.any(axis=1).mean()) if mask.any() else 0.0
 
 
-def ndcg_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
-    """Binary-gain NDCG: DCG = sum over hits of 1/log2(rank + 1), ideal = all hits first."""
+def ndcg_per_user(recommended: np.ndarray, relevant: sp.csr_matrix, k: int) -> np.ndarray:
+    """Binary-gain NDCG@k of each user with at least one relevant item (in row order):
+    DCG = sum over hits of 1/log2(rank + 1), ideal = all hits first."""
     mask = _users_with_relevant(relevant)
-    if not mask.any():
-        return 0.0
     hits = _hits(recommended[:, :k], relevant)[mask]
     discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
     dcg = (hits * discounts).sum(axis=1)
     n_ideal = np.minimum(np.diff(relevant.indptr)[mask], hits.shape[1])
     idcg = np.cumsum(discounts)[n_ideal - 1]
-    return float((dcg / idcg).mean())
+    return np.asarray(dcg / idcg, dtype=np.float64)
+
+
+def ndcg_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
+    """Mean of ndcg_per_user."""
+    per_user = ndcg_per_user(recommended, relevant, k)
+    return float(per_user.mean()) if len(per_user) else 0.0
 
 
 def map_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
