@@ -53,22 +53,26 @@ def _segments(segments: Mapping[str, Mapping[str, float]]) -> str:
     return _png(fig)
 
 
-def _exposure(table: pd.DataFrame, floor: float | None) -> str:
-    """Each blend tried on the calibration users: coverage against NDCG, the chosen one
-    ringed, the accuracy floor dashed."""
+def _exposure(table: pd.DataFrame, floor: float | None, target: float | None) -> str:
+    """Each setting tried on the calibration users: coverage against the lower confidence
+    bound of NDCG@10 over the best baseline's, one colour per number of unique slots,
+    the chosen one ringed, the floor dashed and the coverage target dotted."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for affinity, rows in table.groupby("affinity"):
-        rows = rows.sort_values("popularity")
-        ax.plot(rows["coverage@10"], rows["ndcg@10"], marker="o", markersize=4,
-                label=f"affinity {affinity:g}")
+    y = "ratio_low" if "ratio_low" in table else "ndcg@10"  # versions before the bootstrap
+    heads = table["head"] if "head" in table else pd.Series(10, index=table.index)
+    for head, rows in table.groupby(heads):
+        ax.scatter(rows["coverage@10"], rows[y], s=12, label=f"{10 - int(head)} unique slots")
     chosen = table[table["chosen"].astype(bool)] if "chosen" in table else table.iloc[:0]
-    ax.scatter(chosen["coverage@10"], chosen["ndcg@10"], s=160, facecolors="none",
+    ax.scatter(chosen["coverage@10"], chosen[y], s=160, facecolors="none",
                edgecolors="black", linewidths=1.5, label="chosen", zorder=3)
     if floor is not None:
         ax.axhline(floor, linestyle="--", color="grey", label="accuracy floor")
+    if target is not None:
+        ax.axvline(target, linestyle=":", color="grey", label="coverage target")
     ax.set_xlabel("catalog coverage@10")
-    ax.set_ylabel("NDCG@10")
-    ax.set_title("Exposure calibration on P2 users (popularity penalty rises along each line)")
+    ax.set_ylabel("NDCG@10 / best baseline's (95% lower bound)" if y == "ratio_low"
+                  else "NDCG@10")
+    ax.set_title("Exposure calibration on P2 users (each point: affinity, penalty, slots)")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -98,7 +102,9 @@ def render(version: str, metrics: Mapping[str, Any], ks: list[int]) -> str:
         parts.append(f"<h2>Per stage</h2><table>{rows}</table>")
     if metrics.get("exposure"):
         parts.append(_exposure(pd.DataFrame(metrics["exposure"]),
-                               stages.get("calibration_ndcg_floor")))
+                               stages.get("calibration_floor_ratio",
+                                          stages.get("calibration_ndcg_floor")),
+                               stages.get("calibration_coverage_target")))
     if metrics.get("ground_truth"):
         truth = pd.DataFrame(metrics["ground_truth"]).T
         parts.append(_bars(truth, ["gt_ndcg@10", "gt_hit_prob@10"],

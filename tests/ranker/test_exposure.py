@@ -1,6 +1,6 @@
 """The exposure trade-off: per-user standardised scores, a two-tower affinity blend, a
-popularity penalty, and the setting chosen on calibration users against an accuracy
-floor and a coverage target."""
+popularity penalty, unique slots, and the setting chosen on calibration users against
+an accuracy floor and a coverage target."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models.ranker.exposure import Blend, blend_scores, calibrate, popularity_z, top_lists
+from models.ranker.exposure import (
+    Blend,
+    blend_scores,
+    calibrate,
+    popularity_z,
+    ranked_lists,
+    ratio_lower_bound,
+    spread,
+    top_lists,
+)
 
 
 def test_blend_penalises_popular_items_and_follows_affinity() -> None:
@@ -26,6 +35,9 @@ def test_blend_penalises_popular_items_and_follows_affinity() -> None:
     assert led[0] > led[1] and led[3] > led[2]  # user 1 follows its affinity, user 0 has none
 
 
+ONES = np.ones(2)  # the baseline's per-user NDCG: perfect for both users
+
+
 def _two_users() -> tuple[np.ndarray, ...]:
     """Both users' relevant item is the popular item 0; items 1 and 2 are rare."""
     users = np.repeat([0, 1], 3)
@@ -38,31 +50,31 @@ def _two_users() -> tuple[np.ndarray, ...]:
 
 def test_calibrate_reaches_coverage_only_above_the_floor() -> None:
     users, items, ranker, affinity, relevant, pop_z = _two_users()
-    kwargs = dict(affinity_weights=(0.0,), popularity_weights=(0.0, 10.0), k=1)
+    kwargs = dict(affinity_weights=(0.0,), popularity_weights=(0.0, 10.0), heads=(10,), k=1)
     # No penalty: both users get item 0 (NDCG 1, coverage 1/3); a heavy penalty gives
     # them a rare item (NDCG 0, coverage 1/3 with item 1 for both).
-    blend, table = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=0.5,
-                             coverage_target=0.3, **kwargs)  # type: ignore[arg-type]
+    blend, table = calibrate(users, items, ranker, affinity, relevant, pop_z, baseline=ONES,
+                             floor_ratio=0.5, coverage_target=0.3, **kwargs)  # type: ignore[arg-type]
     assert blend == Blend(0.0, 0.0) and table["chosen"].sum() == 1
     assert table.set_index("popularity").loc[10.0, "ndcg@1"] == 0.0
     # With no floor to respect, the most accurate setting that reaches the target wins.
-    blend, _ = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=0.0,
-                         coverage_target=0.3, **kwargs)  # type: ignore[arg-type]
+    blend, _ = calibrate(users, items, ranker, affinity, relevant, pop_z, baseline=ONES,
+                         floor_ratio=0.0, coverage_target=0.3, **kwargs)  # type: ignore[arg-type]
     assert blend == Blend(0.0, 0.0)
 
 
 def test_calibrate_widens_coverage_when_the_target_is_out_of_reach() -> None:
     users, items, ranker, affinity, relevant, pop_z = _two_users()
     affinity = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])  # user 0 likes item 1, user 1 item 2
-    blend, table = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=0.0,
-                             coverage_target=0.9, affinity_weights=(0.0, 5.0),
-                             popularity_weights=(0.0,), k=1)
+    blend, table = calibrate(users, items, ranker, affinity, relevant, pop_z, ONES,
+                             floor_ratio=0.0, coverage_target=0.9, affinity_weights=(0.0, 5.0),
+                             popularity_weights=(0.0,), heads=(10,), k=1)
     # Affinity 5 sends the users to items 1 and 2: coverage 2/3, the widest on offer.
     assert blend == Blend(5.0, 0.0)
     assert table.set_index("affinity").loc[5.0, "coverage@1"] == pytest.approx(2 / 3)
     # A floor nothing clears: the most accurate setting.
-    blend, _ = calibrate(users, items, ranker, affinity, relevant, pop_z, floor_ndcg=2.0,
-                         coverage_target=0.9, affinity_weights=(0.0, 5.0),
+    blend, _ = calibrate(users, items, ranker, affinity, relevant, pop_z, ONES,
+                         floor_ratio=2.0, coverage_target=0.9, affinity_weights=(0.0, 5.0),
                          popularity_weights=(0.0,), k=1)
     assert blend == Blend(0.0, 0.0)
 
@@ -72,3 +84,57 @@ def test_top_lists_pads_short_lists() -> None:
                               np.array([0, 1]), 3)
     assert lists.tolist() == [[7, 4, -1], [-1, -1, -1]]
     assert values[0, :2].tolist() == [3.0, 1.0] and np.isneginf(values[1]).all()
+
+
+def test_unique_slots_go_to_items_no_list_shows_yet() -> None:
+    ids = np.tile(np.arange(5), (2, 1))  # both users rank items 0..4 alike
+    values = np.tile(np.linspace(1.0, 0.0, 5, dtype=np.float32), (2, 1))
+    # Head 2 of k 3: the third slot of each list goes to its best item nobody shows.
+    lists, scores = spread(ids, values, head=2, k=3)
+    assert lists.tolist() == [[0, 1, 2], [0, 1, 3]]
+    assert scores[1].tolist() == pytest.approx([1.0, 0.75, 0.25])  # each item keeps its own
+    # The visiting order decides who gets the better fresh item.
+    lists, _ = spread(ids, values, head=2, k=3, visit=np.array([1, 0]))
+    assert lists.tolist() == [[0, 1, 3], [0, 1, 2]]
+    # Past the unique slots the lists continue in score order without repeats.
+    lists, _ = spread(ids, values, head=2, k=5)
+    assert lists.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
+    assert spread(ids, values, head=3, k=3)[0].tolist() == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_ranked_lists_spread_over_the_whole_candidate_list() -> None:
+    users = np.repeat([0, 1], 4)
+    items = np.tile([0, 1, 2, 3], 2)
+    scores = np.tile([4.0, 3.0, 2.0, 1.0], 2)
+    lists, _ = ranked_lists(users, items, scores, np.array([0, 1]), k=2, head=1)
+    assert lists.tolist() == [[0, 1], [0, 2]]  # user 1's fresh item sits third in its list
+
+
+def test_calibrate_chooses_unique_slots_when_they_cost_no_accuracy() -> None:
+    users = np.repeat([0, 1], 3)
+    items = np.tile([0, 1, 2], 2)
+    ranker = np.tile([3.0, 2.0, 1.0], 2)
+    relevant = sp.csr_matrix(np.array([[1.0, 0, 0], [1.0, 0, 0]]))
+    blend, table = calibrate(users, items, ranker, np.zeros(6), relevant,
+                             popularity_z(np.array([100, 1, 1])), ONES, floor_ratio=0.9,
+                             coverage_target=0.9, affinity_weights=(0.0,),
+                             popularity_weights=(0.0,), heads=(2, 1), k=2)
+    # Head 2: both lists are [0, 1] (coverage 2/3); head 1: [0, 1] and [0, 2] (3/3),
+    # item 0 still first for both.
+    assert blend == Blend(0.0, 0.0, head=1) and blend.unique_slots == 9
+    assert table.set_index("head").loc[1, "coverage@2"] == pytest.approx(1.0)
+
+
+def test_ratio_lower_bound_is_cautious_on_few_users() -> None:
+    rng = np.random.default_rng(3)
+    baseline = rng.uniform(0.0, 0.4, 2000)
+    better = baseline * 1.2 + rng.normal(0.0, 0.2, 2000)  # 1.2x on average, noisily
+    same = ratio_lower_bound(np.stack([baseline]), baseline, 0.95)
+    assert same[0] == pytest.approx(1.0)
+
+    def margin(n: int) -> float:  # how far the bound sits below the point estimate
+        point = better[:n].mean() / baseline[:n].mean()
+        return point - ratio_lower_bound(np.stack([better[:n]]), baseline[:n], 0.95)[0]
+
+    assert 0 < margin(2000) < margin(100)  # fewer users, a wider margin
+    assert ratio_lower_bound(np.stack([better]), baseline, 0.95)[0] > 1.1
