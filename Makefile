@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 ## demo: synthetic data -> features -> Feast apply + materialize -> online reads
+##       -> training -> recommendations -> evaluation report
 demo: setup
 	$(BIN)/recstack demo --out demo-data
 

@@ -16,7 +16,9 @@ def demo(
     days: int = typer.Option(30, help="Simulated days."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
-    """Generate a synthetic shop, build and apply its features, and read some online.
+    """Generate a synthetic shop, build and apply its features, read some online, train
+    the two-stage model into OUT/registry, recommend for two users and a new one, and
+    write the evaluation report to OUT/report.html.
 
     Uses Redis when one answers at RECSTACK_REDIS, Feast's embedded SQLite otherwise."""
     import json
@@ -24,13 +26,14 @@ def demo(
     from models.data.dataset import read_dataset
     from recstack.cli.data import generate
     from recstack.cli.features import read_online, run_apply
+    from recstack.cli.train import recommend, train
 
-    console.rule("1/3 data: a synthetic shop")
+    console.rule("1/5 data: a synthetic shop")
     generate(out=out, users=users, items=items, days=days, seed=seed,
              start="2026-01-01T00:00:00Z", overwrite=True)
-    console.rule("2/3 features: build, feast apply, materialize")
+    console.rule("2/5 features: build, feast apply, materialize")
     store = run_apply(out, engine="feast", materialize=True)
-    console.rule("3/3 online reads through the Feast SDK")
+    console.rule("3/5 online reads through the Feast SDK")
     dataset = read_dataset(out)
     busiest = dataset.events["user_id"].value_counts().index[:2]
     popular = dataset.events["item_id"].value_counts().index[:1]
@@ -43,5 +46,29 @@ def demo(
     features = read_online(store, None, str(popular[0]))["item"]
     console.print_json(json.dumps({k: features[k] for k in (
         "item_id", "title", "category", "price", "views_7d", "ctr_30d")}, default=str))
-    console.print(f"\n[bold green]demo done.[/] Data in {out}/; try "
-                  f"`recstack features get --data {out} --user {busiest[0]}`")
+    console.rule("4/5 training: candidate generators, ranker, evaluation, registry")
+    registry = out / "registry"
+    train(data=out, registry=str(registry), workers=0, epochs=None, config=None,
+          promote="dev")
+    console.rule("5/5 recommendations (two busy users and a new one) and the report")
+    users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
+    users_file.write_text("\n".join([*map(str, busiest), "someone-new"]) + "\n")
+    recommend(registry=str(registry), version=None, stage="dev", users=users_file, k=5,
+              out=recs)
+    import pandas as pd
+
+    console.print(pd.read_csv(recs, dtype=str).to_string(index=False))
+    report = out / "report.html"
+    _write_report(str(registry), report)
+    console.print(f"\n[bold green]demo done.[/] Data in {out}/, model in {registry}/, "
+                  f"report in {report}; try `recstack features get --data {out} --user "
+                  f"{busiest[0]}` or `recstack models list --registry {registry}`")
+
+
+def _write_report(registry: str, report: Path) -> None:
+    from models.evaluation.compare import KS
+    from models.evaluation.report import render
+    from recstack.registry import Registry
+
+    manifest = Registry(registry).resolve(stage="dev")
+    report.write_text(render(manifest.version, manifest.metrics, list(KS)))

@@ -32,6 +32,12 @@ def test_demo_runs_without_redis_on_the_embedded_default(tmp_path: Path) -> None
     assert "no Redis at 127.0.0.1:1" in result.stdout
     assert '"recent_items"' in result.stdout and "demo done." in result.stdout
     assert (out / "feature_store" / "online.db").exists()
+    # Trained, recommended (the new user gets the cold-start list) and reported.
+    assert "two_stage" in result.stdout and "dev -> v" in result.stdout
+    recs = (out / "demo-recs.csv").read_text().splitlines()
+    assert recs[0] == "user_id,item_id,rank,score" and len(recs) == 1 + 3 * 5
+    assert sum(line.startswith("someone-new,") for line in recs) == 5
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 5
 
 
 @pytest.mark.skipif(not (MOVIELENS_SMALL / "ratings.csv").exists(),
