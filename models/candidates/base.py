@@ -54,6 +54,26 @@ class CandidateGenerator(ABC):
         return np.vstack(ids), np.vstack(scores)
 
 
+class HistoryScorer(ABC):
+    """A generator that can score someone it has not seen in training, from their
+    interactions alone: what serving needs for fresh events, new sessions and new users.
+    `history` is a sparse (n, items) matrix over the training catalog's columns whose
+    values weigh each interaction (1 for a plain interaction)."""
+
+    @abstractmethod
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Dense (n, items) float32 scores; higher is better."""
+
+    def recommend_history(self, history: sp.csr_matrix, k: int, exclude_history: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores per row of `history`, by default without the
+        items already in it."""
+        scores = self.score_history(history)
+        if exclude_history:
+            exclude(scores, history)
+        return top_k(scores, k)
+
+
 def _chunks(users: np.ndarray) -> Iterator[np.ndarray]:
     for start in range(0, len(users), SCORE_CHUNK):
         yield users[start:start + SCORE_CHUNK]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
 from models.evaluation.compare import category_vectors
 from models.text_embeddings import TextEmbedder, item_text
 
@@ -19,7 +20,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class ContentSimilarity(CandidateGenerator):
+class ContentSimilarity(CandidateGenerator, HistoryScorer):
     name = "content"
 
     def __init__(self, embedder: TextEmbedder | None = None, category_weight: float = 0.5,
@@ -35,19 +36,29 @@ class ContentSimilarity(CandidateGenerator):
 
     def fit(self, data: TrainingData) -> ContentSimilarity:
         self.vectors = self.item_vectors(data.items)
+        self.profiles = self._profiles(self.decayed_history(data))
+        return self
+
+    def decayed_history(self, data: TrainingData) -> sp.csr_matrix:
+        """(users, items) weights: each interaction counts 0.5 ** (age / half-life)."""
         events = data.events[data.events["item_id"].notna()]
         columns = pd.Index(data.items["item_id"]).get_indexer(events["item_id"])
         rows = pd.Index(data.user_ids).get_indexer(events["user_id"])
         age = (data.now - events["timestamp"]) / pd.Timedelta(days=1)
         weights = np.power(0.5, age.to_numpy() / self.half_life_days)
         keep = (columns >= 0) & (rows >= 0)
-        profile = np.zeros((len(data.user_ids), self.vectors.shape[1]), dtype=np.float64)
-        np.add.at(profile, rows[keep], self.vectors[columns[keep]] * weights[keep, None])
-        self.profiles = _unit(profile).astype(np.float32)
-        return self
+        return sp.csr_matrix((weights[keep], (rows[keep], columns[keep])),
+                             shape=(len(data.user_ids), len(data.items)))
+
+    def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
+        """Unit-length weighted sums of the item vectors in each row's history."""
+        return _unit(np.asarray(history @ self.vectors.astype(np.float64))).astype(np.float32)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.profiles[users] @ self.vectors.T
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self._profiles(history) @ self.vectors.T
 
     def similar(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = self.vectors @ self.vectors[item]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
-from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
 
 
-class EASE(CandidateGenerator):
+class EASE(CandidateGenerator, HistoryScorer):
     name = "ease"
 
     def __init__(self, l2: float = 500.0, max_items: int = 4000) -> None:
@@ -37,7 +38,9 @@ class EASE(CandidateGenerator):
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(users), self.n_items), dtype=np.float32)
-        history = self.user_items[users][:, self.columns]
-        out[:, self.columns] = history @ self.weights
+        return self.score_history(self.user_items[users])
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        out = np.zeros((history.shape[0], self.n_items), dtype=np.float32)
+        out[:, self.columns] = history[:, self.columns] @ self.weights
         return out

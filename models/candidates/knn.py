@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
 
 
 def cosine_neighbours(matrix: sp.csr_matrix, shrink: float, neighbours: int,
@@ -37,7 +37,7 @@ def cosine_neighbours(matrix: sp.csr_matrix, shrink: float, neighbours: int,
                          shape=(n, n), dtype=np.float32)
 
 
-class ItemKNN(CandidateGenerator):
+class ItemKNN(CandidateGenerator, HistoryScorer):
     """score(u, i) = sum over the user's items j of sim(j, i)."""
 
     name = "item_knn"
@@ -53,8 +53,10 @@ class ItemKNN(CandidateGenerator):
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.user_items[users] @ self.similarity).todense(),
-                          dtype=np.float32)
+        return self.score_history(self.user_items[users])
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((history @ self.similarity).todense(), dtype=np.float32)
 
     def similar_items(self, items: np.ndarray) -> sp.csr_matrix:
         return self.similarity[items]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
 from models.interactions import POSITIVE_TYPES
 
 
-class Popularity(CandidateGenerator):
+class Popularity(CandidateGenerator, HistoryScorer):
     """Items ranked by how many users interacted with them. With `half_life_days`,
     each interaction counts 0.5 ** (age / half_life): trending rather than all-time."""
 
@@ -24,6 +25,9 @@ class Popularity(CandidateGenerator):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores, (len(users), len(self.item_scores))).copy()
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self.score(np.zeros(history.shape[0], dtype=np.int64))
 
 
 def item_weights(data: TrainingData, half_life_days: float | None) -> np.ndarray:

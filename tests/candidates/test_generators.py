@@ -114,3 +114,36 @@ def test_content_similarity_finds_same_category_and_scores_new_items(small_world
     assert (tmp_path / "text_embeddings.parquet").exists()
     again = TextEmbedder(cache_dir=tmp_path)
     assert again.encode(["never seen before"]).shape == (1, 384)
+
+
+def test_history_scoring_matches_training_users_and_serves_new_ones(small_world: Path,
+                                                                    tmp_path: Path) -> None:
+    """What serving relies on: scoring someone from their interactions alone gives a
+    known user the same scores as training did, and a new user a sensible list."""
+    from models.candidates.base import HistoryScorer, TrainingData
+    from models.candidates.content import ContentSimilarity
+    from models.evaluation.compare import aligned_items
+    from models.text_embeddings import TextEmbedder
+
+    data = read_dataset(small_world)
+    split = per_user_temporal(data.events, data.items["item_id"])
+    training = TrainingData(split.train_matrix(), split.train_events,
+                            aligned_items(split, data.items), split.users.ids)
+    users = np.arange(0, training.matrix.shape[0], 7)
+    content = ContentSimilarity(TextEmbedder(cache_dir=tmp_path))
+    for generator in (EASE(l2=100.0), ItemKNN(), Popularity(), content):
+        assert isinstance(generator, HistoryScorer)
+        generator.fit(training)
+        history = (content.decayed_history(training) if generator is content
+                   else training.matrix)[users]
+        np.testing.assert_allclose(generator.score_history(history),
+                                   generator.score(users), rtol=1e-4, atol=1e-5,
+                                   err_msg=generator.name)
+    # A new user who bought the items of one known user gets that user's EASE list,
+    # without those items.
+    ease = EASE(l2=100.0).fit(training)
+    history = training.matrix[users[:1]]
+    ids, _ = ease.recommend_history(history, 10)
+    expected, _ = ease.recommend(users[:1], 10, seen=training.matrix)
+    assert ids.tolist() == expected.tolist()
+    assert not set(ids[0]) & set(history.indices)
