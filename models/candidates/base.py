@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -58,7 +61,46 @@ class HistoryScorer(ABC):
     """A generator that can score someone it has not seen in training, from their
     interactions alone: what serving needs for fresh events, new sessions and new users.
     `history` is a sparse (n, items) matrix over the training catalog's columns whose
-    values weigh each interaction (1 for a plain interaction)."""
+    values weigh each interaction (1 for a plain interaction).
+
+    It saves what scoring needs as plain files (`.npy`, `.npz`, `params.json`), no
+    pickles: `params` are its constructor arguments, `fitted` the arrays, sparse
+    matrices and numbers that `fit` learned. A loaded one scores histories; methods
+    that take training-user rows need the training matrix, which is not saved."""
+
+    params: tuple[str, ...] = ()
+    fitted: tuple[str, ...] = ()
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        numbers = {}
+        for name in self.fitted:
+            value = getattr(self, name)
+            if sp.issparse(value):
+                sp.save_npz(directory / f"{name}.npz", value.tocsr())
+            elif isinstance(value, np.ndarray):
+                np.save(directory / f"{name}.npy", value)
+            else:
+                numbers[name] = value
+        (directory / "params.json").write_text(json.dumps({
+            "class": type(self).__name__,
+            "params": {name: getattr(self, name) for name in self.params},
+            "fitted": numbers}))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        meta = json.loads((directory / "params.json").read_text())
+        if meta["class"] != cls.__name__:
+            raise ValueError(f"{directory} holds a {meta['class']}, not a {cls.__name__}")
+        loaded = cls(**meta["params"])
+        for name in cls.fitted:
+            if name in meta["fitted"]:
+                setattr(loaded, name, meta["fitted"][name])
+            elif (directory / f"{name}.npz").exists():
+                setattr(loaded, name, sp.load_npz(directory / f"{name}.npz").tocsr())
+            else:
+                setattr(loaded, name, np.load(directory / f"{name}.npy"))
+        return loaded
 
     @abstractmethod
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:

@@ -21,6 +21,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 class ContentSimilarity(CandidateGenerator, HistoryScorer):
+    params = ("category_weight", "half_life_days")
+    fitted = ("vectors",)
     name = "content"
 
     def __init__(self, embedder: TextEmbedder | None = None, category_weight: float = 0.5,

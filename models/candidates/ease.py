@@ -16,6 +16,8 @@ from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingDa
 
 
 class EASE(CandidateGenerator, HistoryScorer):
+    params = ("l2", "max_items")
+    fitted = ("columns", "weights", "n_items")
     name = "ease"
 
     def __init__(self, l2: float = 500.0, max_items: int = 4000) -> None:

@@ -41,6 +41,8 @@ class ItemKNN(CandidateGenerator, HistoryScorer):
     """score(u, i) = sum over the user's items j of sim(j, i)."""
 
     name = "item_knn"
+    params = ("shrink", "neighbours")
+    fitted = ("similarity",)
 
     def __init__(self, shrink: float = 10.0, neighbours: int = 100) -> None:
         self.shrink = shrink

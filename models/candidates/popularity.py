@@ -13,6 +13,8 @@ from models.interactions import POSITIVE_TYPES
 class Popularity(CandidateGenerator, HistoryScorer):
     """Items ranked by how many users interacted with them. With `half_life_days`,
     each interaction counts 0.5 ** (age / half_life): trending rather than all-time."""
+    params = ("half_life_days",)
+    fitted = ("item_scores",)
 
     def __init__(self, half_life_days: float | None = None) -> None:
         self.half_life_days = half_life_days

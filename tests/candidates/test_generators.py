@@ -119,7 +119,8 @@ def test_content_similarity_finds_same_category_and_scores_new_items(small_world
 def test_history_scoring_matches_training_users_and_serves_new_ones(small_world: Path,
                                                                     tmp_path: Path) -> None:
     """What serving relies on: scoring someone from their interactions alone gives a
-    known user the same scores as training did, and a new user a sensible list."""
+    known user the same scores as training did, also after a save and a load, and a new
+    user a sensible list."""
     from models.candidates.base import HistoryScorer, TrainingData
     from models.candidates.content import ContentSimilarity
     from models.evaluation.compare import aligned_items
@@ -139,6 +140,13 @@ def test_history_scoring_matches_training_users_and_serves_new_ones(small_world:
         np.testing.assert_allclose(generator.score_history(history),
                                    generator.score(users), rtol=1e-4, atol=1e-5,
                                    err_msg=generator.name)
+        # Saved as plain files and loaded back, it scores histories identically.
+        generator.save(tmp_path / generator.name)
+        loaded = type(generator).load(tmp_path / generator.name)
+        np.testing.assert_array_equal(loaded.score_history(history),
+                                      generator.score_history(history))
+    with pytest.raises(ValueError, match="holds a ItemKNN, not a EASE"):
+        EASE.load(tmp_path / "item_knn")
     # A new user who bought the items of one known user gets that user's EASE list,
     # without those items.
     ease = EASE(l2=100.0).fit(training)
