@@ -46,6 +46,21 @@ class ItemIndex:
         if self._index is not None:
             self._index.save_index(str(directory / "items.hnsw"))
 
+    @classmethod
+    def load(cls, directory: Path, ef: int = 200) -> ItemIndex:
+        """What `save` wrote, the graph read back rather than rebuilt."""
+        vectors = np.load(directory / "item_vectors.npy")
+        loaded = cls(vectors, exact=True)  # exact: nothing is built here
+        path = directory / "items.hnsw"
+        if path.exists():
+            import hnswlib
+
+            index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+            index.load_index(str(path), max_elements=len(vectors))
+            index.set_ef(max(ef, 100))
+            loaded.exact, loaded._index = False, index
+        return loaded
+
 
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from models.candidates.base import CandidateGenerator, TrainingData
 from models.text_embeddings import TextEmbedder, item_text
 from models.two_tower.ann import ItemIndex
 from models.two_tower.data import item_features, pad_history, training_examples
+from models.two_tower.model import TwoTower
 from models.two_tower.train import Trained, TwoTowerConfig, build_model, fit
 
 ANN_CHECK_USERS = 500
@@ -72,8 +75,32 @@ class TwoTowerGenerator(CandidateGenerator):
                                                                        + 1))[None])
         return vec.numpy()[0]
 
-    def export(self, directory: Path) -> None:
+    def save(self, directory: Path) -> None:
+        """What serving needs, as plain files: the weights (a torch state dict), the
+        config, the training users' vectors, and the item vectors with their ANN index."""
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / "two_tower.pt")
         np.save(directory / "user_vectors.npy", self.user_vectors)
         self.index.save(directory)
+        (directory / "params.json").write_text(json.dumps(
+            {"config": asdict(self.config), "use_text": self.use_text,
+             "metrics": self.metrics}))
+
+    @classmethod
+    def load(cls, directory: Path) -> TwoTowerGenerator:
+        meta = json.loads((directory / "params.json").read_text())
+        loaded = cls(TwoTowerConfig(**meta["config"]), use_text=meta["use_text"])
+        state = torch.load(directory / "two_tower.pt", weights_only=True)
+        config = loaded.config
+        model = TwoTower(state["user_id.weight"].shape[0] - 1,
+                         state["item_id.weight"].shape[0] - 1,
+                         state["item_features.weight"].shape[1], config.dim, config.hidden,
+                         config.temperature)
+        model.load_state_dict(state)
+        model.eval()
+        loaded.model = model
+        loaded.metrics = meta["metrics"]
+        loaded.user_vectors = np.load(directory / "user_vectors.npy")
+        loaded.index = ItemIndex.load(directory)
+        loaded.item_vectors = loaded.index.vectors
+        return loaded

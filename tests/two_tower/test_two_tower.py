@@ -56,7 +56,7 @@ def test_loss_handles_repeated_items_and_learns() -> None:
     assert np.isfinite(first) and float(loss.detach()) < first / 4
 
 
-def test_index_recall_against_exact_search() -> None:
+def test_index_recall_against_exact_search(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3000, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -65,6 +65,10 @@ def test_index_recall_against_exact_search() -> None:
     assert approximate.recall_vs_exact(queries, k=50) > 0.95
     exact = ItemIndex(vectors[:500])
     assert exact.exact and exact.recall_vs_exact(queries, k=20) == 1.0
+    approximate.save(tmp_path)  # the hnsw graph is read back, not rebuilt
+    loaded = ItemIndex.load(tmp_path)
+    assert not loaded.exact
+    assert loaded.search(queries, 10)[0].tolist() == approximate.search(queries, 10)[0].tolist()
 
 
 def test_learns_on_the_synthetic_world_in_process(small_world: Path, tmp_path: Path) -> None:
@@ -77,10 +81,17 @@ def test_learns_on_the_synthetic_world_in_process(small_world: Path, tmp_path: P
     assert losses[-1] < losses[0]
     assert table.loc["two_tower", "recall@10"] > 3 * 10 / len(data.items)
     assert table.loc["two_tower", "coverage@10"] > table.loc["popularity", "coverage@10"]
-    model.export(tmp_path / "export")
-    assert (tmp_path / "export" / "item_vectors.npy").exists()
     cold = model.embed_history([0, 1, 2])
     assert cold.shape == (model.config.dim,) and np.isclose(np.linalg.norm(cold), 1.0)
+    # Saved as plain files and loaded back: the same vectors, history embedding and search.
+    model.save(tmp_path / "two_tower")
+    loaded = TwoTowerGenerator.load(tmp_path / "two_tower")
+    np.testing.assert_array_equal(loaded.user_vectors, model.user_vectors)
+    np.testing.assert_allclose(loaded.embed_history([0, 1, 2]), cold, rtol=1e-6)
+    queries = model.user_vectors[:5]
+    found, expected = loaded.index.search(queries, 10)[0], model.index.search(queries, 10)[0]
+    assert found.tolist() == expected.tolist()
+    assert loaded.metrics == model.metrics
 
 
 @pytest.mark.integration
