@@ -12,7 +12,9 @@ score the other half; on those out-of-fold scores the exposure blend is chosen
 against the best baseline on the same users (models/ranker/exposure.py).
 Stage B refits the generators on P1+P2 and ranks their candidates for P3's
 users with that ranker: the evaluation. Stage C refits the generators on
-everything (P3 included) and writes each known user's ranked list for serving.
+everything (P3 included) and writes each known user's ranked list for serving,
+and keeps those generators with the ranker as the version's bundle
+(models/bundle.py) for on-demand scoring.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from feast import FeatureStore
 
+from models.bundle import Bundle
 from models.candidates.als import ALS
 from models.candidates.base import CandidateGenerator, TrainingData
 from models.candidates.content import ContentSimilarity
@@ -87,6 +90,7 @@ class PipelineResult:
     # coverage@10, chosen
     segments: dict[str, dict[str, float]]  # model -> user segment -> NDCG@10
     blend: Blend
+    bundle: Bundle  # stage C's generators and the ranker, for on-demand scoring
 
 
 def make_generators(config: PipelineConfig, embedder: TextEmbedder,
@@ -270,8 +274,11 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     fallback = pd.DataFrame({"item_id": outer.items.ids[top], "rank": np.arange(1, len(top) + 1),
                              "score": fallback_scores[top]})
     lap("stage_c")
+    bundle = Bundle(gens_c, ranker, outer.items.ids, outer.users.ids,
+                    dict(config.per_source), blend)
     return PipelineResult(metrics, stages, timings, ranker, serving, fallback,
-                          two_tower_metrics, asdict(config), exposure_table, segments, blend)
+                          two_tower_metrics, asdict(config), exposure_table, segments, blend,
+                          bundle)
 
 
 SEGMENTS = (("new (<= 5 items)", 0, 5), ("light (6-20)", 6, 20), ("medium (21-100)", 21, 100),

@@ -117,6 +117,7 @@ def train(
 ) -> None:
     """Train candidate generators and the ranker, evaluate on a held-out later period,
     refit on all the data, and write a new version to the registry."""
+    from models.bundle import save_bundle
     from models.data.dataset import read_dataset
     from models.pipeline import run
     from models.text_embeddings import TextEmbedder
@@ -148,7 +149,7 @@ def train(
                                                     digest_size=3).hexdigest())
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        result.ranker.save(out / "ranker")
+        save_bundle(result.bundle, out)  # generators, ranker: on-demand scoring
         result.serving_lists.to_parquet(out / RECS_FILE, index=False)
         result.fallback.to_parquet(out / FALLBACK_FILE, index=False)
         (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from typer.testing import CliRunner
 
+from models.bundle import load_bundle
 from recstack.cli import app
 from recstack.registry import Registry
 
@@ -40,6 +42,18 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     truth = {name: row["gt_ndcg@10"] for name, row in manifest.metrics["ground_truth"].items()}
     assert truth["ground_truth"] > 0.999
     assert truth["ground_truth"] > truth["two_stage"] > 1.2 * truth["popularity"], truth
+
+    # The version carries its serving bundle; loaded back, the generators answer for a
+    # history and the two-tower knows every user.
+    bundle = load_bundle(Path(reg.fetch(manifest.version)))
+    assert set(bundle.generators) == {"two_tower", "ease", "item_knn", "popularity",
+                                      "content"}
+    assert bundle.blend.head == int(10 - manifest.metrics["stages"]["blend_unique_slots"])
+    history = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 1])), shape=(1, len(bundle.item_ids)))
+    for name in ("ease", "item_knn", "content"):
+        ids, _ = bundle.generators[name].recommend_history(history, 5)  # type: ignore[attr-defined]
+        assert (ids >= 0).all() and not {0, 1} & set(ids[0]), name
+    assert len(bundle.user_ids) == manifest.data_snapshot["users"]
 
     users = tmp_path / "users.txt"
     data = pd.read_parquet(small_world / "events.parquet")

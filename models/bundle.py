@@ -1,0 +1,86 @@
+"""A version's serving bundle: everything on-demand scoring needs, as plain files.
+
+Written by `recstack train` into the version directory beside the manifest:
+
+    bundle.json              which generator lives where (and its class), per-source
+                             candidate counts, the exposure blend
+    generators/<name>/       each candidate generator, refit on all the data
+                             (HistoryScorer.save; TwoTowerGenerator.save)
+    ranker/                  the XGBoost ranker and its feature list
+    items.parquet            item_id of each generator column, in order
+    users.parquet            user_id of each two-tower user vector, in order
+
+No pickles: arrays are .npy/.npz, the ranker is XGBoost JSON, the two-tower a
+torch state dict, and everything else JSON or parquet, so a bundle can be
+inspected, and loaded by code that trusts nothing but the formats.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.candidates.base import CandidateGenerator
+from models.candidates.content import ContentSimilarity
+from models.candidates.ease import EASE
+from models.candidates.knn import ItemKNN
+from models.candidates.popularity import Popularity
+from models.ranker.exposure import Blend
+from models.ranker.model import Ranker
+from models.two_tower.generator import TwoTowerGenerator
+
+BUNDLE_FILE = "bundle.json"
+CLASSES: dict[str, Any] = {cls.__name__: cls for cls in (
+    TwoTowerGenerator, EASE, ItemKNN, Popularity, ContentSimilarity)}
+
+
+@dataclass
+class Bundle:
+    generators: dict[str, CandidateGenerator]
+    ranker: Ranker
+    item_ids: np.ndarray  # generator column -> item_id
+    user_ids: np.ndarray  # two-tower user vector row -> user_id
+    per_source: dict[str, int]
+    blend: Blend
+
+
+def save_bundle(bundle: Bundle, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    classes = {}
+    for name, generator in bundle.generators.items():
+        kind = type(generator).__name__
+        if kind not in CLASSES:
+            raise TypeError(f"generator {name!r} ({kind}) cannot be saved in a bundle")
+        generator.save(directory / "generators" / name)  # type: ignore[attr-defined]
+        classes[name] = kind
+    bundle.ranker.save(directory / "ranker")
+    pd.DataFrame({"item_id": bundle.item_ids}).to_parquet(directory / "items.parquet")
+    pd.DataFrame({"user_id": bundle.user_ids}).to_parquet(directory / "users.parquet")
+    (directory / BUNDLE_FILE).write_text(json.dumps(
+        {"generators": classes, "per_source": bundle.per_source,
+         "blend": asdict(bundle.blend)}, indent=1))
+
+
+def load_bundle(directory: Path) -> Bundle:
+    """The bundle in a (local) version directory; FileNotFoundError when the version
+    was written before bundles existed."""
+    path = directory / BUNDLE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{directory} has no {BUNDLE_FILE}: this version was "
+                                "trained before versions carried a serving bundle; "
+                                "train a new one")
+    meta = json.loads(path.read_text())
+    generators = {name: CLASSES[kind].load(directory / "generators" / name)
+                  for name, kind in meta["generators"].items()}
+    return Bundle(
+        generators=generators,
+        ranker=Ranker.load(directory / "ranker"),
+        item_ids=pd.read_parquet(directory / "items.parquet")["item_id"].to_numpy(),
+        user_ids=pd.read_parquet(directory / "users.parquet")["user_id"].to_numpy(),
+        per_source={k: int(v) for k, v in meta["per_source"].items()},
+        blend=Blend(**meta["blend"]))
