@@ -40,7 +40,14 @@ from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
 from models.evaluation.split import SPLITS, Split
 from models.ranker.candidates import label, pool
-from models.ranker.exposure import Blend, blend_scores, calibrate, popularity_z, ranked_lists
+from models.ranker.exposure import (
+    Blend,
+    blend_scores,
+    calibrate,
+    popularity_z,
+    ranked_lists,
+    visit_order,
+)
 from models.ranker.features import matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
 from models.text_embeddings import TextEmbedder
@@ -157,19 +164,7 @@ def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int, bl
     """Top-k items per user (rows in `users` order) by blended score, with the blend's
     unique slots handed out in a fixed pseudo-random order of users."""
     return ranked_lists(frame["user"].to_numpy(), frame["item"].to_numpy(), scores, users, k,
-                        blend.head, _visit_order(user_ids[users]))
-
-
-def _user_hash(user_ids: np.ndarray) -> np.ndarray:
-    import zlib
-
-    return np.array([zlib.crc32(str(u).encode()) for u in user_ids], dtype=np.int64)
-
-
-def _visit_order(user_ids: np.ndarray) -> np.ndarray:
-    """Positions of `user_ids` in the order unique slots are handed out: by a hash of the
-    id, so that neither id order nor data order favours anyone, and reruns agree."""
-    return np.argsort(_user_hash(user_ids), kind="stable")
+                        blend.head, visit_order(user_ids[users]))
 
 
 def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
@@ -212,7 +207,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         frame_a["user"].to_numpy(), frame_a["item"].to_numpy(), out_of_fold,
         frame_a[AFFINITY].to_numpy(), relevant_a, _pop_z(data_a), baseline,
         config.accuracy_floor, config.coverage_target,
-        visit=_visit_order(inner.users.ids[calibration_users]))
+        visit=visit_order(inner.users.ids[calibration_users]))
     lap("ranker")
 
     progress("stage B: generators on P1+P2, evaluation on P3")
@@ -306,7 +301,7 @@ def two_folds(user_ids: np.ndarray) -> np.ndarray:
     the ids are; a plain hash % 2 puts every user in one fold when the data was itself
     sampled by that hash (it happened: a half of ml-latest-small)."""
     folds = np.empty(len(user_ids), dtype=np.int64)
-    folds[_visit_order(user_ids)] = np.arange(len(user_ids)) % 2
+    folds[visit_order(user_ids)] = np.arange(len(user_ids)) % 2
     return folds
 
 

@@ -106,13 +106,13 @@ class HistoryScorer(ABC):
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Dense (n, items) float32 scores; higher is better."""
 
-    def recommend_history(self, history: sp.csr_matrix, k: int, exclude_history: bool = True
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item indices and scores per row of `history`, by default without the
-        items already in it."""
+    def recommend_history(self, history: sp.csr_matrix, k: int,
+                          seen: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores per row of `history`, excluding `seen` items
+        (rows aligned with `history`), as `recommend` does for training users."""
         scores = self.score_history(history)
-        if exclude_history:
-            exclude(scores, history)
+        if seen is not None:
+            exclude(scores, seen)
         return top_k(scores, k)
 
 

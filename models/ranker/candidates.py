@@ -18,9 +18,16 @@ def pool(generators: Mapping[str, CandidateGenerator], per_source: Mapping[str, 
          users: np.ndarray, seen: sp.csr_matrix) -> pd.DataFrame:
     """One row per (user row, item column) retrieved by any source, with
     `<source>_score` and `<source>_rank` columns and `n_sources`."""
+    return pool_lists({name: generator.recommend(users, per_source[name], seen=seen)
+                       for name, generator in generators.items()}, users)
+
+
+def pool_lists(lists: Mapping[str, tuple[np.ndarray, np.ndarray]], users: np.ndarray
+               ) -> pd.DataFrame:
+    """`pool` from each source's (ids, scores) top lists, one row of each per user in
+    `users` (-1 pads)."""
     frames = []
-    for name, generator in generators.items():
-        ids, scores = generator.recommend(users, per_source[name], seen=seen)
+    for name, (ids, scores) in lists.items():
         rows = np.repeat(users, ids.shape[1])
         ranks = np.tile(np.arange(1, ids.shape[1] + 1), len(users))
         keep = ids.ravel() >= 0
@@ -29,10 +36,10 @@ def pool(generators: Mapping[str, CandidateGenerator], per_source: Mapping[str, 
             f"{name}_score": scores.ravel()[keep].astype(np.float32),
             f"{name}_rank": ranks[keep].astype(np.float32)}).set_index(["user", "item"]))
     pooled = pd.concat(frames, axis=1, join="outer")
-    for name in generators:
+    for name in lists:
         pooled[f"{name}_rank"] = pooled[f"{name}_rank"].fillna(MISSING_RANK)
     pooled["n_sources"] = sum(
-        (pooled[f"{name}_rank"] < MISSING_RANK).astype(np.float32) for name in generators)
+        (pooled[f"{name}_rank"] < MISSING_RANK).astype(np.float32) for name in lists)
     return pooled.reset_index()
 
 

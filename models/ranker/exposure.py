@@ -34,6 +34,7 @@ than the final ranker does).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,6 +99,16 @@ def top_lists(users: np.ndarray, items: np.ndarray, scores: np.ndarray, order: n
     ids[rows, cols] = frame["item"].to_numpy()
     values[rows, cols] = frame["score"].to_numpy()
     return ids, values
+
+
+def visit_order(user_ids: np.ndarray) -> np.ndarray:
+    """Positions of `user_ids` in the order unique slots are handed out: by a hash of the
+    id, so that neither id order nor data order favours anyone, and reruns agree."""
+    return np.argsort(user_hash(user_ids), kind="stable")
+
+
+def user_hash(user_ids: np.ndarray) -> np.ndarray:
+    return np.array([zlib.crc32(str(u).encode()) for u in user_ids], dtype=np.int64)
 
 
 def spread(ids: np.ndarray, values: np.ndarray, head: int, k: int,

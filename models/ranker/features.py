@@ -3,6 +3,8 @@ time, plus crosses between the user and the candidate item."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
@@ -12,17 +14,32 @@ from recstack.feature_store import training_frame
 DAY_S = 86_400.0
 
 
+# (user_id, item_id, event_timestamp) rows in, the same rows with Feast's `ranker`
+# feature service joined out (columns `view__feature`, in order).
+FeatureJoin = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def store_join(store: FeatureStore, engine: str = "asof") -> FeatureJoin:
+    """Point-in-time features from the offline store, with
+    `recstack.feature_store.training_frame`'s join `engine`."""
+    return lambda entity: training_frame(store, entity, "ranker", engine=engine)
+
+
 def with_store_features(frame: pd.DataFrame, store: FeatureStore, user_ids: np.ndarray,
                         item_ids: np.ndarray, at: pd.Series, engine: str = "asof"
                         ) -> pd.DataFrame:
-    """Join Feast features for every (user, item) row as of `at` (one time per row),
-    with `recstack.feature_store.training_frame`'s join `engine`.
+    """Join Feast features for every (user, item) row as of `at` (one time per row)."""
+    return with_features(frame, store_join(store, engine), user_ids, item_ids, at)
 
-    `frame` has `user`/`item` matrix indices; ids come from the index arrays."""
+
+def with_features(frame: pd.DataFrame, join: FeatureJoin, user_ids: np.ndarray,
+                  item_ids: np.ndarray, at: pd.Series) -> pd.DataFrame:
+    """`frame` (with `user`/`item` indices into the id arrays) with its features and the
+    crosses; `at` gives each row's time."""
     entity = pd.DataFrame({"user_id": user_ids[frame["user"].to_numpy()],
                            "item_id": item_ids[frame["item"].to_numpy()],
                            "event_timestamp": pd.to_datetime(at.to_numpy(), utc=True)})
-    joined = training_frame(store, entity, "ranker", engine=engine)
+    joined = join(entity)
     out = pd.concat([frame.reset_index(drop=True),
                      joined.drop(columns=["user_id", "item_id"])], axis=1)
     return add_crosses(out)

@@ -151,7 +151,7 @@ def test_history_scoring_matches_training_users_and_serves_new_ones(small_world:
     # without those items.
     ease = EASE(l2=100.0).fit(training)
     history = training.matrix[users[:1]]
-    ids, _ = ease.recommend_history(history, 10)
+    ids, _ = ease.recommend_history(history, 10, seen=history)
     expected, _ = ease.recommend(users[:1], 10, seen=training.matrix)
     assert ids.tolist() == expected.tolist()
     assert not set(ids[0]) & set(history.indices)

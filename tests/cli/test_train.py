@@ -12,7 +12,10 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from models.bundle import load_bundle
+from models.ranker.features import store_join
+from models.scoring import Scorer
 from recstack.cli import app
+from recstack.feature_store import open_store
 from recstack.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -21,7 +24,8 @@ SMALL = {"per_source": {"two_tower": 40, "ease": 30, "item_knn": 20, "popularity
          "two_tower": {"epochs": 2, "batch_size": 128}, "ranker_rounds": 20, "serve_top": 30}
 
 
-def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
+def test_train_then_recommend(small_world: Path, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     env = {"COLUMNS": "200", "RECSTACK_ONLINE_STORE": "sqlite"}
     config = tmp_path / "small.yaml"
@@ -51,9 +55,23 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     assert bundle.blend.head == int(10 - manifest.metrics["stages"]["blend_unique_slots"])
     history = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 1])), shape=(1, len(bundle.item_ids)))
     for name in ("ease", "item_knn", "content"):
-        ids, _ = bundle.generators[name].recommend_history(history, 5)  # type: ignore[attr-defined]
+        ids, _ = bundle.generators[name].recommend_history(  # type: ignore[attr-defined]
+            history, 5, seen=history)
         assert (ids >= 0).all() and not {0, 1} & set(ids[0]), name
     assert len(bundle.user_ids) == manifest.data_snapshot["users"]
+    # Scoring every known user on demand, with features as of the end of the data, gives
+    # back exactly the lists training stored: one model, batch or on demand.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    store = open_store(small_world)
+    events = pd.read_parquet(small_world / "events.parquet")
+    at = events["timestamp"].max() + pd.Timedelta(seconds=1)
+    fresh = Scorer(bundle).recommend(events, list(bundle.user_ids), at, store_join(store), 30)
+    stored = pd.read_parquet(Path(reg.fetch(manifest.version)) / "recommendations.parquet")
+    key = ["user_id", "rank"]
+    pd.testing.assert_frame_equal(fresh.sort_values(key).reset_index(drop=True),
+                                  stored.sort_values(key).reset_index(drop=True),
+                                  check_dtype=False)
 
     users = tmp_path / "users.txt"
     data = pd.read_parquet(small_world / "events.parquet")
