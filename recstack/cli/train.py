@@ -184,10 +184,21 @@ def recommend(
     users: Path = typer.Option(..., "--users", help="A file with one user id per line."),
     k: int = typer.Option(10, "--k", help="Items per user."),
     out: Path = typer.Option(..., "--out", help="recs.parquet or recs.csv."),
+    include_seen: bool = typer.Option(
+        False, "--include-seen", help="Also recommend items a user already interacted "
+        "with (repeat purchases, rewatching): scores every user on demand with the "
+        "version's model, from the events in --data."),
+    data: Path | None = typer.Option(
+        None, "--data", help="With --include-seen: the data directory to read events "
+        "and features from (default: the one the version was trained on)."),
 ) -> None:
     """Batch recommendations: columns user_id, item_id, rank (from 1), score. Items a user
-    already interacted with are excluded; unknown users get the cold-start list
-    (trending items)."""
+    already interacted with are excluded unless --include-seen; unknown users get the
+    cold-start list (trending items).
+
+    Without --include-seen the answer is the ranked lists the version stored at training
+    time; with it, each user is scored on demand (models/scoring.py) as of the end of
+    the data in --data."""
     if out.suffix not in (".parquet", ".csv"):
         fail(f"--out must end in .parquet or .csv, got {out.name!r}", EXIT_INVALID_INPUT)
     if k < 1:
@@ -206,10 +217,13 @@ def recommend(
     lists = pd.read_parquet(local / RECS_FILE)
     fallback = pd.read_parquet(local / FALLBACK_FILE)
     served = int(manifest.params.get("serve_top", len(fallback)))
-    if k > served:
+    if k > served and not include_seen:
         fail(f"--k {k} is more than the {served} items per user this version keeps",
              EXIT_INVALID_INPUT)
-    known = lists[lists["user_id"].isin(set(wanted)) & (lists["rank"] <= k)]
+    if include_seen:
+        known = _scored_on_demand(manifest, local, wanted, k, data)
+    else:
+        known = lists[lists["user_id"].isin(set(wanted)) & (lists["rank"] <= k)]
     cold = [u for u in dict.fromkeys(wanted) if u not in set(known["user_id"])]
     cold_rows = fallback.head(k)
     cold_frame = pd.DataFrame({
@@ -228,6 +242,33 @@ def recommend(
         result.to_parquet(out, index=False)
     errors.print(f"{len(order) - len(cold)} known user(s), {len(cold)} cold-start; "
                  f"{len(result)} rows from version {manifest.version} -> {out}")
+
+
+def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int,
+                      data: Path | None) -> pd.DataFrame:
+    """The version's bundle over the wanted users' events, seen items included."""
+    from models.bundle import load_bundle
+    from models.ranker.features import store_join
+    from models.scoring import Scorer
+    from recstack.feature_store import apply_definitions, open_store
+
+    data = data or Path(manifest.data_snapshot.get("data_dir", ""))
+    if not (data / "events.parquet").exists():
+        fail(f"--data {data}: no events.parquet there; --include-seen reads each user's "
+             "events and features from a data directory", EXIT_INVALID_INPUT)
+    try:
+        bundle = load_bundle(local)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    if _events_digest(data) != manifest.data_snapshot.get("events_sha256"):
+        errors.print(f"[yellow]note:[/] {data} is not the data version {manifest.version} "
+                     "was trained on; scoring from its newer events")
+    store = open_store(data, announce=errors.print)
+    apply_definitions(store, data)
+    events = pd.read_parquet(data / "events.parquet")
+    at = events["timestamp"].max() + pd.Timedelta(seconds=1)
+    return Scorer(bundle).recommend(events, list(dict.fromkeys(wanted)), at,
+                                    store_join(store), k, include_seen=True)
 
 
 def evaluate(

@@ -89,6 +89,21 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path,
     seen = data[data["user_id"] == known[0]]["item_id"].dropna()
     assert not set(recs[recs["user_id"] == known[0]]["item_id"]) & set(seen)
     assert "1 cold-start" in rec.stderr
+    # Told to include seen items, it scores on demand: a heavy user's own items come back
+    # (this world's users re-buy their taste), and the new user still gets trending.
+    again = runner.invoke(app, ["recommend", "--registry", str(registry), "--stage", "dev",
+                                "--users", str(users), "--k", "5", "--out", str(out),
+                                "--include-seen"], env=env)
+    assert again.exit_code == 0, again.output
+    with_seen = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
+    assert list(with_seen["user_id"].unique()) == [*known, "brand-new-user"]
+    assert set(with_seen[with_seen["user_id"] == known[0]]["item_id"]) & set(seen)
+    cold_items = recs[recs["user_id"] == "brand-new-user"]["item_id"].tolist()
+    assert with_seen[with_seen["user_id"] == "brand-new-user"]["item_id"].tolist() == cold_items
+    no_data = runner.invoke(app, ["recommend", "--registry", str(registry), "--users",
+                                  str(users), "--out", str(out), "--include-seen", "--data",
+                                  str(tmp_path / "nowhere")], env=env)
+    assert no_data.exit_code == 2 and "no events.parquet there" in no_data.stderr
 
     report = tmp_path / "report.html"
     evaluated = runner.invoke(app, ["evaluate", "--registry", str(registry), "--stage", "dev",
