@@ -19,12 +19,10 @@ catalog with.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +30,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from models.ranker.exposure import user_hash
+from recstack.registry import Registry
 
 OUT = Path("benchmarks/out/two_stage")
 RECSTACK = str(Path(sys.executable).with_name("recstack"))
@@ -48,7 +49,7 @@ def _samples(source: Path) -> dict[str, Path]:
     """MovieLens-format copies of `source` holding part of its ratings."""
     ratings = pd.read_csv(source / "ratings.csv")
     tags = pd.read_csv(source / "tags.csv")
-    parity = ratings["userId"].map(lambda u: zlib.crc32(str(u).encode()) % 2)
+    parity = user_hash(ratings["userId"].to_numpy()) % 2
     parts = {"users with even id hash": ratings[parity == 0],
              "users with odd id hash": ratings[parity == 1],
              "ratings before 2010": ratings[ratings["timestamp"]
@@ -72,8 +73,7 @@ def measure(name: str, source: Path) -> dict[str, object]:
     print(f"{name}: import and train ...", flush=True)
     wall = _run("data", "import", "movielens", str(source), "--out", str(data))
     wall += _run("train", "--data", str(data), "--registry", str(registry))
-    versions = sorted((registry / "versions").iterdir(), key=lambda p: p.stat().st_mtime)
-    metrics = json.loads((versions[-1] / "manifest.json").read_text())["metrics"]
+    metrics = Registry(str(registry)).resolve().metrics  # the latest version
     best = max(BASELINES, key=lambda m: metrics["baselines"][m]["ndcg@10"])
     test = metrics["test"]
     row = {"data": name, "users": len(pd.read_parquet(data / "events.parquet",

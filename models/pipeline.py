@@ -39,7 +39,7 @@ from models.candidates.popularity import Popularity
 from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
 from models.evaluation.split import SPLITS, Split
-from models.ranker.candidates import label, pool
+from models.ranker.candidates import AFFINITY, label, pool
 from models.ranker.exposure import (
     Blend,
     blend_scores,
@@ -50,12 +50,12 @@ from models.ranker.exposure import (
 )
 from models.ranker.features import matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
+from models.scoring import as_table
 from models.text_embeddings import TextEmbedder
 from models.two_tower.generator import TwoTowerGenerator
 from models.two_tower.train import TwoTowerConfig
 
 Progress = Callable[[str], None]
-AFFINITY = "two_tower_affinity"  # the two-tower's score for every pooled pair
 BASELINES = ("ease", "item_knn", "popularity")  # also fitted as sources; ALS is added
 
 
@@ -88,7 +88,6 @@ class PipelineResult:
     metrics: dict[str, dict[str, float]]  # model -> metric -> value, on P3
     stages: dict[str, float]  # candidate recall, ranker lift, ...
     timings: dict[str, float]
-    ranker: Ranker
     serving_lists: pd.DataFrame  # user_id, item_id, rank, score
     fallback: pd.DataFrame  # item_id, rank, score: for unknown users
     two_tower: dict[str, float]
@@ -96,7 +95,6 @@ class PipelineResult:
     exposure: pd.DataFrame  # calibration: affinity, popularity, head, ndcg@10,
     # coverage@10, chosen
     segments: dict[str, dict[str, float]]  # model -> user segment -> NDCG@10
-    blend: Blend
     bundle: Bundle  # stage C's generators and the ranker, for on-demand scoring
 
 
@@ -245,7 +243,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         "blend_affinity": blend.affinity,
         "blend_popularity": blend.popularity,
         "blend_unique_slots": float(blend.unique_slots),
-        "calibration_users": float(len(users_a)),
+        "calibration_users": float(len(calibration_users)),
         "calibration_baseline_ndcg@10": float(baseline.mean()),
         "calibration_floor_ratio": config.accuracy_floor,
         "calibration_coverage_target": config.coverage_target,
@@ -263,7 +261,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     frame_c = _candidates(gens_c, config, all_users, data_c.matrix, now, store, everything)
     ids, scores = _rank(frame_c, _final_scores(ranker, frame_c, features, data_c, blend),
                         all_users, config.serve_top, blend, outer.users.ids)
-    serving = _lists(ids, scores, outer.users.ids, outer.items.ids)
+    serving = as_table(ids, scores, outer.users.ids, outer.items.ids)
     fallback_scores = Popularity(half_life_days=30.0).fit(data_c).item_scores
     top = np.argsort(-fallback_scores, kind="stable")[: config.serve_top]
     fallback = pd.DataFrame({"item_id": outer.items.ids[top], "rank": np.arange(1, len(top) + 1),
@@ -271,9 +269,8 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     lap("stage_c")
     bundle = Bundle(gens_c, ranker, outer.items.ids, outer.users.ids,
                     dict(config.per_source), blend)
-    return PipelineResult(metrics, stages, timings, ranker, serving, fallback,
-                          two_tower_metrics, asdict(config), exposure_table, segments, blend,
-                          bundle)
+    return PipelineResult(metrics, stages, timings, serving, fallback, two_tower_metrics,
+                          asdict(config), exposure_table, segments, bundle)
 
 
 SEGMENTS = (("new (<= 5 items)", 0, 5), ("light (6-20)", 6, 20), ("medium (21-100)", 21, 100),
@@ -337,13 +334,6 @@ def _best_baseline_ndcg(generators: dict[str, CandidateGenerator], data: Trainin
     scores = [ndcg_per_user(g.recommend(users, 10, seen=data.matrix)[0], relevant[users], 10)
               for g in baselines.values()]
     return max(scores, key=lambda per_user: float(per_user.mean()) if len(per_user) else 0.0)
-
-
-def _lists(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray
-           ) -> pd.DataFrame:
-    rows, cols = np.nonzero(ids >= 0)
-    return pd.DataFrame({"user_id": user_ids[rows], "item_id": item_ids[ids[rows, cols]],
-                         "rank": cols + 1, "score": scores[rows, cols].astype(np.float32)})
 
 
 __all__ = ["PipelineConfig", "PipelineResult", "run"]

@@ -11,6 +11,10 @@ served lists and on-demand answers are one model.
 Users the bundle's two-tower knows use their trained vectors; anyone else is
 embedded from their most recent positives (models/two_tower). Users with no
 usable history get nothing here; callers answer them with the cold-start list.
+
+Unique slots are shared out among the users scored together, as training shares
+them among all its users: a user's list can depend on who else is in the batch.
+One user scored alone keeps every fresh item it likes.
 """
 
 from __future__ import annotations
@@ -19,19 +23,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from models.bundle import Bundle
-from models.candidates.base import HistoryScorer, TrainingData, exclude, top_k
+from models.candidates.base import HistoryScorer, TrainingData, chunks, exclude, top_k
 from models.candidates.content import ContentSimilarity
 from models.interactions import Index, positive_pairs, to_matrix
-from models.ranker.candidates import pool_lists
+from models.ranker.candidates import AFFINITY, pool_lists
 from models.ranker.exposure import blend_scores, popularity_z, ranked_lists, visit_order
 from models.ranker.features import FeatureJoin, matrix, with_features
-from models.two_tower.data import HISTORY
+from models.two_tower.data import histories, pad_history
 from models.two_tower.generator import TwoTowerGenerator
-
-AFFINITY = "two_tower_affinity"
 
 
 class Scorer:
@@ -54,42 +55,45 @@ class Scorer:
                             pd.DataFrame({"item_id": self.items.ids}), users.ids)
 
     def user_vectors(self, data: TrainingData) -> np.ndarray:
-        """Trained vectors for known users; the rest embedded from recent positives."""
+        """Trained vectors for known users; the rest embedded from their most recent
+        positives, as the two-tower's training builds histories."""
         rows = self.known.get_indexer(pd.Index(data.user_ids))
         out = np.empty((len(rows), self.tower.user_vectors.shape[1]), dtype=np.float32)
         known = rows >= 0
         out[known] = self.tower.user_vectors[rows[known]]
         if (~known).any():
-            recent = (positive_pairs(data.events)
-                      .sort_values("timestamp", ascending=False, kind="stable"))
-            columns = self.items.positions(recent["item_id"])
-            by_user = pd.Series(columns, index=recent["user_id"].to_numpy())
-            for n in np.flatnonzero(~known):
-                mine = by_user.get(data.user_ids[n])
-                items = [] if mine is None else [c for c in np.atleast_1d(mine) if c >= 0]
-                out[n] = self.tower.embed_history(items[:HISTORY])
+            new = data.user_ids[~known]
+            pairs = positive_pairs(data.events[data.events["user_id"].isin(set(new))])
+            _, final = histories(pairs, pd.Index(self.items.ids), pd.Index(new))
+            padded = np.stack([pad_history(final.get(str(u), np.zeros(0, np.int64)))
+                               for u in new])
+            out[~known] = self.tower.embed_histories(padded)
         return out
 
     def candidates(self, data: TrainingData, include_seen: bool = False) -> pd.DataFrame:
-        """`pool` for these users: each source's top list, with the affinity column."""
-        seen = None if include_seen else data.matrix
+        """`pool` for these users: each source's top list, with the affinity column.
+        Dense score blocks are SCORE_CHUNK users at a time."""
         vectors = self.user_vectors(data)
-        users = np.arange(len(data.user_ids))
-        lists = {}
-        for name, generator in self.bundle.generators.items():
-            n = self.bundle.per_source[name]
-            if generator is self.tower:
-                scores = vectors @ self.tower.item_vectors.T
-                if seen is not None:
-                    exclude(scores, seen)
-                lists[name] = top_k(scores, n)
-            elif isinstance(generator, ContentSimilarity):
-                lists[name] = generator.recommend_history(generator.decayed_history(data), n,
-                                                          seen=seen)
-            else:
-                assert isinstance(generator, HistoryScorer)
-                lists[name] = generator.recommend_history(data.matrix, n, seen=seen)
-        frame = pool_lists(lists, users)
+        content = {name: g.decayed_history(data) for name, g in self.bundle.generators.items()
+                   if isinstance(g, ContentSimilarity)}
+        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+            name: [] for name in self.bundle.generators}
+        for block in chunks(np.arange(len(data.user_ids))):
+            seen = None if include_seen else data.matrix[block]
+            for name, generator in self.bundle.generators.items():
+                n = self.bundle.per_source[name]
+                if generator is self.tower:
+                    scores = vectors[block] @ self.tower.item_vectors.T
+                    if seen is not None:
+                        exclude(scores, seen)
+                    parts[name].append(top_k(scores, n))
+                else:
+                    assert isinstance(generator, HistoryScorer)
+                    history = content[name][block] if name in content else data.matrix[block]
+                    parts[name].append(generator.recommend_history(history, n, seen=seen))
+        lists = {name: (np.vstack([p[0] for p in got]), np.vstack([p[1] for p in got]))
+                 for name, got in parts.items()}
+        frame = pool_lists(lists, np.arange(len(data.user_ids)))
         frame[AFFINITY] = np.einsum("ij,ij->i", vectors[frame["user"].to_numpy()],
                                     self.tower.item_vectors[frame["item"].to_numpy()])
         return frame
@@ -111,12 +115,18 @@ class Scorer:
         order = np.flatnonzero(served)
         ids, values = ranked_lists(users, items, scores, order, k, self.bundle.blend.head,
                                    visit_order(data.user_ids[order]))
-        rows, cols = np.nonzero(ids >= 0)
-        return pd.DataFrame({"user_id": data.user_ids[order][rows],
-                             "item_id": self.items.ids[ids[rows, cols]],
-                             "rank": cols + 1, "score": values[rows, cols]})
+        return as_table(ids, values, data.user_ids[order], self.items.ids)
 
     def _served(self, data: TrainingData) -> np.ndarray:
         """Users with a trained vector or at least one positive in the catalog."""
         known = self.known.get_indexer(pd.Index(data.user_ids)) >= 0
-        return known | (np.diff(sp.csr_matrix(data.matrix).indptr) > 0)
+        return known | (np.diff(data.matrix.indptr) > 0)
+
+
+def as_table(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray
+             ) -> pd.DataFrame:
+    """Ranked lists (rows aligned with `user_ids`, -1 padded) as the batch table
+    `user_id, item_id, rank, score`."""
+    rows, cols = np.nonzero(ids >= 0)
+    return pd.DataFrame({"user_id": user_ids[rows], "item_id": item_ids[ids[rows, cols]],
+                         "rank": cols + 1, "score": scores[rows, cols].astype(np.float32)})

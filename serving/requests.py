@@ -195,6 +195,7 @@ def parse_v2_recommend(request: InferRequest) -> list[RecommendRequest]:
     for n, (user_id, k_value) in enumerate(zip(ids, ks, strict=True)):
         try:
             out.append(RecommendRequest.model_validate({"user_id": user_id, "k": k_value}))
-        except ValidationError as exc:
-            raise InvalidInput(_reason(exc, f"[{n}]")) from None
+        except ValidationError as exc:  # named by input tensor and element: k[3]
+            raise InvalidInput("; ".join(f"{e['loc'][0]}[{n}]: {e['msg']}"
+                                         for e in exc.errors()[:SHOWN_ERRORS])) from None
     return out

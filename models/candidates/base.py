@@ -47,7 +47,7 @@ class CandidateGenerator(ABC):
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores per user, excluding `seen` items."""
         ids, scores = [], []
-        for block in _chunks(users):
+        for block in chunks(users):
             block_scores = self.score(block)
             if seen is not None:
                 exclude(block_scores, seen[block])
@@ -116,7 +116,7 @@ class HistoryScorer(ABC):
         return top_k(scores, k)
 
 
-def _chunks(users: np.ndarray) -> Iterator[np.ndarray]:
+def chunks(users: np.ndarray) -> Iterator[np.ndarray]:
     for start in range(0, len(users), SCORE_CHUNK):
         yield users[start:start + SCORE_CHUNK]
 

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from models.evaluation.split import PROTOCOLS
+from models.ranker.exposure import SLOTS
 
 ACCURACY = ("precision", "recall", "ndcg", "map", "hit_rate")
 BEYOND = ("coverage@10", "diversity@10", "novelty@10")
@@ -59,9 +60,9 @@ def _exposure(table: pd.DataFrame, floor: float | None, target: float | None) ->
     the chosen one ringed, the floor dashed and the coverage target dotted."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     y = "ratio_low" if "ratio_low" in table else "ndcg@10"  # versions before the bootstrap
-    heads = table["head"] if "head" in table else pd.Series(10, index=table.index)
+    heads = table["head"] if "head" in table else pd.Series(SLOTS, index=table.index)
     for head, rows in table.groupby(heads):
-        ax.scatter(rows["coverage@10"], rows[y], s=12, label=f"{10 - int(head)} unique slots")
+        ax.scatter(rows["coverage@10"], rows[y], s=12, label=f"{SLOTS - int(head)} unique slots")
     chosen = table[table["chosen"].astype(bool)] if "chosen" in table else table.iloc[:0]
     ax.scatter(chosen["coverage@10"], chosen[y], s=160, facecolors="none",
                edgecolors="black", linewidths=1.5, label="chosen", zorder=3)

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from models.candidates.base import CandidateGenerator
 
 MISSING_RANK = 1_000  # rank given to an item a source did not retrieve
+AFFINITY = "two_tower_affinity"  # the two-tower's score for every pooled pair
 
 
 def pool(generators: Mapping[str, CandidateGenerator], per_source: Mapping[str, int],

@@ -116,51 +116,56 @@ def spread(ids: np.ndarray, values: np.ndarray, head: int, k: int,
     """Ranked lists (rows of `ids`/`values`, best first, -1 padded) with positions
     head..SLOTS given to each row's best items that no list shows yet, rows visited in
     `visit` order (default: row order); after SLOTS the rest follow in score order.
-    Returns the first k positions. The unique-slot items keep their own scores, so the
-    scores of a spread list are not sorted: its order is the answer."""
-    if head >= min(SLOTS, k):
+    Returns the first k positions; a shorter k is always a prefix of a longer one.
+    The unique-slot items keep their own scores, so the scores of a spread list are
+    not sorted: its order is the answer."""
+    if head >= SLOTS:
         return ids[:, :k], values[:, :k]
-    out_ids = np.full((len(ids), k), -1, dtype=np.int64)
-    out_values = np.full((len(ids), k), -np.inf, dtype=np.float32)
+    width = max(k, SLOTS)
+    out_ids = np.full((len(ids), width), -1, dtype=np.int64)
+    out_values = np.full((len(ids), width), -np.inf, dtype=np.float32)
     heads = ids[:, :head]
-    shown = np.zeros(int(ids.max()) + 1 if ids.size else 0, dtype=bool)
+    shown = np.zeros(max(int(ids.max(initial=-1)) + 1, 1), dtype=bool)
     shown[heads[heads >= 0]] = True
     for row in range(len(ids)) if visit is None else visit:
         ranked = ids[row]
         valid = ranked >= 0
         fresh = np.flatnonzero(valid & ~shown[np.maximum(ranked, 0)])
-        fresh = fresh[fresh >= head][: min(SLOTS, k) - head]
+        fresh = fresh[fresh >= head][: SLOTS - head]
         shown[ranked[fresh]] = True
         rest = np.flatnonzero(valid)
         rest = rest[(rest >= head) & ~np.isin(rest, fresh)]
-        order = np.concatenate([np.arange(min(head, valid.sum())), fresh, rest])[:k]
+        order = np.concatenate([np.arange(min(head, valid.sum())), fresh, rest])[:width]
         out_ids[row, :len(order)] = ranked[order]
         out_values[row, :len(order)] = values[row, order]
-    return out_ids, out_values
+    return out_ids[:, :k], out_values[:, :k]
 
 
 def ranked_lists(users: np.ndarray, items: np.ndarray, scores: np.ndarray, order: np.ndarray,
                  k: int, head: int = SLOTS, visit: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """top_lists, then `spread` over every user's whole candidate list."""
-    depth = k if head >= min(SLOTS, k) else int(np.bincount(users).max(initial=k))
+    depth = k if head >= SLOTS else int(np.bincount(users).max(initial=max(k, SLOTS)))
     ids, values = top_lists(users, items, scores, order, max(depth, k))
     return spread(ids, values, head, k, visit)
 
 
 def ratio_lower_bound(ndcg: np.ndarray, baseline: np.ndarray, confidence: float,
-                      resamples: int = 1000, seed: int = 0) -> np.ndarray:
+                      resamples: int = 1000, seed: int = 0, batch: int = 100) -> np.ndarray:
     """Per setting, the one-sided `confidence` lower bound of mean NDCG over the
     baseline's mean NDCG, by a paired bootstrap over users. `ndcg` is (settings, users),
-    `baseline` (users,)."""
+    `baseline` (users,). Resamples are drawn `batch` at a time to bound memory."""
     n = len(baseline)
     if n == 0:
         return np.zeros(len(ndcg))
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
-                       for _ in range(resamples)]).astype(np.float64)
-    ratios = (counts @ ndcg.T) / np.maximum(counts @ baseline, 1e-12)[:, None]
-    return np.asarray(np.quantile(ratios, 1.0 - confidence, axis=0))
+    ratios = []
+    for start in range(0, resamples, batch):
+        draws = rng.integers(0, n, (min(batch, resamples - start), n))
+        counts = np.zeros((len(draws), n))
+        np.add.at(counts, (np.arange(len(draws))[:, None], draws), 1.0)
+        ratios.append((counts @ ndcg.T) / np.maximum(counts @ baseline, 1e-12)[:, None])
+    return np.asarray(np.quantile(np.vstack(ratios), 1.0 - confidence, axis=0))
 
 
 def calibrate(users: np.ndarray, items: np.ndarray, ranker: np.ndarray, affinity: np.ndarray,

@@ -14,7 +14,6 @@ from models.candidates.base import CandidateGenerator, TrainingData
 from models.text_embeddings import TextEmbedder, item_text
 from models.two_tower.ann import ItemIndex
 from models.two_tower.data import item_features, pad_history, training_examples
-from models.two_tower.model import TwoTower
 from models.two_tower.train import Trained, TwoTowerConfig, build_model, fit
 
 ANN_CHECK_USERS = 500
@@ -68,12 +67,16 @@ class TwoTowerGenerator(CandidateGenerator):
         return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items])
 
     def embed_history(self, history: list[int]) -> np.ndarray:
-        """A user vector from item history alone (unknown user id): cold start, sessions."""
+        """A user vector from item history alone (unknown user id): cold start, sessions.
+        `history` holds item columns (0-based), newest first."""
+        return self.embed_histories(pad_history(np.array(history, dtype=np.int64) + 1)[None])[0]
+
+    def embed_histories(self, histories: np.ndarray) -> np.ndarray:
+        """User vectors for (n, HISTORY) padded histories of 1-based item indices
+        (models/two_tower/data.py's layout), with no user id."""
         with torch.no_grad():
-            vec = self.model.user_vectors(torch.zeros(1, dtype=torch.long),
-                                          torch.from_numpy(pad_history(np.array(history)
-                                                                       + 1))[None])
-        return vec.numpy()[0]
+            return self.model.user_vectors(torch.zeros(len(histories), dtype=torch.long),
+                                           torch.from_numpy(histories)).numpy()
 
     def save(self, directory: Path) -> None:
         """What serving needs, as plain files: the weights (a torch state dict), the
@@ -91,11 +94,9 @@ class TwoTowerGenerator(CandidateGenerator):
         meta = json.loads((directory / "params.json").read_text())
         loaded = cls(TwoTowerConfig(**meta["config"]), use_text=meta["use_text"])
         state = torch.load(directory / "two_tower.pt", weights_only=True)
-        config = loaded.config
-        model = TwoTower(state["user_id.weight"].shape[0] - 1,
-                         state["item_id.weight"].shape[0] - 1,
-                         state["item_features.weight"].shape[1], config.dim, config.hidden,
-                         config.temperature)
+        model = build_model(loaded.config, state["user_id.weight"].shape[0] - 1,
+                            state["item_id.weight"].shape[0] - 1,
+                            state["item_features.weight"].numpy())
         model.load_state_dict(state)
         model.eval()
         loaded.model = model

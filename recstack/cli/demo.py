@@ -54,7 +54,7 @@ def demo(
     users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
     users_file.write_text("\n".join([*map(str, busiest), "someone-new"]) + "\n")
     recommend(registry=str(registry), version=None, stage="dev", users=users_file, k=5,
-              out=recs)
+              out=recs, include_seen=False, data=None)
     import pandas as pd
 
     console.print(pd.read_csv(recs, dtype=str).to_string(index=False))

@@ -165,7 +165,7 @@ def train(
                      "segments": result.segments,
                      **({"ground_truth": truth} if truth else {}),
                      "exposure": result.exposure.to_dict(orient="list"),
-                     "ranker_importance": result.ranker.importance()})
+                     "ranker_importance": result.bundle.ranker.importance()})
         reg = Registry(registry)
         reg.publish(manifest, out)
     console.print(f"[bold]version {version}[/] written to {reg.version_uri(version)}")
@@ -205,6 +205,9 @@ def recommend(
         fail(f"--k must be at least 1, got {k}", EXIT_INVALID_INPUT)
     if not users.exists():
         fail(f"{users}: file not found", EXIT_INVALID_INPUT)
+    if data is not None and not include_seen:
+        fail("--data is read only with --include-seen (the stored lists need no data)",
+             EXIT_INVALID_INPUT)
     wanted = [line.strip() for line in users.read_text().splitlines() if line.strip()]
     if not wanted:
         fail(f"{users}: no user ids (one per line)", EXIT_INVALID_INPUT)
@@ -214,7 +217,6 @@ def recommend(
         local = reg.fetch(manifest.version)
     except RegistryError as exc:
         fail(str(exc))
-    lists = pd.read_parquet(local / RECS_FILE)
     fallback = pd.read_parquet(local / FALLBACK_FILE)
     served = int(manifest.params.get("serve_top", len(fallback)))
     if k > served and not include_seen:
@@ -223,6 +225,7 @@ def recommend(
     if include_seen:
         known = _scored_on_demand(manifest, local, wanted, k, data)
     else:
+        lists = pd.read_parquet(local / RECS_FILE)
         known = lists[lists["user_id"].isin(set(wanted)) & (lists["rank"] <= k)]
     cold = [u for u in dict.fromkeys(wanted) if u not in set(known["user_id"])]
     cold_rows = fallback.head(k)
@@ -250,10 +253,15 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
     from models.bundle import load_bundle
     from models.ranker.features import store_join
     from models.scoring import Scorer
+    from recstack.cli.features import _features_stale, run_build
     from recstack.feature_store import apply_definitions, open_store
 
-    data = data or Path(manifest.data_snapshot.get("data_dir", ""))
-    if not (data / "events.parquet").exists():
+    if data is None:
+        data = Path(manifest.data_snapshot.get("data_dir", ""))
+        if not (data / "events.parquet").exists():
+            fail(f"version {manifest.version} was trained on {data}, which holds no "
+                 "events.parquet now; pass --data DIR", EXIT_INVALID_INPUT)
+    elif not (data / "events.parquet").exists():
         fail(f"--data {data}: no events.parquet there; --include-seen reads each user's "
              "events and features from a data directory", EXIT_INVALID_INPUT)
     try:
@@ -262,7 +270,9 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
         fail(str(exc))
     if _events_digest(data) != manifest.data_snapshot.get("events_sha256"):
         errors.print(f"[yellow]note:[/] {data} is not the data version {manifest.version} "
-                     "was trained on; scoring from its newer events")
+                     "was trained on; scoring from the events it holds")
+    if _features_stale(data):
+        run_build(data)
     store = open_store(data, announce=errors.print)
     apply_definitions(store, data)
     events = pd.read_parquet(data / "events.parquet")

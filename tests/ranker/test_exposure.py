@@ -87,42 +87,48 @@ def test_top_lists_pads_short_lists() -> None:
 
 
 def test_unique_slots_go_to_items_no_list_shows_yet() -> None:
-    ids = np.tile(np.arange(5), (2, 1))  # both users rank items 0..4 alike
-    values = np.tile(np.linspace(1.0, 0.0, 5, dtype=np.float32), (2, 1))
-    # Head 2 of k 3: the third slot of each list goes to its best item nobody shows.
-    lists, scores = spread(ids, values, head=2, k=3)
-    assert lists.tolist() == [[0, 1, 2], [0, 1, 3]]
-    assert scores[1].tolist() == pytest.approx([1.0, 0.75, 0.25])  # each item keeps its own
-    # The visiting order decides who gets the better fresh item.
-    lists, _ = spread(ids, values, head=2, k=3, visit=np.array([1, 0]))
-    assert lists.tolist() == [[0, 1, 3], [0, 1, 2]]
-    # Past the unique slots the lists continue in score order without repeats.
-    lists, _ = spread(ids, values, head=2, k=5)
-    assert lists.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
-    assert spread(ids, values, head=3, k=3)[0].tolist() == [[0, 1, 2], [0, 1, 2]]
+    ids = np.tile(np.arange(12), (2, 1))  # both users rank items 0..11 alike
+    values = np.tile(np.linspace(1.0, 0.0, 12, dtype=np.float32), (2, 1))
+    # Head 8: places 9 and 10 of each list go to its best items nobody shows yet.
+    lists, scores = spread(ids, values, head=8, k=10)
+    assert lists.tolist() == [[*range(8), 8, 9], [*range(8), 10, 11]]
+    assert scores[1, 8:].tolist() == pytest.approx([values[0, 10], values[0, 11]])
+    # The visiting order decides who gets the better fresh items.
+    lists, _ = spread(ids, values, head=8, k=10, visit=np.array([1, 0]))
+    assert lists[0, 8:].tolist() == [10, 11] and lists[1, 8:].tolist() == [8, 9]
+    # A shorter list is a prefix of a longer one; past the slots the rest follow in order.
+    assert spread(ids, values, head=8, k=9)[0].tolist() == [[*range(8), 8],
+                                                            [*range(8), 10]]
+    assert spread(ids, values, head=8, k=12)[0][1].tolist() == [*range(8), 10, 11, 8, 9]
+    assert spread(ids, values, head=10, k=3)[0].tolist() == [[0, 1, 2], [0, 1, 2]]
+    # Rows with no candidates at all stay empty.
+    empty = np.full((2, 3), -1)
+    assert (spread(empty, np.zeros((2, 3), np.float32), head=1, k=3)[0] == -1).all()
 
 
 def test_ranked_lists_spread_over_the_whole_candidate_list() -> None:
-    users = np.repeat([0, 1], 4)
-    items = np.tile([0, 1, 2, 3], 2)
-    scores = np.tile([4.0, 3.0, 2.0, 1.0], 2)
-    lists, _ = ranked_lists(users, items, scores, np.array([0, 1]), k=2, head=1)
-    assert lists.tolist() == [[0, 1], [0, 2]]  # user 1's fresh item sits third in its list
+    users = np.repeat([0, 1], 12)
+    items = np.tile(np.arange(12), 2)
+    scores = np.tile(np.linspace(1.0, 0.0, 12), 2)
+    lists, _ = ranked_lists(users, items, scores, np.array([0, 1]), k=10, head=9)
+    # User 1's fresh item is its 11th best: found beyond the first k.
+    assert lists.tolist() == [[*range(9), 9], [*range(9), 10]]
 
 
 def test_calibrate_chooses_unique_slots_when_they_cost_no_accuracy() -> None:
-    users = np.repeat([0, 1], 3)
-    items = np.tile([0, 1, 2], 2)
-    ranker = np.tile([3.0, 2.0, 1.0], 2)
-    relevant = sp.csr_matrix(np.array([[1.0, 0, 0], [1.0, 0, 0]]))
-    blend, table = calibrate(users, items, ranker, np.zeros(6), relevant,
-                             popularity_z(np.array([100, 1, 1])), ONES, floor_ratio=0.9,
+    users = np.repeat([0, 1], 12)
+    items = np.tile(np.arange(12), 2)
+    ranker = np.tile(np.linspace(1.0, 0.0, 12), 2)
+    relevant = sp.csr_matrix(([1.0, 1.0], ([0, 1], [0, 0])), shape=(2, 12))
+    blend, table = calibrate(users, items, ranker, np.zeros(24), relevant,
+                             popularity_z(np.arange(12, 0, -1)), ONES, floor_ratio=0.9,
                              coverage_target=0.9, affinity_weights=(0.0,),
-                             popularity_weights=(0.0,), heads=(2, 1), k=2)
-    # Head 2: both lists are [0, 1] (coverage 2/3); head 1: [0, 1] and [0, 2] (3/3),
-    # item 0 still first for both.
-    assert blend == Blend(0.0, 0.0, head=1) and blend.unique_slots == 9
-    assert table.set_index("head").loc[1, "coverage@2"] == pytest.approx(1.0)
+                             popularity_weights=(0.0,), heads=(10, 9))
+    # Head 10: both lists are items 0..9 (coverage 10/12); head 9: the second list ends
+    # with item 10 instead (11/12), item 0 still first for both.
+    assert blend == Blend(0.0, 0.0, head=9) and blend.unique_slots == 1
+    assert table.set_index("head").loc[9, "coverage@10"] == pytest.approx(11 / 12)
+    assert table.set_index("head").loc[9, "ndcg@10"] == 1.0
 
 
 def test_ratio_lower_bound_is_cautious_on_few_users() -> None:

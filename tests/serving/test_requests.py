@@ -91,7 +91,7 @@ def test_v2_recommend_inputs() -> None:
     ([InferInput("user_id", [2], "BYTES", ["1", "2"]), InferInput("k", [3], "INT32", [1, 2, 3])],
      "k: 3 values for 2 users"),
     ([InferInput("user_id", [1], "BYTES", ["1"]), InferInput("k", [1], "INT32", [500])],
-     "[0].k: Input should be less than or equal to 100"),
+     "k[0]: Input should be less than or equal to 100"),
     ([InferInput("user_id", [1, 2], "BYTES", ["1", "2"])], "shape must be [n] or [n, 1]"),
     ([InferInput("user_id", [1], "BYTES", ["1"]), InferInput("x", [1], "INT32", [1])],
      "unknown input(s) x"),
