@@ -9,6 +9,8 @@ Written by `recstack train` into the version directory beside the manifest:
     ranker/                  the XGBoost ranker and its feature list
     items.parquet            item_id of each generator column, in order
     users.parquet            user_id of each two-tower user vector, in order
+    events.parquet           the training events (user, item, type, time): each known
+                             user's history, to which serving adds fresh events
 
 No pickles: arrays are .npy/.npz, the ranker is XGBoost JSON, the two-tower a
 torch state dict, and everything else JSON or parquet, so a bundle can be
@@ -35,6 +37,7 @@ from models.ranker.model import Ranker
 from models.two_tower.generator import TwoTowerGenerator
 
 BUNDLE_FILE = "bundle.json"
+EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 CLASSES: dict[str, Any] = {cls.__name__: cls for cls in (
     TwoTowerGenerator, EASE, ItemKNN, Popularity, ContentSimilarity)}
 
@@ -47,6 +50,7 @@ class Bundle:
     user_ids: np.ndarray  # two-tower user vector row -> user_id
     per_source: dict[str, int]
     blend: Blend
+    events: pd.DataFrame  # user_id, item_id, event_type, timestamp
 
 
 def save_bundle(bundle: Bundle, directory: Path) -> None:
@@ -61,6 +65,7 @@ def save_bundle(bundle: Bundle, directory: Path) -> None:
     bundle.ranker.save(directory / "ranker")
     pd.DataFrame({"item_id": bundle.item_ids}).to_parquet(directory / "items.parquet")
     pd.DataFrame({"user_id": bundle.user_ids}).to_parquet(directory / "users.parquet")
+    bundle.events[list(EVENT_COLUMNS)].to_parquet(directory / "events.parquet", index=False)
     (directory / BUNDLE_FILE).write_text(json.dumps(
         {"generators": classes, "per_source": bundle.per_source,
          "blend": asdict(bundle.blend)}, indent=1))
@@ -83,4 +88,5 @@ def load_bundle(directory: Path) -> Bundle:
         item_ids=pd.read_parquet(directory / "items.parquet")["item_id"].to_numpy(),
         user_ids=pd.read_parquet(directory / "users.parquet")["user_id"].to_numpy(),
         per_source={k: int(v) for k, v in meta["per_source"].items()},
-        blend=Blend(**meta["blend"]))
+        blend=Blend(**meta["blend"]),
+        events=pd.read_parquet(directory / "events.parquet"))

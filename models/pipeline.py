@@ -268,7 +268,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
                              "score": fallback_scores[top]})
     lap("stage_c")
     bundle = Bundle(gens_c, ranker, outer.items.ids, outer.users.ids,
-                    dict(config.per_source), blend)
+                    dict(config.per_source), blend, dataset.events)
     return PipelineResult(metrics, stages, timings, serving, fallback, two_tower_metrics,
                           asdict(config), exposure_table, segments, bundle)
 

@@ -38,12 +38,18 @@ class OnlineFeatureJoin:
 
     def __call__(self, entity: pd.DataFrame) -> pd.DataFrame:
         users = self._read(USER_SERVICE, "user_id", entity["user_id"].unique())
-        items = self._cached_items(entity["item_id"].unique())
+        items = self.items(entity["item_id"].unique())
         out = entity[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True)
         return (out.merge(users, on="user_id", how="left", validate="many_to_one")
                 .merge(items, on="item_id", how="left", validate="many_to_one"))
 
-    def _cached_items(self, item_ids: Iterable[str]) -> pd.DataFrame:
+    def user(self, user_id: str) -> dict[str, Any]:
+        """One user's `user_online` row, read now."""
+        return dict(self._read(USER_SERVICE, "user_id", [user_id]).iloc[0])
+
+    def items(self, item_ids: Iterable[str]) -> pd.DataFrame:
+        """`item_online` rows for these items, in order, each at most
+        `item_staleness_s` old."""
         now = self.clock()
         wanted = list(item_ids)
         stale = [i for i in wanted

@@ -47,17 +47,37 @@ def with_features(frame: pd.DataFrame, join: FeatureJoin, user_ids: np.ndarray,
 
 def add_crosses(frame: pd.DataFrame) -> pd.DataFrame:
     """Features that relate this user to this item, from the joined columns."""
-    ts = pd.to_datetime(frame["event_timestamp"], utc=True).astype("int64") / 1e9
-    category = frame["item_content__category"]
-    tops = frame["user_profile__top_categories"]
-    shares = frame["user_profile__category_affinity"]
-    frame["cross_category_affinity"] = [
-        _share(c, t, s) for c, t, s in zip(category, tops, shares, strict=True)]
-    frame["cross_price_ratio"] = (frame["item_content__price"]
-                                  / frame["user_profile__avg_purchase_price"])
-    frame["cross_item_age_days"] = (ts - frame["item_content__created_ts"]) / DAY_S
-    frame["cross_days_since_user_event"] = (ts - frame["user_realtime__last_event_ts"]) / DAY_S
+    def number(column: str) -> np.ndarray:
+        return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+
+    ts = pd.to_datetime(frame["event_timestamp"], utc=True).astype("int64").to_numpy() / 1e9
+    for name, values in crosses(
+            ts, frame["item_content__category"].to_numpy(),
+            frame["user_profile__top_categories"].to_numpy(),
+            frame["user_profile__category_affinity"].to_numpy(),
+            number("item_content__price"), number("user_profile__avg_purchase_price"),
+            number("item_content__created_ts"), number("user_realtime__last_event_ts")).items():
+        frame[name] = values
     return frame
+
+
+def crosses(ts: np.ndarray | float, category: np.ndarray, tops: np.ndarray,
+            shares: np.ndarray, price: np.ndarray, avg_price: np.ndarray | float,
+            created_ts: np.ndarray, last_event_ts: np.ndarray | float
+            ) -> dict[str, np.ndarray]:
+    """The cross features, column by column, shared by training's frames and serving's
+    per-request arrays. `tops` and `shares` hold one list per row; the other user-side
+    inputs may be scalars."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "cross_category_affinity": np.array(
+                [_share(c, t, s) for c, t, s in zip(category, tops, shares, strict=True)],
+                dtype=np.float64),
+            "cross_price_ratio": price / avg_price,
+            "cross_item_age_days": (ts - created_ts) / DAY_S,
+            "cross_days_since_user_event": np.broadcast_to(
+                (ts - np.asarray(last_event_ts, dtype=np.float64)) / DAY_S,
+                np.shape(category)).astype(np.float64)}
 
 
 def _share(category: object, tops: object, shares: object) -> float:

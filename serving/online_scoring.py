@@ -1,0 +1,181 @@
+"""One request's two-stage scoring with numpy arrays: models/scoring.py's steps, minus
+the per-request DataFrames.
+
+Loaded once per model version: each known user's positives and content weights
+(built from the bundle's training events by the generators' own code), the
+popularity z-scores, and where each ranker feature comes from. Per request it adds
+the user's fresh items (real-time features, the session) to their history,
+retrieves from every source, pools, fills the ranker's feature matrix from the
+user's online row and the cached item rows, ranks and blends.
+`tests/serving/test_online_scoring.py` checks it against `Scorer`, the reference.
+
+One user at a time, unique slots have nobody to share with, so the list is the
+blended score's order; serving-wide exposure budgets are a separate rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from models.bundle import Bundle
+from models.candidates.base import HistoryScorer, exclude, top_k
+from models.candidates.content import ContentSimilarity
+from models.ranker.candidates import AFFINITY, MISSING_RANK
+from models.ranker.exposure import blend_scores
+from models.ranker.features import crosses
+from models.scoring import Scorer
+from models.two_tower.data import HISTORY
+from serving.features import OnlineFeatureJoin
+
+USER_VIEWS = ("user_activity", "user_profile", "user_realtime")
+ITEM_VIEWS = ("item_popularity", "item_content")
+
+
+@dataclass(frozen=True)
+class Scored:
+    items: np.ndarray  # item columns, best first
+    scores: np.ndarray  # blended scores, same order
+    sources: list[list[str]]  # the sources that retrieved each item
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+class OnlineScorer:
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.reference = Scorer(bundle)
+        self.tower = self.reference.tower
+        history = self.reference.history(bundle.events, list(bundle.user_ids))
+        self.positives = history.matrix
+        self.content = {name: g.decayed_history(history)
+                        for name, g in bundle.generators.items()
+                        if isinstance(g, ContentSimilarity)}
+        self.trained_until = history.now
+        self.users = pd.Index(bundle.user_ids)
+        self.items = pd.Index(bundle.item_ids)
+        self.features = list(bundle.ranker.features)
+
+    def score(self, user_id: str, fresh_items: Sequence[str], user_features: dict[str, Any],
+              join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
+              include_seen: bool = False) -> Scored:
+        """`fresh_items`: item ids newer than training, newest first. `user_features`:
+        the user's `user_online` row (`view__feature` names)."""
+        row = int(self.users.get_indexer([user_id])[0])
+        fresh = [int(c) for c in self.items.get_indexer(list(fresh_items)) if c >= 0]
+        history = self._history(row, fresh)
+        if row < 0 and not history.nnz:
+            return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
+        vector = (self.tower.user_vectors[row] if row >= 0
+                  else self.tower.embed_history(fresh[:HISTORY]))
+        seen = None if include_seen else history
+        lists = self._retrieve(row, fresh, history, vector, seen, at)
+        items = np.unique(np.concatenate([ids[ids >= 0] for ids, _ in lists.values()]))
+        x, retrieved_by = self._matrix(items, lists, vector, user_features, join, at)
+        raw = self.bundle.ranker.predict(x)
+        scores = blend_scores(raw, x[:, self.features.index(AFFINITY)],
+                              np.zeros(len(items), np.int64),
+                              self.reference.pop_z[items], self.bundle.blend)
+        best = np.argsort(-scores, kind="stable")[:k]
+        return Scored(items[best], scores[best], [retrieved_by[i] for i in best])
+
+    def _history(self, row: int, fresh: list[int]) -> sp.csr_matrix:
+        n = len(self.items)
+        base = self.positives[row] if row >= 0 else sp.csr_matrix((1, n), dtype=np.float32)
+        if not fresh:
+            return base
+        added = sp.csr_matrix((np.ones(len(fresh), np.float32), ([0] * len(fresh), fresh)),
+                              shape=(1, n))
+        merged = (base + added).tocsr()
+        merged.data[:] = 1.0
+        return merged
+
+    def _retrieve(self, row: int, fresh: list[int], history: sp.csr_matrix,
+                  vector: np.ndarray, seen: sp.csr_matrix | None, at: pd.Timestamp
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        lists = {}
+        for name, generator in self.bundle.generators.items():
+            n = self.bundle.per_source[name]
+            if generator is self.tower:
+                scores = (self.tower.item_vectors @ vector)[None]
+                if seen is not None:
+                    exclude(scores, seen)
+                ids, values = top_k(scores, n)
+            elif name in self.content:
+                assert isinstance(generator, ContentSimilarity)
+                ids, values = generator.recommend_history(
+                    self._content_row(name, generator, row, fresh, at), n, seen=seen)
+            else:
+                assert isinstance(generator, HistoryScorer)
+                ids, values = generator.recommend_history(history, n, seen=seen)
+            lists[name] = (ids[0], values[0])
+        return lists
+
+    def _content_row(self, name: str, generator: ContentSimilarity, row: int,
+                     fresh: list[int], at: pd.Timestamp) -> sp.csr_matrix:
+        """Training weights aged to `at`, fresh items at full weight."""
+        n = len(self.items)
+        if row >= 0:
+            age = (at - self.trained_until) / pd.Timedelta(days=1)
+            base = self.content[name][row] * float(0.5 ** (age / generator.half_life_days))
+        else:
+            base = sp.csr_matrix((1, n))
+        if fresh:
+            base = base + sp.csr_matrix((np.ones(len(fresh)), ([0] * len(fresh), fresh)),
+                                        shape=(1, n))
+        return sp.csr_matrix(base)
+
+    def _matrix(self, items: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray]],
+                vector: np.ndarray, user: dict[str, Any], join: OnlineFeatureJoin,
+                at: pd.Timestamp) -> tuple[np.ndarray, list[list[str]]]:
+        """The ranker's feature matrix for the pooled items, in the ranker's column order,
+        and the sources behind each item."""
+        columns: dict[str, np.ndarray] = {}
+        found = np.zeros(len(items), np.float32)
+        retrieved_by: list[list[str]] = [[] for _ in items]
+        for name, (ids, values) in lists.items():
+            score = np.full(len(items), np.nan, np.float32)
+            rank = np.full(len(items), MISSING_RANK, np.float32)
+            keep = ids >= 0
+            where = np.searchsorted(items, ids[keep])
+            score[where] = values[keep]
+            rank[where] = np.arange(1, keep.sum() + 1)
+            columns[f"{name}_score"], columns[f"{name}_rank"] = score, rank
+            found += rank < MISSING_RANK
+            for position in where:
+                retrieved_by[position].append(name)
+        columns["n_sources"] = found
+        columns[AFFINITY] = self.tower.item_vectors[items] @ vector
+        frame = join.items(self.items[items])
+        for name in self.features:
+            if name.split("__")[0] in ITEM_VIEWS:
+                columns[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy()
+        ts = at.timestamp()
+        per_row = np.empty(len(items), dtype=object)
+        columns |= crosses(
+            ts, frame["item_content__category"].to_numpy(),
+            _repeat(user.get("user_profile__top_categories"), per_row),
+            _repeat(user.get("user_profile__category_affinity"), per_row.copy()),
+            pd.to_numeric(frame["item_content__price"], errors="coerce").to_numpy(),
+            _number(user.get("user_profile__avg_purchase_price")),
+            pd.to_numeric(frame["item_content__created_ts"], errors="coerce").to_numpy(),
+            _number(user.get("user_realtime__last_event_ts")))
+        x = np.empty((len(items), len(self.features)), dtype=np.float32)
+        for n, name in enumerate(self.features):
+            x[:, n] = columns[name] if name in columns else _number(user.get(name))
+        return x, retrieved_by
+
+
+def _repeat(value: Any, out: np.ndarray) -> np.ndarray:
+    out[:] = [value] * len(out)
+    return out
