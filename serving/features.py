@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
@@ -34,6 +35,8 @@ class OnlineFeatureJoin:
         self.item_staleness_s = item_staleness_s
         self.clock = clock
         self._items: dict[str, tuple[float, dict[str, Any]]] = {}  # id -> (read at, row)
+        # feature names -> item id -> (read at, numeric vector)
+        self._vectors: dict[tuple[str, ...], dict[str, tuple[float, np.ndarray]]] = {}
         self.item_reads = 0  # items read from the store, for metrics and tests
 
     def __call__(self, entity: pd.DataFrame) -> pd.DataFrame:
@@ -50,8 +53,34 @@ class OnlineFeatureJoin:
     def items(self, item_ids: Iterable[str]) -> pd.DataFrame:
         """`item_online` rows for these items, in order, each at most
         `item_staleness_s` old."""
+        wanted = self._refresh(item_ids)
+        return pd.DataFrame([self._items[i][1] for i in wanted])
+
+    def item_values(self, item_ids: Iterable[str], names: tuple[str, ...]) -> np.ndarray:
+        """(items, names) float64 of these item features, NaN where missing or not a
+        number: `items` without a DataFrame, each item's vector kept until its row is
+        read again."""
+        wanted = self._refresh(item_ids)
+        vectors = self._vectors.setdefault(names, {})
+        out = np.empty((len(wanted), len(names)))
+        for n, item in enumerate(wanted):
+            read_at, row = self._items[item]
+            cached = vectors.get(item)
+            if cached is None or cached[0] != read_at:
+                cached = (read_at, np.array([number(row.get(k)) for k in names]))
+                vectors[item] = cached
+            out[n] = cached[1]
+        return out
+
+    def item_field(self, item_ids: Iterable[str], name: str) -> np.ndarray:
+        """One item feature as it is stored (strings, lists), through the same cache."""
+        wanted = self._refresh(item_ids)
+        return np.array([self._items[i][1].get(name) for i in wanted], dtype=object)
+
+    def _refresh(self, item_ids: Iterable[str]) -> list[str]:
+        """Read the missing and stale ones of these items; returns them as a list."""
         now = self.clock()
-        wanted = list(item_ids)
+        wanted = [str(i) for i in item_ids]
         stale = [i for i in wanted
                  if i not in self._items or now - self._items[i][0] > self.item_staleness_s]
         if stale:
@@ -59,7 +88,7 @@ class OnlineFeatureJoin:
             self.item_reads += len(stale)
             for row in fresh.to_dict(orient="records"):
                 self._items[row["item_id"]] = (now, row)
-        return pd.DataFrame([self._items[i][1] for i in wanted])
+        return wanted
 
     def _read(self, service: str, key: str, ids: Iterable[str]) -> pd.DataFrame:
         rows = [{key: str(i)} for i in ids]
@@ -67,3 +96,11 @@ class OnlineFeatureJoin:
             features=self.store.get_feature_service(service), entity_rows=rows,
             full_feature_names=True).to_dict()
         return pd.DataFrame(values)
+
+
+def number(value: Any) -> float:
+    """A feature value as a float; NaN when missing or not a number."""
+    try:
+        return float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan

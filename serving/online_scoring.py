@@ -31,7 +31,7 @@ from models.ranker.exposure import blend_scores
 from models.ranker.features import crosses
 from models.scoring import Scorer
 from models.two_tower.data import HISTORY
-from serving.features import OnlineFeatureJoin
+from serving.features import OnlineFeatureJoin, number
 
 USER_VIEWS = ("user_activity", "user_profile", "user_realtime")
 ITEM_VIEWS = ("item_popularity", "item_content")
@@ -42,13 +42,6 @@ class Scored:
     items: np.ndarray  # item columns, best first
     scores: np.ndarray  # blended scores, same order
     sources: list[list[str]]  # the sources that retrieved each item
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value) if value is not None else np.nan
-    except (TypeError, ValueError):
-        return np.nan
 
 
 class OnlineScorer:
@@ -65,6 +58,9 @@ class OnlineScorer:
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
         self.features = list(bundle.ranker.features)
+        self.item_features = tuple(dict.fromkeys(
+            [n for n in self.features if n.split("__")[0] in ITEM_VIEWS]
+            + ["item_content__price", "item_content__created_ts"]))
 
     def score(self, user_id: str, fresh_items: Sequence[str], user_features: dict[str, Any],
               join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
@@ -156,23 +152,21 @@ class OnlineScorer:
                 retrieved_by[position].append(name)
         columns["n_sources"] = found
         columns[AFFINITY] = self.tower.item_vectors[items] @ vector
-        frame = join.items(self.items[items])
-        for name in self.features:
-            if name.split("__")[0] in ITEM_VIEWS:
-                columns[name] = pd.to_numeric(frame[name], errors="coerce").to_numpy()
-        ts = at.timestamp()
+        ids = self.items[items]
+        values = join.item_values(ids, self.item_features)
+        for n, name in enumerate(self.item_features):
+            columns[name] = values[:, n]
         per_row = np.empty(len(items), dtype=object)
         columns |= crosses(
-            ts, frame["item_content__category"].to_numpy(),
+            at.timestamp(), join.item_field(ids, "item_content__category"),
             _repeat(user.get("user_profile__top_categories"), per_row),
             _repeat(user.get("user_profile__category_affinity"), per_row.copy()),
-            pd.to_numeric(frame["item_content__price"], errors="coerce").to_numpy(),
-            _number(user.get("user_profile__avg_purchase_price")),
-            pd.to_numeric(frame["item_content__created_ts"], errors="coerce").to_numpy(),
-            _number(user.get("user_realtime__last_event_ts")))
+            columns["item_content__price"], number(user.get("user_profile__avg_purchase_price")),
+            columns["item_content__created_ts"],
+            number(user.get("user_realtime__last_event_ts")))
         x = np.empty((len(items), len(self.features)), dtype=np.float32)
         for n, name in enumerate(self.features):
-            x[:, n] = columns[name] if name in columns else _number(user.get(name))
+            x[:, n] = columns[name] if name in columns else number(user.get(name))
         return x, retrieved_by
 
 

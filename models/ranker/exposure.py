@@ -68,11 +68,17 @@ def popularity_z(popularity: np.ndarray) -> np.ndarray:
 
 
 def standardise(scores: np.ndarray, users: np.ndarray) -> np.ndarray:
-    """Scores as z-scores within each user's rows (0 where a user's scores are all equal)."""
-    frame = pd.DataFrame({"user": users, "score": scores.astype(np.float64)})
-    grouped = frame.groupby("user")["score"]
-    spread = grouped.transform("std").fillna(1.0).replace(0.0, 1.0)
-    return ((frame["score"] - grouped.transform("mean")) / spread).to_numpy()
+    """Scores as z-scores within each user's rows (sample standard deviation; 0 where a
+    user's scores are all equal, and a lone row keeps its distance from itself, 0).
+    Plain numpy: serving calls this once per request."""
+    x = scores.astype(np.float64)
+    _, group = np.unique(users, return_inverse=True)
+    counts = np.bincount(group)
+    deviation = x - (np.bincount(group, weights=x) / counts)[group]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.sqrt(np.bincount(group, weights=deviation ** 2) / (counts - 1))
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    return deviation / spread[group]
 
 
 def blend_scores(ranker: np.ndarray, affinity: np.ndarray, users: np.ndarray,
