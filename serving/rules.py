@@ -1,0 +1,143 @@
+"""Business rules applied after ranking, each configurable and each tested on its own.
+
+In order: drop excluded items (what the user already interacted with, unless told
+otherwise, and the request's `exclude_ids`); keep what passes the attribute filters
+(category, availability); pick k with diversity (maximal marginal relevance over
+item vectors, or a cap per category); then, at a configured rate, give one slot to
+exploration (an item from further down the candidates, marked as such).
+Every item keeps the sources that produced it and gets human-readable reasons.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DIVERSITY = ("mmr", "category_cap", "none")
+REASONS = {
+    "two_tower": "matches your taste",
+    "ease": "often chosen with items you like",
+    "item_knn": "similar to items you interacted with",
+    "content": "like items you interacted with",
+    "popularity": "popular",
+    "trending": "trending now",
+    "session": "related to what you are looking at",
+    "exploration": "something new for you",
+}
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    diversity: str = "mmr"  # one of DIVERSITY
+    diversity_weight: float = 0.2  # MMR: share of the score given to novelty in the list
+    category_cap: int = 3  # category_cap: at most this many items per category
+    exploration_rate: float = 0.1  # share of responses with an exploration slot
+    exploration_slot: int = 5  # its position (1-based), when the list is that long
+
+    def __post_init__(self) -> None:
+        if self.diversity not in DIVERSITY:
+            raise ValueError(f"diversity must be one of {', '.join(DIVERSITY)}, "
+                             f"got {self.diversity!r}")
+        if not 0.0 <= self.diversity_weight <= 1.0:
+            raise ValueError(f"diversity_weight must be in [0, 1], got {self.diversity_weight}")
+        if not 0.0 <= self.exploration_rate <= 1.0:
+            raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
+        if self.category_cap < 1 or self.exploration_slot < 1:
+            raise ValueError("category_cap and exploration_slot must be at least 1")
+
+
+@dataclass
+class Candidates:
+    """Ranked candidates for one request, best first, with what the rules read."""
+
+    item_ids: np.ndarray  # str
+    scores: np.ndarray
+    sources: list[list[str]]
+    categories: np.ndarray  # primary category per item (str or None)
+    available: np.ndarray  # bool per item
+    vectors: np.ndarray | None = None  # unit item vectors, for MMR
+
+
+@dataclass
+class Pick:
+    item_id: str
+    score: float
+    sources: list[str]
+    reasons: list[str] = field(default_factory=list)
+
+
+def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
+                categories: Sequence[str] | None, available_only: bool, config: RuleConfig,
+                request_key: str) -> list[Pick]:
+    """The final list. `request_key` makes exploration reproducible per request."""
+    keep = ~np.isin(candidates.item_ids, np.asarray(list(exclude), dtype=object))
+    if categories is not None:
+        keep &= np.isin(candidates.categories, np.asarray(list(categories), dtype=object))
+    if available_only:
+        keep &= candidates.available.astype(bool)
+    pool = np.flatnonzero(keep)
+    chosen = _diverse(candidates, pool, k, config)
+    picks = [Pick(str(candidates.item_ids[i]), float(candidates.scores[i]),
+                  list(candidates.sources[i])) for i in chosen]
+    taken = set(chosen)
+    rest = [int(i) for i in pool if i not in taken]
+    if rest and _explores(request_key, config.exploration_rate):
+        slot = min(config.exploration_slot, k, len(picks) + 1) - 1  # within the list
+        rng = np.random.default_rng(zlib.crc32(request_key.encode()))
+        extra = rest[int(rng.integers(len(rest)))]
+        pick = Pick(str(candidates.item_ids[extra]), float(candidates.scores[extra]),
+                    [*candidates.sources[extra], "exploration"])
+        picks = [*picks[:slot], pick, *picks[slot:]][:k]
+    for pick in picks:
+        pick.reasons = [REASONS.get(s, s) for s in dict.fromkeys(pick.sources)]
+    return picks
+
+
+def _explores(request_key: str, rate: float) -> bool:
+    return zlib.crc32(f"explore:{request_key}".encode()) / 2**32 < rate
+
+
+def _diverse(candidates: Candidates, pool: np.ndarray, k: int, config: RuleConfig
+             ) -> list[int]:
+    if config.diversity == "none" or len(pool) <= 1:
+        return [int(i) for i in pool[:k]]
+    if config.diversity == "category_cap":
+        counts: dict[object, int] = {}
+        chosen, deferred = [], []
+        for i in pool:
+            category = candidates.categories[i]
+            if counts.get(category, 0) < config.category_cap:
+                counts[category] = counts.get(category, 0) + 1
+                chosen.append(int(i))
+            else:
+                deferred.append(int(i))
+            if len(chosen) == k:
+                return chosen
+        return (chosen + deferred)[:k]  # too few categories: fill in score order
+    return _mmr(candidates, pool, k, config.diversity_weight)
+
+
+def _mmr(candidates: Candidates, pool: np.ndarray, k: int, weight: float) -> list[int]:
+    """Maximal marginal relevance: each next item maximises (1 - w) x relevance - w x its
+    highest cosine with the items already picked; relevance is the score rescaled to
+    [0, 1] over the pool, so the weight means the same whatever the score scale."""
+    if candidates.vectors is None or weight == 0.0:
+        return [int(i) for i in pool[:k]]
+    scores = candidates.scores[pool].astype(np.float64)
+    span = scores.max() - scores.min()
+    relevance = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+    vectors = candidates.vectors[pool]
+    closest = np.full(len(pool), -np.inf)
+    chosen: list[int] = []
+    available = np.ones(len(pool), dtype=bool)
+    for _ in range(min(k, len(pool))):
+        penalty = np.where(np.isfinite(closest), closest, 0.0)
+        value = np.where(available, (1 - weight) * relevance - weight * penalty, -np.inf)
+        best = int(np.argmax(value))
+        chosen.append(best)
+        available[best] = False
+        closest = np.maximum(closest, vectors @ vectors[best])
+    return [int(pool[i]) for i in chosen]
