@@ -38,6 +38,15 @@ ITEM_VIEWS = ("item_popularity", "item_content")
 
 
 @dataclass(frozen=True)
+class Retrieved:
+    """Each source's (item columns, scores) top list, and the user's two-tower vector;
+    no lists when nothing is known about the user."""
+
+    lists: dict[str, tuple[np.ndarray, np.ndarray]]
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
 class Scored:
     items: np.ndarray  # item columns, best first
     scores: np.ndarray  # blended scores, same order
@@ -67,17 +76,30 @@ class OnlineScorer:
               include_seen: bool = False) -> Scored:
         """`fresh_items`: item ids newer than training, newest first. `user_features`:
         the user's `user_online` row (`view__feature` names)."""
+        retrieved = self.retrieve(user_id, fresh_items, at, include_seen)
+        return self.rank(retrieved, user_features, join, at, k)
+
+    def retrieve(self, user_id: str, fresh_items: Sequence[str], at: pd.Timestamp,
+                 include_seen: bool = False) -> Retrieved:
+        """The first stage: every source's top list for this user's history."""
         row = int(self.users.get_indexer([user_id])[0])
         fresh = [int(c) for c in self.items.get_indexer(list(fresh_items)) if c >= 0]
         history = self._history(row, fresh)
         if row < 0 and not history.nnz:
-            return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
+            return Retrieved({}, np.zeros(self.tower.item_vectors.shape[1], np.float32))
         vector = (self.tower.user_vectors[row] if row >= 0
                   else self.tower.embed_history(fresh[:HISTORY]))
         seen = None if include_seen else history
-        lists = self._retrieve(row, fresh, history, vector, seen, at)
+        return Retrieved(self._retrieve(row, fresh, history, vector, seen, at), vector)
+
+    def rank(self, retrieved: Retrieved, user_features: dict[str, Any],
+             join: OnlineFeatureJoin, at: pd.Timestamp, k: int) -> Scored:
+        """The second stage: pool, features, ranker, blend; the best k."""
+        if not retrieved.lists:
+            return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
+        lists = retrieved.lists
         items = np.unique(np.concatenate([ids[ids >= 0] for ids, _ in lists.values()]))
-        x, retrieved_by = self._matrix(items, lists, vector, user_features, join, at)
+        x, retrieved_by = self._matrix(items, lists, retrieved.vector, user_features, join, at)
         raw = self.bundle.ranker.predict(x)
         scores = blend_scores(raw, x[:, self.features.index(AFFINITY)],
                               np.zeros(len(items), np.int64),
