@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from recstack.cli import data, demo, features, models, train
+from recstack.cli import data, demo, features, models, serve, train
 
 app = typer.Typer(
     name="recstack",
@@ -24,5 +24,6 @@ app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="recommend")(train.recommend)
 app.command(name="evaluate")(train.evaluate)
+app.command(name="serve")(serve.serve)
 
 __all__ = ["app"]
