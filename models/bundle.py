@@ -89,4 +89,7 @@ def load_bundle(directory: Path) -> Bundle:
         user_ids=pd.read_parquet(directory / "users.parquet")["user_id"].to_numpy(),
         per_source={k: int(v) for k, v in meta["per_source"].items()},
         blend=Blend(**meta["blend"]),
-        events=pd.read_parquet(directory / "events.parquet"))
+        # Versions written before bundles kept events: no known history to extend.
+        events=(pd.read_parquet(directory / "events.parquet")
+                if (directory / "events.parquet").exists()
+                else pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS})))

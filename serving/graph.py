@@ -11,6 +11,7 @@ Replica counts come from `GraphConfig`.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from kserve.errors import InvalidInput
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.ray import RayModel
@@ -91,14 +93,17 @@ class RecommenderIngress:
                 {"name": "scores", "datatype": "FP32", "shape": [-1, -1]}]
 
     async def recommend(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [await self._one(RecommendRequest.model_validate(r)) for r in requests]
+        return list(await asyncio.gather(
+            *(self._one(RecommendRequest.model_validate(r)) for r in requests)))
 
     async def _one(self, request: RecommendRequest) -> dict[str, Any]:
         at = pd.Timestamp.now(tz="UTC")
-        user, fresh = self.recommender.prepare(request)
+        # Feature reads block: off the event loop, so other requests keep moving.
+        user, fresh = await asyncio.to_thread(self.recommender.prepare, request)
         retrieved = await self.retriever.retrieve.remote(request.user_id, fresh, at)
         scored = await self.ranker.rank.remote(retrieved, user, at, DEPTH)
-        return self.recommender.answer(request, uuid.uuid4().hex, scored)
+        return await asyncio.to_thread(self.recommender.answer, request, uuid.uuid4().hex,
+                                       scored)
 
 
 class RecommenderModel(RayModel):
@@ -108,6 +113,8 @@ class RecommenderModel(RayModel):
     async def __call__(self, body: Any, headers: dict[str, str] | None = None,
                        verb: InferenceVerb = InferenceVerb.PREDICT
                        ) -> tuple[Any, dict[str, str]]:
+        if verb != InferenceVerb.PREDICT:
+            raise InvalidInput(f"{MODEL_NAME} supports predict and infer, not {verb.value}")
         v2 = isinstance(body, InferRequest)
         requests = parse_v2_recommend(body) if v2 else parse_v1(body, RecommendRequest)
         answers = await self._handle.recommend.remote([r.model_dump() for r in requests])

@@ -148,8 +148,11 @@ class OnlineScorer:
             base = self.content[name][row] * float(0.5 ** (age / generator.half_life_days))
         else:
             base = sp.csr_matrix((1, n))
-        if fresh:
-            base = base + sp.csr_matrix((np.ones(len(fresh)), ([0] * len(fresh), fresh)),
+        # Only items the training history lacks: the real-time view's recent items
+        # overlap training, and a training item must not count twice.
+        new = sorted(set(fresh) - set(self.positives[row].indices if row >= 0 else ()))
+        if new:
+            base = base + sp.csr_matrix((np.ones(len(new)), ([0] * len(new), new)),
                                         shape=(1, n))
         return sp.csr_matrix(base)
 
@@ -184,8 +187,7 @@ class OnlineScorer:
             _repeat(user.get("user_profile__top_categories"), per_row),
             _repeat(user.get("user_profile__category_affinity"), per_row.copy()),
             columns["item_content__price"], number(user.get("user_profile__avg_purchase_price")),
-            columns["item_content__created_ts"],
-            number(user.get("user_realtime__last_event_ts")))
+            columns["item_content__created_ts"])
         x = np.empty((len(items), len(self.features)), dtype=np.float32)
         for n, name in enumerate(self.features):
             x[:, n] = columns[name] if name in columns else number(user.get(name))

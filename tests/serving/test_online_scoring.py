@@ -33,6 +33,9 @@ def test_online_scorer_matches_the_reference(served_version: Path, online_store)
 
     for user in events["user_id"].unique()[:12]:
         same(user, events[events["user_id"] == user], [])
+        # The real-time view's recent items repeat training's: they change nothing.
+        recent = join.user(user)["user_realtime__recent_items"]
+        same(user, events[events["user_id"] == user], list(recent))
     # Someone training never saw, with two fresh purchases: embedded from them.
     fresh = list(events["item_id"].dropna().unique()[:2])
     same("brand-new", pd.DataFrame({"user_id": "brand-new", "item_id": fresh,

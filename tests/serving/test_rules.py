@@ -60,7 +60,10 @@ def test_exploration_slot_is_marked_reproducible_and_at_the_rate() -> None:
     picks = apply_rules(c, 3, [], None, True, always, "req-1")
     assert "exploration" in picks[1].sources and len(picks) == 3
     assert "something new for you" in picks[1].reasons
-    assert picks[1].item_id not in ("i0", "i2")  # taken from beyond the top of the list
+    # From beyond the top of the list, and never an unavailable (i3) or excluded item.
+    assert picks[1].item_id in ("i4", "i5")
+    explored = apply_rules(c, 3, ["i4"], None, True, always, "req-1")
+    assert explored[1].item_id == "i5" and "exploration" in explored[1].sources
     assert _ids(apply_rules(c, 3, [], None, True, always, "req-1")) == _ids(picks)
     sometimes = RuleConfig(diversity="none", exploration_rate=0.1)
     explored = [any("exploration" in p.sources
