@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 STAGES = ("dev", "staging", "prod")
 MANIFEST = "manifest.json"
+# What `recstack train` writes beside the manifest for batch answers.
+RECS_FILE = "recommendations.parquet"  # each known user's ranked list
+FALLBACK_FILE = "fallback.parquet"  # the cold-start (trending) list
 STAGES_FILE = "stages.json"
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

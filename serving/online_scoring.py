@@ -33,7 +33,6 @@ from models.scoring import Scorer
 from models.two_tower.data import HISTORY
 from serving.features import OnlineFeatureJoin, number
 
-USER_VIEWS = ("user_activity", "user_profile", "user_realtime")
 ITEM_VIEWS = ("item_popularity", "item_content")
 
 
@@ -145,7 +144,7 @@ class OnlineScorer:
         n = len(self.items)
         if row >= 0:
             age = (at - self.trained_until) / pd.Timedelta(days=1)
-            base = self.content[name][row] * float(0.5 ** (age / generator.half_life_days))
+            base = self.content[name][row] * float(generator.decay(np.array([age]))[0])
         else:
             base = sp.csr_matrix((1, n))
         # Only items the training history lacks: the real-time view's recent items

@@ -11,7 +11,6 @@ model version, the variant and whether it is degraded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,12 @@ import pandas as pd
 from feast import FeatureStore
 
 from models.bundle import load_bundle
+from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import OnlineFeatureJoin
 from serving.online_scoring import OnlineScorer, Scored
 from serving.requests import RecommendRequest
 from serving.rules import Candidates, RuleConfig, apply_rules
 
-FALLBACK_FILE = "fallback.parquet"
 DEPTH = 200  # candidates ranked per request before the rules pick k
 
 
@@ -36,7 +35,8 @@ class Recommender:
                  score_locally: bool = True) -> None:
         """`score_locally=False` when the scoring runs elsewhere (the graph's Retriever
         and Ranker) and this only prepares requests and applies the rules."""
-        self.version = json.loads((version_dir / "manifest.json").read_text())["version"]
+        self.version = Manifest.model_validate_json(
+            (version_dir / MANIFEST).read_text()).version
         self.bundle = load_bundle(version_dir)
         self._scorer = OnlineScorer(self.bundle) if score_locally else None
         self.join = OnlineFeatureJoin(store)

@@ -47,10 +47,14 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
         columns = pd.Index(data.items["item_id"]).get_indexer(events["item_id"])
         rows = pd.Index(data.user_ids).get_indexer(events["user_id"])
         age = (data.now - events["timestamp"]) / pd.Timedelta(days=1)
-        weights = np.power(0.5, age.to_numpy() / self.half_life_days)
+        weights = self.decay(age.to_numpy())
         keep = (columns >= 0) & (rows >= 0)
         return sp.csr_matrix((weights[keep], (rows[keep], columns[keep])),
                              shape=(len(data.user_ids), len(data.items)))
+
+    def decay(self, age_days: np.ndarray) -> np.ndarray:
+        """The weight of an interaction this many days old: 0.5 ** (age / half-life)."""
+        return np.power(0.5, age_days / self.half_life_days)
 
     def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
         """Unit-length weighted sums of the item vectors in each row's history."""

@@ -16,11 +16,17 @@ import yaml
 from rich.table import Table
 
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, steps
-from recstack.registry import Manifest, Registry, RegistryError, code_revision, new_version_id
+from recstack.registry import (
+    FALLBACK_FILE,
+    RECS_FILE,
+    Manifest,
+    Registry,
+    RegistryError,
+    code_revision,
+    new_version_id,
+)
 
 SHOWN = ("ndcg@10", "recall@20", "precision@10", "map@10", "coverage@10", "long_tail_share@10")
-RECS_FILE = "recommendations.parquet"
-FALLBACK_FILE = "fallback.parquet"
 
 
 def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
