@@ -12,32 +12,53 @@ slowly (daily popularity snapshots, catalog content), and Feast's Python read
 path costs per entity, so it is cached in process: an item's features are at
 most `item_staleness_s` old (60 s by default), and only missing or stale items
 are read.
+
+When the store fails (Redis unreachable, a timeout), `user` raises
+`FeaturesUnavailable` and item reads fall back to the rows already cached, stale
+or not, with the rest missing; `refresh` says whether every read succeeded, so a
+request can be answered and marked degraded. After a failure the store is left
+alone for `retry_after_s`, so that a dead Redis costs one failed connection per
+interval rather than one per request.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
+from redis.exceptions import RedisError
 
 USER_SERVICE, ITEM_SERVICE = "user_online", "item_online"
 ITEM_STALENESS_S = 60.0
+RETRY_AFTER_S = 2.0
+# What a failing online store raises: Redis (refused, reset, timed out) or SQLite.
+STORE_ERRORS = (RedisError, OSError, sqlite3.Error)
+
+
+class FeaturesUnavailable(RuntimeError):
+    pass
 
 
 class OnlineFeatureJoin:
     def __init__(self, store: FeatureStore, item_staleness_s: float = ITEM_STALENESS_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 retry_after_s: float = RETRY_AFTER_S) -> None:
         self.store = store
         self.item_staleness_s = item_staleness_s
         self.clock = clock
+        self.retry_after_s = retry_after_s
+        self._failed_at: float | None = None
         self._items: dict[str, tuple[float, dict[str, Any]]] = {}  # id -> (read at, row)
         # feature names -> item id -> (read at, numeric vector)
         self._vectors: dict[tuple[str, ...], dict[str, tuple[float, np.ndarray]]] = {}
         self.item_reads = 0  # items read from the store, for metrics and tests
+        self.failures = 0  # store reads that failed
         # Looked up once: a registry lookup per read cost ~9 ms of a ~10 ms user read.
         self._services = {name: store.get_feature_service(name)
                           for name in (USER_SERVICE, ITEM_SERVICE)}
@@ -50,23 +71,34 @@ class OnlineFeatureJoin:
                 .merge(items, on="item_id", how="left", validate="many_to_one"))
 
     def user(self, user_id: str) -> dict[str, Any]:
-        """One user's `user_online` row, read now."""
-        return {k: v[0] for k, v in self._values(USER_SERVICE, "user_id", [user_id]).items()}
+        """One user's `user_online` row, read now; FeaturesUnavailable when the store
+        fails."""
+        values = self._guarded(lambda: self._values(USER_SERVICE, "user_id", [user_id]))
+        if values is None:
+            raise FeaturesUnavailable("the online store is unavailable")
+        return {k: v[0] for k, v in values.items()}
+
+    def refresh(self, item_ids: Iterable[str]) -> bool:
+        """Bring these items' rows up to date; False when the store failed and some
+        rows are stale or missing."""
+        return self._refresh(item_ids)[1]
 
     def items(self, item_ids: Iterable[str]) -> pd.DataFrame:
         """`item_online` rows for these items, in order, each at most
         `item_staleness_s` old."""
-        wanted = self._refresh(item_ids)
-        return pd.DataFrame([self._items[i][1] for i in wanted])
+        wanted, _ = self._refresh(item_ids)
+        return pd.DataFrame([self._row(i) for i in wanted])
 
     def item_values(self, item_ids: Iterable[str], names: tuple[str, ...]) -> np.ndarray:
         """(items, names) float64 of these item features, NaN where missing or not a
         number: `items` without a DataFrame, each item's vector kept until its row is
         read again."""
-        wanted = self._refresh(item_ids)
+        wanted, _ = self._refresh(item_ids)
         vectors = self._vectors.setdefault(names, {})
-        out = np.empty((len(wanted), len(names)))
+        out = np.full((len(wanted), len(names)), np.nan)
         for n, item in enumerate(wanted):
+            if item not in self._items:  # never read: the store is down
+                continue
             read_at, row = self._items[item]
             cached = vectors.get(item)
             if cached is None or cached[0] != read_at:
@@ -77,21 +109,43 @@ class OnlineFeatureJoin:
 
     def item_field(self, item_ids: Iterable[str], name: str) -> np.ndarray:
         """One item feature as it is stored (strings, lists), through the same cache."""
-        wanted = self._refresh(item_ids)
-        return np.array([self._items[i][1].get(name) for i in wanted], dtype=object)
+        wanted, _ = self._refresh(item_ids)
+        return np.array([self._row(i).get(name) for i in wanted], dtype=object)
 
-    def _refresh(self, item_ids: Iterable[str]) -> list[str]:
-        """Read the missing and stale ones of these items; returns them as a list."""
+    def _row(self, item_id: str) -> dict[str, Any]:
+        cached = self._items.get(item_id)
+        return cached[1] if cached is not None else {"item_id": item_id}
+
+    def _refresh(self, item_ids: Iterable[str]) -> tuple[list[str], bool]:
+        """Read the missing and stale ones of these items; returns them as a list, and
+        whether the store answered (or was not needed)."""
         now = self.clock()
         wanted = [str(i) for i in item_ids]
         stale = [i for i in wanted
                  if i not in self._items or now - self._items[i][0] > self.item_staleness_s]
-        if stale:
-            fresh = self._read(ITEM_SERVICE, "item_id", stale)
-            self.item_reads += len(stale)
-            for row in fresh.to_dict(orient="records"):
-                self._items[row["item_id"]] = (now, row)
-        return wanted
+        if not stale:
+            return wanted, True
+        values = self._guarded(lambda: self._values(ITEM_SERVICE, "item_id", stale))
+        if values is None:
+            return wanted, False
+        self.item_reads += len(stale)
+        for row in pd.DataFrame(values).to_dict(orient="records"):
+            self._items[row["item_id"]] = (now, row)
+        return wanted, True
+
+    def _guarded(self, read: Callable[[], dict[str, list[Any]]]
+                 ) -> dict[str, list[Any]] | None:
+        """`read()`, or None when the store fails or failed less than retry_after_s ago."""
+        if self._failed_at is not None and self.clock() - self._failed_at < self.retry_after_s:
+            return None
+        try:
+            values = read()
+        except STORE_ERRORS:
+            self.failures += 1
+            self._failed_at = self.clock()
+            return None
+        self._failed_at = None
+        return values
 
     def _read(self, service: str, key: str, ids: Iterable[str]) -> pd.DataFrame:
         return pd.DataFrame(self._values(service, key, ids))
@@ -109,3 +163,22 @@ def number(value: Any) -> float:
         return float(value) if value is not None else np.nan
     except (TypeError, ValueError):
         return np.nan
+
+
+# Serving reads must fail fast when Redis is unreachable: a request is answered
+# degraded rather than waiting on a socket (redis-py waits forever by default).
+SERVING_REDIS_TIMEOUT_S = 0.25
+
+
+def open_serving_store(data_dir: Path) -> FeatureStore:
+    """The data directory's Feast store with short Redis socket timeouts."""
+    from recstack.feature_store import open_store
+    from recstack.settings import Settings
+
+    settings = Settings.from_env()
+    if "socket_timeout" not in settings.redis:
+        timeout = SERVING_REDIS_TIMEOUT_S
+        settings = settings.model_copy(update={
+            "redis": f"{settings.redis},socket_timeout={timeout},"
+                     f"socket_connect_timeout={timeout}"})
+    return open_store(data_dir, settings)

@@ -32,6 +32,7 @@ from models.ranker.features import crosses
 from models.scoring import Scorer
 from models.two_tower.data import HISTORY
 from serving.features import OnlineFeatureJoin, number
+from serving.timing import Timings, stage
 
 ITEM_VIEWS = ("item_popularity", "item_content")
 
@@ -50,6 +51,7 @@ class Scored:
     items: np.ndarray  # item columns, best first
     scores: np.ndarray  # blended scores, same order
     sources: list[list[str]]  # the sources that retrieved each item
+    degraded: bool = False  # some item features could not be read
 
 
 class OnlineScorer:
@@ -92,19 +94,32 @@ class OnlineScorer:
         return Retrieved(self._retrieve(row, fresh, history, vector, seen, at), vector)
 
     def rank(self, retrieved: Retrieved, user_features: dict[str, Any],
-             join: OnlineFeatureJoin, at: pd.Timestamp, k: int) -> Scored:
-        """The second stage: pool, features, ranker, blend; the best k."""
-        if not retrieved.lists:
+             join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
+             timings: Timings | None = None, only: np.ndarray | None = None) -> Scored:
+        """The second stage: pool, features, ranker, blend; the best k. `only`: return
+        just these item columns (a caller's candidates), scored alongside the retrieved
+        pool so that their scores are what they would be in a recommendation."""
+        pooled = [ids[ids >= 0] for ids, _ in retrieved.lists.values()]
+        if only is not None:
+            pooled.append(np.asarray(only, np.int64))
+        if not pooled or not sum(len(p) for p in pooled):
             return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
-        lists = retrieved.lists
-        items = np.unique(np.concatenate([ids[ids >= 0] for ids, _ in lists.values()]))
-        x, retrieved_by = self._matrix(items, lists, retrieved.vector, user_features, join, at)
-        raw = self.bundle.ranker.predict(x)
-        scores = blend_scores(raw, x[:, self.features.index(AFFINITY)],
-                              np.zeros(len(items), np.int64),
-                              self.reference.pop_z[items], self.bundle.blend)
-        best = np.argsort(-scores, kind="stable")[:k]
-        return Scored(items[best], scores[best], [retrieved_by[i] for i in best])
+        lists, items = retrieved.lists, np.unique(np.concatenate(pooled))
+        with stage(timings, "features.items"):
+            complete = join.refresh(self.items[items])
+        with stage(timings, "rank"):
+            x, retrieved_by = self._matrix(items, lists, retrieved.vector, user_features,
+                                           join, at)
+            raw = self.bundle.ranker.predict(x)
+            scores = blend_scores(raw, x[:, self.features.index(AFFINITY)],
+                                  np.zeros(len(items), np.int64),
+                                  self.reference.pop_z[items], self.bundle.blend)
+            best = np.argsort(-scores, kind="stable")
+            if only is not None:
+                best = best[np.isin(items[best], only)]
+            best = best[:k]
+        return Scored(items[best], scores[best], [retrieved_by[i] for i in best],
+                      degraded=not complete)
 
     def _history(self, row: int, fresh: list[int]) -> sp.csr_matrix:
         n = len(self.items)
@@ -166,10 +181,10 @@ class OnlineScorer:
         for name, (ids, values) in lists.items():
             score = np.full(len(items), np.nan, np.float32)
             rank = np.full(len(items), MISSING_RANK, np.float32)
-            keep = ids >= 0
+            keep = np.isin(ids, items)  # (all of them, unless ranking given candidates)
             where = np.searchsorted(items, ids[keep])
             score[where] = values[keep]
-            rank[where] = np.arange(1, keep.sum() + 1)
+            rank[where] = np.flatnonzero(keep) + 1
             columns[f"{name}_score"], columns[f"{name}_rank"] = score, rank
             found += rank < MISSING_RANK
             for position in where:

@@ -7,10 +7,16 @@ session's items, the two-stage scores (serving/online_scoring.py), then the rule
 version's trending list, through the same rules. The answer is the V1 prediction
 the README documents: items with score, sources and reasons, the request id, the
 model version, the variant and whether it is degraded.
+
+Degraded: when the online store fails, the user's row and real-time items are
+missing (the session's items and the bundle's training history still count),
+item features come from the in-process cache or are missing, and the answer says
+`"degraded": true` instead of failing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,31 +27,39 @@ from feast import FeatureStore
 
 from models.bundle import load_bundle
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
-from serving.features import OnlineFeatureJoin
+from serving.features import FeaturesUnavailable, OnlineFeatureJoin
 from serving.online_scoring import OnlineScorer, Scored
-from serving.requests import RecommendRequest
-from serving.rules import Candidates, RuleConfig, apply_rules
+from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
+from serving.rules import REASONS, Candidates, Pick, RuleConfig, apply_rules
+from serving.similar import REASONS as SIMILAR_REASONS
+from serving.similar import SimilarItems
+from serving.timing import Timings, stage
 
 DEPTH = 200  # candidates ranked per request before the rules pick k
+# similar-items and ranker answers: filters only, no reordering, no exploration
+AS_RANKED = RuleConfig(diversity="none", exploration_rate=0.0)
 
 
 class Recommender:
     def __init__(self, version_dir: Path, store: FeatureStore,
                  rules: RuleConfig | None = None, variant: str | None = None,
-                 score_locally: bool = True) -> None:
+                 score_locally: bool = True,
+                 item_staleness_s: float | None = None) -> None:
         """`score_locally=False` when the scoring runs elsewhere (the graph's Retriever
         and Ranker) and this only prepares requests and applies the rules."""
         self.version = Manifest.model_validate_json(
             (version_dir / MANIFEST).read_text()).version
         self.bundle = load_bundle(version_dir)
         self._scorer = OnlineScorer(self.bundle) if score_locally else None
-        self.join = OnlineFeatureJoin(store)
+        self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
+                     else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()
         self.variant = variant
         trending = pd.read_parquet(version_dir / FALLBACK_FILE)
         self.trending = trending.sort_values("rank")["item_id"].astype(str).to_numpy()
         self.trending_scores = trending.sort_values("rank")["score"].to_numpy(np.float64)
         self.columns = pd.Index(self.bundle.item_ids)
+        self.similar_items = SimilarItems(self.bundle)
         vectors = self.bundle.generators["two_tower"].item_vectors  # type: ignore[attr-defined]
         self.vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True),
                                             1e-12)
@@ -53,39 +67,70 @@ class Recommender:
     def recommend(self, request: RecommendRequest, request_id: str,
                   now: pd.Timestamp | None = None) -> dict[str, Any]:
         at = now if now is not None else pd.Timestamp.now(tz="UTC")
-        user, fresh = self.prepare(request)
+        user, fresh, degraded = self.prepare(request.user_id, request.session_items)
         assert self._scorer is not None, "built with score_locally=False"
         scored = self._scorer.score(request.user_id, fresh, user, self.join, at, DEPTH)
-        return self.answer(request, request_id, scored)
+        return self.answer(request, request_id, scored, degraded)
 
-    def prepare(self, request: RecommendRequest) -> tuple[dict[str, Any], list[str]]:
-        """The user's online row, and their fresh items, newest first: the session's,
-        then the real-time recent items."""
-        user = self.join.user(request.user_id)
+    def rerank(self, request: RankRequest, request_id: str,
+               now: pd.Timestamp | None = None) -> dict[str, Any]:
+        """`ranker` in process: the caller's candidates reordered for the user."""
+        at = now if now is not None else pd.Timestamp.now(tz="UTC")
+        user, fresh, degraded = self.prepare(request.user_id)
+        assert self._scorer is not None, "built with score_locally=False"
+        columns, unknown = self.split_candidates(request)
+        retrieved = self._scorer.retrieve(request.user_id, fresh, at)
+        scored = self._scorer.rank(retrieved, user, self.join, at, len(columns), only=columns)
+        return self.ranked(request, request_id, scored, unknown, degraded)
+
+    def prepare(self, user_id: str, session_items: Sequence[str] = (),
+                timings: Timings | None = None) -> tuple[dict[str, Any], list[str], bool]:
+        """The user's online row, their fresh items, newest first (the session's, then
+        the real-time recent items), and whether the store failed (then the row is
+        empty and only the session counts)."""
+        with stage(timings, "features.user"):
+            try:
+                user, degraded = self.join.user(user_id), False
+            except FeaturesUnavailable:
+                user, degraded = {}, True
         recent = user.get("user_realtime__recent_items")
-        fresh = list(dict.fromkeys([*reversed(request.session_items),
+        fresh = list(dict.fromkeys([*reversed(session_items),
                                     *(list(recent) if recent is not None else [])]))
-        return user, fresh
+        return user, fresh, degraded
 
     def answer(self, request: RecommendRequest, request_id: str, scored: Scored,
-               degraded: bool = False) -> dict[str, Any]:
+               degraded: bool = False, rules: RuleConfig | None = None,
+               variant: str | None = None, timings: Timings | None = None
+               ) -> dict[str, Any]:
         """The rules over the scored candidates (trending when there are none)."""
+        with stage(timings, "rules"):
+            return self._answer(request, request_id, scored, degraded or scored.degraded,
+                                rules or self.rules,
+                                variant if variant is not None else self.variant)
+
+    def _answer(self, request: RecommendRequest, request_id: str, scored: Scored,
+                degraded: bool, rules: RuleConfig, variant: str | None) -> dict[str, Any]:
         if len(scored.items):
             ids = self.bundle.item_ids[scored.items].astype(str)
-            candidates = self._candidates(ids, scored.scores, scored.sources)
+            candidates, complete = self._candidates(ids, scored.scores, scored.sources)
         else:  # cold start: nothing known about this user
-            candidates = self._candidates(self.trending, self.trending_scores,
-                                          [["trending"] for _ in self.trending])
+            candidates, complete = self._candidates(self.trending, self.trending_scores,
+                                                    [["trending"] for _ in self.trending])
         picks = apply_rules(
             candidates, request.k, exclude=[*request.exclude_ids, *request.session_items],
             categories=request.filters.category,
-            available_only=request.filters.available is not False, config=self.rules,
+            available_only=request.filters.available is not False, config=rules,
             request_key=request_id)
+        # Degraded also when the candidates' categories or availability were unreadable.
+        degraded = degraded or not complete
         return {"items": [asdict(p) for p in picks], "request_id": request_id,
-                "model_version": self.version, "variant": self.variant, "degraded": degraded}
+                "model_version": self.version, "variant": variant, "degraded": degraded,
+                "fallback": None if len(scored.items) else "trending"}
 
     def _candidates(self, ids: np.ndarray, scores: np.ndarray, sources: list[list[str]]
-                    ) -> Candidates:
+                    ) -> tuple[Candidates, bool]:
+        """The rules' view of these items, and whether their rows could all be read."""
+        complete = self.join.refresh(ids)
         columns = self.columns.get_indexer(ids)
         vectors = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
         vectors[columns >= 0] = self.vectors[columns[columns >= 0]]
@@ -94,4 +139,50 @@ class Recommender:
             item_ids=np.asarray(ids, dtype=object), scores=np.asarray(scores),
             sources=sources,
             categories=self.join.item_field(ids, "item_content__category"),
-            available=np.array([a is not False for a in available]), vectors=vectors)
+            available=np.array([a is not False for a in available]), vectors=vectors
+        ), complete
+
+    def similar(self, request: SimilarItemsRequest, request_id: str,
+                variant: str | None = None, timings: Timings | None = None
+                ) -> dict[str, Any]:
+        """The k items most like one item; trending when the version does not know it."""
+        with stage(timings, "similar"):
+            known = self.similar_items.knows(request.item_id)
+            if known:
+                ids, scores, signals = self.similar_items.similar(request.item_id)
+            else:
+                ids, scores = self.trending, self.trending_scores
+                signals = [["trending"] for _ in ids]
+        with stage(timings, "rules"):
+            candidates, complete = self._candidates(ids, scores, signals)
+            picks = apply_rules(candidates, request.k,
+                                exclude=[*request.exclude_ids, request.item_id],
+                                categories=request.filters.category,
+                                available_only=request.filters.available is not False,
+                                config=AS_RANKED, request_key=request_id)
+            for pick in picks:
+                if known:
+                    pick.reasons = [SIMILAR_REASONS[s] for s in pick.sources]
+        return {"items": [asdict(p) for p in picks], "request_id": request_id,
+                "model_version": self.version, "variant": variant,
+                "degraded": not complete, "fallback": None if known else "trending"}
+
+    def split_candidates(self, request: RankRequest) -> tuple[np.ndarray, list[str]]:
+        """The caller's candidates the version knows (as item columns), and the rest."""
+        ids = list(dict.fromkeys(request.candidates))
+        columns = self.columns.get_indexer(ids)
+        return columns[columns >= 0], [i for i, c in zip(ids, columns, strict=True) if c < 0]
+
+    def ranked(self, request: RankRequest, request_id: str, scored: Scored,
+               unknown: list[str], degraded: bool = False, variant: str | None = None
+               ) -> dict[str, Any]:
+        """The caller's candidates in the ranker's order; those the version does not
+        know come last, unscored, in the order given."""
+        picks = [Pick(str(self.bundle.item_ids[c]), float(v), list(by),
+                      [REASONS.get(s, s) for s in by])
+                 for c, v, by in zip(scored.items, scored.scores, scored.sources, strict=True)]
+        rest = [{"item_id": i, "score": None, "sources": [], "reasons": ["not in the model"]}
+                for i in unknown]
+        return {"items": [*(asdict(p) for p in picks), *rest], "request_id": request_id,
+                "model_version": self.version, "variant": variant,
+                "degraded": degraded or scored.degraded, "fallback": None}

@@ -1,27 +1,54 @@
-"""`recstack serve` as a user starts it: a real KServe ModelServer in front of a real
-Ray Serve graph, a real online store, HTTP from outside."""
+"""`recstack serve` as a user starts it: a real KServe ModelServer in front of real Ray
+Serve graphs, a real online store and response cache in Redis (through a proxy the
+tests can cut), a real OTLP receiver, HTTP from outside.
+
+One server for the module, started with a serve.yaml of two variants, following
+stage `dev`; the tests run in file order and the last one moves the stage under load.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from recstack.registry import Manifest, Registry
 from recstack.settings import Settings
+from serving.cache import invalidate, key_prefix
 from tests.conftest import TEST_REDIS
+from tests.redis_proxy import RedisProxy
 
 pytestmark = pytest.mark.integration
+PROJECT = "recstack_test"
+SERVE_YAML = """
+rules: {exploration_rate: 0.0}
+cache: {ttl_s: 60}
+experiment: test
+variants:
+  - {name: control, weight: 1}
+  - {name: diverse, weight: 1, rules: {diversity_weight: 0.6}}
+watch_interval_s: 1
+"""
 
 
 def _free_port() -> int:
@@ -31,76 +58,296 @@ def _free_port() -> int:
 
 
 def _call(port: int, path: str, body: Any = None, raw: bytes | None = None,
-          headers: dict[str, str] | None = None) -> tuple[int, Any]:
+          headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, Any]:
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data,
                                      {"content-type": "application/json"}
                                      if headers is None else headers)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read()
+            return response.status, (json.loads(text) if path != "/metrics" else text.decode())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
 
 
-def test_serve_answers_v1_v2_metadata_and_bad_input(
-        served_version: Path, online_store, small_world: Path,
-        redis_settings: Settings) -> None:
+class _OtlpReceiver(BaseHTTPRequestHandler):
+    spans: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if self.path == "/v1/traces":
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    _OtlpReceiver.spans.extend(scope.spans)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Server:
+    port: int
+    proxy: RedisProxy
+    registry: Registry
+    version: str
+    data: Path
+    process: subprocess.Popen[bytes]
+
+    def recommend(self, *instances: dict[str, Any]) -> tuple[int, Any]:
+        return _call(self.port, "/v1/models/recommender:predict",
+                     {"instances": list(instances)})
+
+
+@pytest.fixture(scope="module")
+def server(served_version: Path, small_world: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    address = RedisAddress.parse(TEST_REDIS)
+    address.client().flushdb()
+    store = open_store(small_world, Settings(redis=TEST_REDIS, online_store="redis",
+                                             feast_project=PROJECT))
+    materialize_all(store, apply_definitions(store, small_world))
+    proxy = RedisProxy((address.host, address.port))
+    proxy.start()
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    registry = Registry(str(served_version.parent.parent))
+    registry.promote(served_version.name, "dev")
+    workdir = tmp_path_factory.mktemp("serve")
+    config = workdir / "serve.yaml"
+    config.write_text(SERVE_YAML)
+    # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
+    log = (workdir / "server.log").open("wb")
     port = _free_port()
-    env = {**os.environ, "RECSTACK_REDIS": TEST_REDIS, "RECSTACK_ONLINE_STORE": "redis",
-           "RECSTACK_FEAST_PROJECT": redis_settings.feast_project}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "recstack", "serve", "--registry",
-         str(served_version.parent.parent), "--version", served_version.name, "--port",
-         str(port), "--data", str(small_world)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "RECSTACK_REDIS": proxy.address(address.db),
+           "RECSTACK_ONLINE_STORE": "redis", "RECSTACK_FEAST_PROJECT": PROJECT,
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_port}",
+           "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recstack", "serve", "--registry", registry.uri, "--stage",
+         "dev", "--port", str(port), "--data", str(small_world), "--config", str(config)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240
         while True:
             try:
                 if _call(port, "/v2/health/ready")[0] == 200:
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass
-            assert server.poll() is None, server.stdout.read().decode()[-3000:]  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "server not ready in 180 s"
+            assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "server not ready in 240 s"
             time.sleep(1)
-        user = pd.read_parquet(small_world / "events.parquet")["user_id"].value_counts().index[0]
-
-        status, body = _call(port, "/v1/models/recommender:predict",
-                             {"instances": [{"user_id": user, "k": 4},
-                                            {"user_id": "someone-new", "k": 2}]})
-        assert status == 200
-        known, new = body["predictions"]
-        assert len(known["items"]) == 4 and known["model_version"] == served_version.name
-        assert all(i["sources"] and i["reasons"] for i in known["items"])
-        # (the default rules may give one slot to exploration, marked as such)
-        assert len(new["items"]) == 2 and all(i["sources"][0] == "trending"
-                                              for i in new["items"])
-
-        status, body = _call(port, "/v2/models/recommender/infer", {"inputs": [
-            {"name": "user_id", "shape": [1], "datatype": "BYTES", "data": [user]},
-            {"name": "k", "shape": [1], "datatype": "INT32", "data": [4]}]})
-        assert status == 200
-        outputs = {o["name"]: o for o in body["outputs"]}
-        assert outputs["item_ids"]["datatype"] == "BYTES" and outputs["item_ids"]["shape"] == [1, 4]
-        # The same ranking; only the 4th place may differ, where exploration can land.
-        assert outputs["item_ids"]["data"][:3] == [i["item_id"] for i in known["items"]][:3]
-        assert outputs["scores"]["datatype"] == "FP32"
-
-        assert _call(port, "/v2/models/recommender")[1]["inputs"][0]["name"] == "user_id"
-        status, body = _call(port, "/v1/models/recommender:predict",
-                             {"instances": [{"user_id": user, "k": 0}]})
-        assert status == 400 and body["error"].startswith("instances[0].k:")
-        # Broken JSON: KServe's parser rejects it when labelled JSON, ours when not.
-        status, body = _call(port, "/v1/models/recommender:predict", raw=b"{not json")
-        assert status == 400 and "expected a string key" in body["error"]
-        status, body = _call(port, "/v1/models/recommender:predict", raw=b"{not json",
-                             headers={})
-        assert status == 400 and "not valid JSON" in body["error"]
+        yield Server(port, proxy, registry, served_version.name, small_world, process)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+        proxy.stop()
+        receiver.shutdown()
+
+
+def _busiest(data: Path, n: int = 1) -> list[str]:
+    events = pd.read_parquet(data / "events.parquet")
+    return [str(u) for u in events["user_id"].value_counts().index[:n]]
+
+
+def test_recommender_v1_v2_metadata_and_bad_input(server: Server) -> None:
+    (user,) = _busiest(server.data)
+    status, body = server.recommend({"user_id": user, "k": 4},
+                                    {"user_id": "someone-new", "k": 2})
+    assert status == 200
+    known, new = body["predictions"]
+    assert len(known["items"]) == 4 and known["model_version"] == server.version
+    assert known["variant"] in {"control", "diverse"} and known["degraded"] is False
+    assert all(i["sources"] and i["reasons"] for i in known["items"])
+    assert len(new["items"]) == 2 and new["fallback"] == "trending"
+    assert all(i["sources"] == ["trending"] for i in new["items"])
+
+    status, body = _call(server.port, "/v2/models/recommender/infer", {"inputs": [
+        {"name": "user_id", "shape": [1], "datatype": "BYTES", "data": [user]},
+        {"name": "k", "shape": [1], "datatype": "INT32", "data": [4]}]})
+    assert status == 200
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["item_ids"]["datatype"] == "BYTES" and outputs["item_ids"]["shape"] == [1, 4]
+    assert outputs["item_ids"]["data"] == [i["item_id"] for i in known["items"]]
+    assert outputs["scores"]["datatype"] == "FP32"
+
+    assert _call(server.port, "/v2/models/recommender")[1]["inputs"][0]["name"] == "user_id"
+    status, body = server.recommend({"user_id": user, "k": 0})
+    assert status == 400 and body["error"].startswith("instances[0].k:")
+    status, body = _call(server.port, "/v1/models/recommender:predict", raw=b"{not json")
+    assert status == 400 and "expected a string key" in body["error"]
+    status, body = _call(server.port, "/v1/models/recommender:predict", raw=b"{not json",
+                         headers={})
+    assert status == 400 and "not valid JSON" in body["error"]
+
+
+def test_similar_items_and_ranker(server: Server) -> None:
+    (user,) = _busiest(server.data)
+    item = str(pd.read_parquet(server.data / "events.parquet")["item_id"].value_counts()
+               .index[0])
+    status, body = _call(server.port, "/v1/models/similar-items:predict",
+                         {"instances": [{"item_id": item, "k": 5}]})
+    assert status == 200
+    (similar,) = body["predictions"]
+    assert len(similar["items"]) == 5 and item not in {i["item_id"] for i in similar["items"]}
+    assert all(set(i["sources"]) <= {"embedding", "collaborative", "content"}
+               and i["sources"] for i in similar["items"])
+
+    candidates = [i["item_id"] for i in similar["items"]] + ["not-an-item"]
+    status, body = _call(server.port, "/v1/models/ranker:predict",
+                         {"instances": [{"user_id": user, "candidates": candidates}]})
+    assert status == 200
+    (ranked,) = body["predictions"]
+    got = [i["item_id"] for i in ranked["items"]]
+    assert sorted(got) == sorted(candidates) and got[-1] == "not-an-item"
+    scores = [i["score"] for i in ranked["items"][:-1]]
+    assert scores == sorted(scores, reverse=True)
+    status, body = _call(server.port, "/v1/models/ranker:predict",
+                         {"instances": [{"user_id": user}]})
+    assert status == 400 and "instances[0].candidates: Field required" in body["error"]
+    assert _call(server.port, "/v2/models/similar-items")[1]["inputs"][0]["name"] == "item_id"
+
+
+def test_cache_hits_invalidation_and_hit_rate_metric(server: Server) -> None:
+    user = _busiest(server.data, 3)[2]
+    request = {"user_id": user, "k": 6, "exclude_ids": ["x"]}
+    first = server.recommend(request)[1]["predictions"][0]
+    second = server.recommend(request)[1]["predictions"][0]
+    assert first["cached"] is False and second["cached"] is True
+    assert second["items"] == first["items"] and second["request_id"] != first["request_id"]
+    # The user's new events arrive: the consumer invalidates, the next answer is fresh.
+    address = RedisAddress.parse(TEST_REDIS)
+    invalidate(address.client(), key_prefix(PROJECT), user)
+    assert server.recommend(request)[1]["predictions"][0]["cached"] is False
+    metrics = _call(server.port, "/metrics")[1]
+    hits = re.search(r'^recstack_cache_lookups_total\{[^}]*result="hit"[^}]*\} (\S+)$',
+                     metrics, re.MULTILINE)
+    assert hits and float(hits.group(1)) >= 1
+    rate = re.search(r"^recstack_cache_hit_rate(\{[^}]*\})? (\S+)$", metrics, re.MULTILINE)
+    assert rate and 0.0 < float(rate.group(2)) < 1.0
+    assert "recstack_stage_duration_seconds_bucket" in metrics
+
+
+def test_variants_are_sticky_and_echoed(server: Server) -> None:
+    users = [f"visitor-{n}" for n in range(24)]
+    first = server.recommend(*({"user_id": u, "k": 3} for u in users))[1]["predictions"]
+    again = server.recommend(*({"user_id": u, "k": 3} for u in users))[1]["predictions"]
+    assert [a["variant"] for a in first] == [a["variant"] for a in again]
+    assert {a["variant"] for a in first} == {"control", "diverse"}
+
+
+def test_every_stage_has_a_span(server: Server) -> None:
+    (user,) = _busiest(server.data)
+    server.recommend({"user_id": user, "k": 3, "context": {"page": "trace-test"}})
+    deadline = time.monotonic() + 10
+    wanted = {"recstack.recommend", "features.user", "retrieve", "features.items", "rank",
+              "rules"}
+    while time.monotonic() < deadline:
+        spans = list(_OtlpReceiver.spans)
+        roots = {s.span_id: s for s in spans if s.name == "recstack.recommend"}
+        children = {s.name for s in spans if s.parent_span_id in roots}
+        if wanted <= children | {"recstack.recommend"} and roots:
+            break
+        time.sleep(0.3)
+    assert wanted <= children | {"recstack.recommend"}, sorted({s.name for s in spans})
+    root = next(iter(roots.values()))
+    assert root.end_time_unix_nano >= max(s.end_time_unix_nano for s in spans
+                                          if s.parent_span_id == root.span_id)
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_instance = st.fixed_dictionaries({}, optional={
+    "user_id": _json | st.text(max_size=300), "k": _json, "exclude_ids": _json,
+    "filters": st.fixed_dictionaries({}, optional={"category": _json, "available": _json})
+    | _json, "context": _json, "session_items": _json, "item_id": _json,
+    "candidates": _json})
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(["recommender", "similar-items", "ranker"]),
+       body=st.one_of(_json, st.fixed_dictionaries({"instances": st.lists(_instance,
+                                                                           max_size=3)})))
+def test_fuzzed_requests_never_get_a_5xx(server: Server, model: str, body: Any) -> None:
+    raw = json.dumps(body).encode()  # NaN and infinities as Python writes them: not JSON
+    status, answer = _call(server.port, f"/v1/models/{model}:predict", raw=raw)
+    assert status in (200, 400), (status, answer)
+    if status == 400:
+        assert answer["error"]
+
+
+def test_redis_down_gives_degraded_answers_never_5xx(server: Server) -> None:
+    (user,) = _busiest(server.data)
+    server.proxy.stop()
+    try:
+        status, body = server.recommend({"user_id": user, "k": 5, "filters": {
+            "available": False}}, {"user_id": "another-new-one", "k": 3})
+        assert status == 200, body
+        known, new = body["predictions"]
+        assert known["degraded"] is True and len(known["items"]) == 5
+        assert new["degraded"] is True and new["fallback"] == "trending"
+        status, body = _call(server.port, "/v1/models/similar-items:predict",
+                             {"instances": [{"item_id": known["items"][0]["item_id"]}]})
+        assert status == 200
+    finally:
+        server.proxy.start()
+    deadline = time.monotonic() + 15  # the stores retry after a short rest
+    while server.recommend({"user_id": user, "k": 5})[1]["predictions"][0]["degraded"]:
+        assert time.monotonic() < deadline, "still degraded 15 s after Redis came back"
+        time.sleep(0.5)
+
+
+def test_a_promotion_is_swapped_in_under_load_without_failed_requests(server: Server) -> None:
+    users = [*_busiest(server.data, 20), "newcomer"]
+    results: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load(n: int) -> None:
+        while not stop.is_set():
+            user = users[(n + len(results)) % len(users)]
+            try:
+                status, body = server.recommend({"user_id": user, "k": 5,
+                                                 "exclude_ids": [str(len(results))]})
+                version = body["predictions"][0]["model_version"] if status == 200 else ""
+            except (OSError, urllib.error.URLError) as exc:
+                status, version = 599, repr(exc)
+            results.append((status, version))
+
+    workers = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(2)
+        source = Path(server.registry.fetch(server.version))
+        old = Manifest.model_validate_json((source / "manifest.json").read_text())
+        new = server.registry.publish(old.model_copy(update={"version": f"{old.version}-b"}),
+                                      source)
+        server.registry.promote(new, "dev")
+        deadline = time.monotonic() + 240
+        while not any(v == new for _, v in results[-20:]):
+            assert time.monotonic() < deadline, "the new version never took traffic"
+            time.sleep(0.5)
+        time.sleep(3)  # the old graph is drained and deleted meanwhile
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    statuses = [s for s, _ in results]
+    assert statuses.count(200) == len(statuses), [r for r in results if r[0] != 200][:5]
+    versions = [v for _, v in results]
+    switched = versions.index(new)
+    assert set(versions[:switched]) == {server.version}
+    assert set(versions[switched + 20:]) == {new}  # (in-flight old answers may interleave)
+    assert len(results) > 50

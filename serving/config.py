@@ -1,0 +1,131 @@
+"""`recstack serve --config serve.yaml`: deployments, rules, cache, variants.
+
+Every key is optional; an empty file (or none) serves one version with the
+defaults below. A mistake is reported with the file and the key, for example
+`serve.yaml: variants[1].weight: Input should be greater than 0`.
+
+    graph:                       # Ray Serve deployments of each version's graph
+      retriever: {replicas: 1, num_cpus: 0, memory_mb: null}
+      ranker:    {replicas: 1, num_cpus: 0}
+      ingress:   {replicas: 1, num_cpus: 0}
+    rules: {diversity: mmr, diversity_weight: 0.2, exploration_rate: 0.1}
+    cache: {enabled: true, ttl_s: 300}
+    experiment: home-feed        # salt of the variant hash: a new name reshuffles users
+    variants:                    # default: one variant, "default", weight 1
+      - {name: control, weight: 0.5}                     # the version serve was given
+      - {name: diverse, weight: 0.5, rules: {diversity_weight: 0.5}}
+      - {name: candidate, weight: 0.1, stage: staging}   # or version: <id>
+    watch_interval_s: 10         # how often stage pointers are re-read (0: never)
+    item_staleness_s: 60         # how old a cached item feature row may be
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serving.rules import RuleConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeploymentConfig(_Strict):
+    replicas: int = Field(default=1, ge=1, le=64)
+    num_cpus: float = Field(default=0.0, ge=0)  # 0: no reservation, replicas share the machine
+    memory_mb: int | None = Field(default=None, ge=1)
+
+    def options(self) -> dict[str, Any]:
+        """`Deployment.options(...)` keyword arguments."""
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.memory_mb is not None:
+            actor["memory"] = self.memory_mb * 2**20
+        return {"num_replicas": self.replicas, "ray_actor_options": actor}
+
+
+class GraphConfig(_Strict):
+    retriever: DeploymentConfig = DeploymentConfig()
+    ranker: DeploymentConfig = DeploymentConfig()
+    ingress: DeploymentConfig = DeploymentConfig()
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    ttl_s: float = Field(default=300.0, gt=0)
+
+
+class VariantConfig(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: float = Field(gt=0)
+    version: str | None = None  # a version id; default: what serve was started with
+    stage: str | None = None  # or a stage pointer, followed as it moves
+    rules: dict[str, Any] = Field(default_factory=dict)  # overrides of the top-level rules
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VariantConfig:
+        if self.version is not None and self.stage is not None:
+            raise ValueError("give version or stage, not both")
+        return self
+
+
+class ServeConfig(_Strict):
+    graph: GraphConfig = GraphConfig()
+    rules: dict[str, Any] = Field(default_factory=dict)
+    cache: CacheConfig = CacheConfig()
+    experiment: str = "default"
+    variants: list[VariantConfig] = Field(
+        default_factory=lambda: [VariantConfig(name="default", weight=1.0)], min_length=1)
+    watch_interval_s: float = Field(default=10.0, ge=0)
+    item_staleness_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServeConfig:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        self.rule_config()  # every variant's rules must build
+        for variant in self.variants:
+            self.rule_config(variant)
+        return self
+
+    def rule_config(self, variant: VariantConfig | None = None) -> RuleConfig:
+        overrides = {**self.rules, **(variant.rules if variant else {})}
+        known = {f.name for f in dataclasses.fields(RuleConfig)}
+        unknown = sorted(set(overrides) - known)
+        where = f"variant {variant.name}: " if variant else ""
+        if unknown:
+            raise ValueError(f"{where}unknown rule(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        try:
+            return RuleConfig(**overrides)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}{exc}") from None
+
+
+def load_config(path: Path | None) -> ServeConfig:
+    if path is None:
+        return ServeConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return ServeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+            problems.append(f"{loc.lstrip('.') or 'top level'}: "
+                            f"{error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None

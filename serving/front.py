@@ -1,0 +1,242 @@
+"""The KServe side of `recstack serve`: variants, the response cache, hot swap,
+telemetry, and the last-resort fallback, in front of one Serve graph per version.
+
+- Variants (serving/config.py): a user is assigned by a hash of the experiment
+  name and their id, so the assignment is sticky and the weights hold; the
+  variant is echoed in every answer. Variants that serve the same version share
+  its graph; their rules travel with each request.
+- Cache (serving/cache.py): `recommender` answers are looked up before any Ray
+  hop, keyed by user, version, variant and the request's parameters; degraded
+  answers are never stored.
+- Hot swap: `refresh` (run every `watch_interval_s` by a watcher thread) re-reads
+  the stage pointers; a version that moved is deployed as a new Serve
+  application beside the old one, traffic switches once it is running, and the
+  old application is deleted when its in-flight requests are done.
+- Fallback: if the graph itself fails (a replica died, a swap raced), the answer
+  is the version's trending list marked degraded, not a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from recstack.registry import FALLBACK_FILE, Registry
+from serving.cache import ResponseCache
+from serving.config import ServeConfig, VariantConfig
+from serving.graph import build
+from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
+from serving.rules import RuleConfig
+from serving.telemetry import telemetry
+
+log = logging.getLogger("recstack.serving")
+DRAIN_TIMEOUT_S = 30.0
+SWITCH_GRACE_S = 1.0  # requests that picked the old graph just before a switch
+
+
+@dataclass
+class Running:
+    """One version's graph, running as a Serve application."""
+
+    version: str
+    app: str
+    handle: DeploymentHandle
+    trending: list[str]
+    inflight: int = 0
+
+
+@dataclass
+class Variant:
+    config: VariantConfig
+    rules: RuleConfig
+    running: Running | None = None
+
+
+class Deployer:
+    """Starts and stops one Serve application per version."""
+
+    def __init__(self, registry: Registry, data_dir: Path, config: ServeConfig) -> None:
+        self.registry, self.data_dir, self.config = registry, data_dir, config
+
+    def deploy(self, version: str) -> Running:
+        local = Path(self.registry.fetch(version))
+        app = f"recstack-{version}"
+        handle = serve.run(build(local, self.data_dir, self.config.graph,
+                                 self.config.item_staleness_s),
+                           name=app, route_prefix=None)
+        trending = pd.read_parquet(local / FALLBACK_FILE).sort_values("rank")
+        return Running(version, app, handle, trending["item_id"].astype(str).tolist())
+
+    def delete(self, running: Running) -> None:
+        serve.delete(running.app)
+
+
+def assign(user_id: str, weights: list[float], experiment: str) -> int:
+    """The variant index of a user: sticky, in proportion to the weights. (blake2b, not
+    crc32: crc32 is linear, so two experiments' assignments would be correlated.)"""
+    digest = hashlib.blake2b(f"{experiment}:{user_id}".encode(), digest_size=8).digest()
+    point = int.from_bytes(digest, "big") / 2**64 * sum(weights)
+    for n, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return n
+    return len(weights) - 1
+
+
+class Front:
+    def __init__(self, registry: Registry, config: ServeConfig, version: str | None,
+                 stage: str | None, cache: ResponseCache | None, deployer: Deployer) -> None:
+        self.registry, self.config = registry, config
+        self.default_version, self.default_stage = version, stage
+        self.cache, self.deployer = cache, deployer
+        self.variants = [Variant(v, config.rule_config(v)) for v in config.variants]
+        self.weights = [v.weight for v in config.variants]
+        self._main = max(range(len(self.variants)), key=lambda n: self.weights[n])
+        self._lock = threading.Lock()  # one refresh at a time
+        self.swaps: list[tuple[str, str, str]] = []  # (variant, old, new), for logs/tests
+
+    # -- versions -----------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            for variant in self.variants:
+                variant.running = self._running(self._resolve(variant.config))
+
+    def refresh(self) -> None:
+        """Follow moved stage pointers: deploy beside, switch, drain, delete."""
+        with self._lock:
+            retired = []
+            for variant in self.variants:
+                old = variant.running
+                assert old is not None
+                wanted = self._resolve(variant.config)
+                if wanted == old.version:
+                    continue
+                variant.running = self._running(wanted)
+                self.swaps.append((variant.config.name, old.version, wanted))
+                log.info("variant %s: now serving %s (was %s)", variant.config.name, wanted,
+                         old.version)
+                retired.append(old)
+            in_use = {v.running.app for v in self.variants if v.running is not None}
+            for old in {r.app: r for r in retired if r.app not in in_use}.values():
+                self._drain(old)
+                self.deployer.delete(old)
+
+    def watch(self, stop: threading.Event) -> threading.Thread:
+        """A daemon thread that refreshes every watch_interval_s until `stop` is set."""
+        def loop() -> None:
+            while not stop.wait(self.config.watch_interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # a registry hiccup must not end the watcher
+                    log.exception("refreshing the served versions failed")
+        thread = threading.Thread(target=loop, name="recstack-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def _resolve(self, variant: VariantConfig) -> str:
+        if variant.version is not None or variant.stage is not None:
+            return self.registry.resolve(variant.version, variant.stage).version
+        return self.registry.resolve(self.default_version, self.default_stage).version
+
+    def _running(self, version: str) -> Running:
+        for variant in self.variants:
+            if variant.running is not None and variant.running.version == version:
+                return variant.running
+        return self.deployer.deploy(version)
+
+    def _drain(self, running: Running, clock: Callable[[], float] = time.monotonic) -> None:
+        time.sleep(SWITCH_GRACE_S)
+        deadline = clock() + DRAIN_TIMEOUT_S
+        while running.inflight and clock() < deadline:
+            time.sleep(0.05)
+
+    # -- requests -----------------------------------------------------------------
+    def variant_for(self, user_id: str | None) -> Variant:
+        if user_id is None:  # similar-items: no user, the heaviest variant
+            return self.variants[self._main]
+        return self.variants[assign(user_id, self.weights, self.config.experiment)]
+
+    async def answer(self, endpoint: str, requests: list[BaseModel],
+                     headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        parent = telemetry().parent(headers)
+        return list(await asyncio.gather(*(self._one(endpoint, r, parent) for r in requests)))
+
+    async def _one(self, endpoint: str, request: BaseModel, parent: Any) -> dict[str, Any]:
+        start = time.time_ns()
+        user_id = getattr(request, "user_id", None)
+        variant = self.variant_for(user_id)
+        running = variant.running
+        assert running is not None, "Front.start() first"
+        body = request.model_dump()
+        cache_field = None
+        if endpoint == "recommend" and self.cache is not None:
+            assert user_id is not None
+            params = {k: v for k, v in body.items() if k != "user_id"}
+            cache_field = ResponseCache.field(running.version, variant.config.name, params)
+            result, hit = await self.cache.get(user_id, cache_field)
+            telemetry().cache_lookup(result)
+            if hit is not None:
+                answer = hit | {"request_id": uuid.uuid4().hex, "cached": True}
+                telemetry().record(endpoint, answer, {}, 0, start, time.time_ns(), True,
+                                   parent)
+                return answer
+        running.inflight += 1
+        try:
+            raw = await self._call(endpoint, running, body, variant)
+        except Exception:  # the graph failed: the last-resort answer, not a 5xx
+            log.exception("%s failed in version %s; answering with trending", endpoint,
+                          running.version)
+            raw = _trending(endpoint, request, running, variant.config.name)
+        finally:
+            running.inflight -= 1
+        timings, candidates = raw.pop("timings", {}), raw.pop("candidates", 0)
+        answer = raw | {"cached": False}
+        if cache_field is not None and not answer["degraded"]:
+            assert self.cache is not None and user_id is not None
+            await self.cache.put(user_id, cache_field, raw)
+        telemetry().record(endpoint, answer, timings, candidates, start, time.time_ns(),
+                           False, parent)
+        return answer
+
+    async def _call(self, endpoint: str, running: Running, body: dict[str, Any],
+                    variant: Variant) -> dict[str, Any]:
+        handle, name = running.handle, variant.config.name
+        if endpoint == "recommend":
+            return dict(await handle.recommend.remote(body, variant.rules, name))
+        if endpoint == "rank":
+            return dict(await handle.rank.remote(body, name))
+        return dict(await handle.similar.remote(body, name))
+
+
+def _trending(endpoint: str, request: BaseModel, running: Running, variant: str
+              ) -> dict[str, Any]:
+    common = {"request_id": uuid.uuid4().hex, "model_version": running.version,
+              "variant": variant, "degraded": True, "fallback": "trending"}
+    if isinstance(request, RankRequest):  # the caller's order, unscored
+        items: list[dict[str, Any]] = [
+            {"item_id": i, "score": None, "sources": [], "reasons": []}
+                 for i in dict.fromkeys(request.candidates)]
+        return {"items": items, **common}
+    skip: set[str] = set()
+    k = 10
+    if isinstance(request, RecommendRequest):
+        skip, k = {*request.exclude_ids, *request.session_items}, request.k
+    elif isinstance(request, SimilarItemsRequest):
+        skip, k = {*request.exclude_ids, request.item_id}, request.k
+    picks = [i for i in running.trending if i not in skip][:k]
+    return {"items": [{"item_id": i, "score": None, "sources": ["trending"],
+                       "reasons": ["trending now"]} for i in picks], **common}
+

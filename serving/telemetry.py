@@ -1,0 +1,142 @@
+"""Traces and metrics of the serving front, with OpenTelemetry.
+
+Metrics always go to KServe's `/metrics` (Prometheus, through OpenTelemetry's
+Prometheus reader on the default registry); with `OTEL_EXPORTER_OTLP_ENDPOINT`
+set, metrics and traces also go to that OTLP/HTTP endpoint (the standard
+`OTEL_*` variables apply). Without it there is no exporter and nothing is
+printed.
+
+A request's trace is one span per endpoint call (`recstack.recommend`, ...) with
+a child per stage: `features.user`, `retrieve`, `features.items`, `rank`,
+`rules` (and `similar`). Stages that ran in a Ray worker report their wall-clock
+start and end (serving/timing.py) and their spans are placed from those, so that
+the front is the only process that exports. The parent is the caller's
+`traceparent` header when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from serving.timing import Timings
+
+SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+COUNTS = [0, 1, 10, 25, 50, 100, 200, 400, 800]
+_instance: Telemetry | None = None
+
+
+def telemetry() -> Telemetry:
+    """The process's telemetry, set up once (the Prometheus reader registers globally)."""
+    global _instance
+    if _instance is None:
+        _instance = Telemetry()
+    return _instance
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        resource = Resource.create({"service.name": os.environ.get(
+            "OTEL_SERVICE_NAME", "recstack-serving")})
+        otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        readers: list[MetricReader] = [PrometheusMetricReader(scope_info_enabled=False)]
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        self.tracer_provider: TracerProvider | None = None
+        if otlp:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+            self.tracer_provider = TracerProvider(resource=resource)
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            self.tracer = self.tracer_provider.get_tracer("recstack.serving")
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        meter = self.meter_provider.get_meter("recstack.serving")
+        self.requests = meter.create_counter(
+            "recstack.requests", description="Answered requests by endpoint, variant, "
+            "version and outcome (ok, degraded, fallback, cached)")
+        self.duration = meter.create_histogram(
+            "recstack.request.duration", unit="s", description="Front-to-answer latency",
+            explicit_bucket_boundaries_advisory=SECONDS)
+        self.stages = meter.create_histogram(
+            "recstack.stage.duration", unit="s", description="Latency per stage",
+            explicit_bucket_boundaries_advisory=SECONDS)
+        self.candidates = meter.create_histogram(
+            "recstack.candidates", description="Candidates ranked per request",
+            explicit_bucket_boundaries_advisory=COUNTS)
+        self.fallbacks = meter.create_counter(
+            "recstack.fallbacks", description="Answers from a fallback (trending for "
+            "unknown users or items; degraded when a store failed)")
+        self.cache_lookups = meter.create_counter(
+            "recstack.cache.lookups", description="Response cache lookups by result "
+            "(hit, miss, error)")
+        self._cache_counts = {"hit": 0, "miss": 0}
+        meter.create_observable_gauge(
+            "recstack.cache.hit_rate", callbacks=[self._hit_rate],
+            description="Response cache hits / (hits + misses) since start")
+
+    def parent(self, headers: dict[str, str] | None) -> Context:
+        return extract(headers or {})
+
+    def cache_lookup(self, result: str) -> None:
+        self.cache_lookups.add(1, {"result": result})
+        if result in self._cache_counts:
+            self._cache_counts[result] += 1
+
+    def record(self, endpoint: str, answer: dict[str, Any], timings: Timings,
+               candidates: int, start_ns: int, end_ns: int, cached: bool,
+               parent: Context | None = None) -> None:
+        """One answered request: its span tree and its metrics."""
+        outcome = ("cached" if cached else "degraded" if answer.get("degraded")
+                   else "fallback" if answer.get("fallback") else "ok")
+        labels = {"endpoint": endpoint, "variant": str(answer.get("variant")),
+                  "version": str(answer.get("model_version")), "outcome": outcome}
+        self.requests.add(1, labels)
+        self.duration.record((end_ns - start_ns) / 1e9, {"endpoint": endpoint})
+        if not cached:
+            self.candidates.record(candidates, {"endpoint": endpoint})
+        if answer.get("degraded"):
+            self.fallbacks.add(1, {"endpoint": endpoint, "kind": "degraded"})
+        if answer.get("fallback"):
+            self.fallbacks.add(1, {"endpoint": endpoint, "kind": str(answer["fallback"])})
+        for name, (start, end) in timings.items():
+            self.stages.record((end - start) / 1e9, {"endpoint": endpoint, "stage": name})
+        if self.tracer_provider is None:
+            return
+        root = self.tracer.start_span(
+            f"recstack.{endpoint}", context=parent, start_time=start_ns,
+            kind=trace.SpanKind.SERVER, attributes={
+                "recstack.request_id": str(answer.get("request_id")),
+                "recstack.variant": labels["variant"],
+                "recstack.model_version": labels["version"],
+                "recstack.outcome": outcome, "recstack.cache_hit": cached,
+                "recstack.candidates": candidates,
+                "recstack.items": len(answer.get("items", []))})
+        inside = trace.set_span_in_context(root)
+        for name, (start, end) in sorted(timings.items(), key=lambda t: t[1][0]):
+            self.tracer.start_span(name, context=inside, start_time=start).end(end_time=end)
+        root.end(end_time=end_ns)
+
+    def _hit_rate(self, options: CallbackOptions) -> list[Observation]:
+        total = self._cache_counts["hit"] + self._cache_counts["miss"]
+        return [Observation(self._cache_counts["hit"] / total if total else 0.0)]
+
+    def shutdown(self) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
