@@ -1,11 +1,13 @@
 """The response cache: recommendations kept in Redis per user, for a TTL.
 
 One Redis hash per user, `{prefix}{user_id}`; one field per (model version,
-variant, request parameters), holding the answer and when it was stored. Why a
-hash: a user's new events must invalidate every cached answer of theirs, and
-`DEL` of one key does that in one step (`invalidate`, called by the event
-consumer). A field older than the TTL is a miss, and the whole hash expires a TTL
-after its last write.
+variant and its rules, request parameters), holding the answer and when the
+request that computed it began. Why a hash: a user's new events must invalidate
+every cached answer of theirs at once. `invalidate` (for the event consumer)
+replaces the hash with one field, the invalidation time; an answer is a hit only
+if its request began after that time and less than a TTL ago, so an answer
+computed before the events and stored after them is still a miss. Stale fields
+are deleted when found, and the hash expires a TTL after its last write.
 
 The cache is an optimisation, never a dependency: when Redis fails, a lookup is a
 miss (counted as an error), a write is skipped, and after a failure Redis is left
@@ -22,11 +24,14 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from recstack.feature_store import RedisAddress
 
 HIT, MISS, ERROR = "hit", "miss", "error"
+INVALIDATED = "__invalidated_at"
 
 
 def user_key(prefix: str, user_id: str) -> str:
@@ -37,9 +42,16 @@ def key_prefix(project: str) -> str:
     return f"recstack:{project}:recs:"
 
 
-def invalidate(client: redis.Redis, prefix: str, user_id: str) -> None:
-    """Forget every cached answer of this user (sync, for the event consumer)."""
-    client.delete(user_key(prefix, user_id))
+def invalidate(client: redis.Redis, prefix: str, user_id: str, ttl_s: float = 3600.0,
+               now: float | None = None) -> None:
+    """Forget every cached answer of this user (sync, for the event consumer).
+    `ttl_s`: at least the servers' cache TTL."""
+    key = user_key(prefix, user_id)
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.hset(key, INVALIDATED, repr(time.time() if now is None else now))
+    pipe.expire(key, max(1, int(ttl_s + 0.999)))
+    pipe.execute()
 
 
 class ResponseCache:
@@ -52,9 +64,13 @@ class ResponseCache:
     @classmethod
     def connect(cls, address: RedisAddress, prefix: str, ttl_s: float,
                 timeout_s: float = 0.1) -> ResponseCache:
+        # One immediate retry (a pooled connection reset by an outage fails once), not
+        # redis-py's default of 3 with up to 10 s of backoff, which would hold a request
+        # for seconds when Redis is down.
         client = aredis.Redis(host=address.host, port=address.port, db=address.db,
                               password=address.password, ssl=address.ssl,
-                              socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+                              socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                              retry=Retry(NoBackoff(), 1))
         return cls(client, prefix, ttl_s)
 
     @staticmethod
@@ -66,34 +82,46 @@ class ResponseCache:
         """(HIT, answer), (MISS, None) or (ERROR, None)."""
         if self._resting():
             return ERROR, None
+        key = user_key(self.prefix, user_id)
         try:
-            raw = await self.client.hget(user_key(self.prefix, user_id), field)
+            raw, invalidated = await self.client.hmget(key, [field, INVALIDATED])
+            if raw is None:
+                result, answer = MISS, None
+            else:
+                entry = json.loads(raw)
+                result, answer = HIT, entry["answer"]
+                if (self.clock() - entry["at"] > self.ttl_s
+                        or (invalidated is not None and entry["at"] <= float(invalidated))):
+                    result, answer = MISS, None
+                    await self.client.hdel(key, field)
         except (RedisError, OSError):
-            self._failed_at = self.clock()
+            await self._failed()
             return ERROR, None
         self._failed_at = None
-        if raw is None:
-            return MISS, None
-        entry = json.loads(raw)
-        if self.clock() - entry["at"] > self.ttl_s:
-            return MISS, None
-        return HIT, entry["answer"]
+        return result, answer
 
-    async def put(self, user_id: str, field: str, answer: dict[str, Any]) -> None:
+    async def put(self, user_id: str, field: str, answer: dict[str, Any],
+                  began: float) -> None:
+        """Store an answer; `began`: when its request began (this cache's clock)."""
         if self._resting():
             return
         key = user_key(self.prefix, user_id)
-        entry = json.dumps({"at": self.clock(), "answer": answer}, separators=(",", ":"))
+        entry = json.dumps({"at": began, "answer": answer}, separators=(",", ":"))
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(key, field, entry)
                 pipe.expire(key, max(1, int(self.ttl_s + 0.999)))
                 await pipe.execute()
         except (RedisError, OSError):
-            self._failed_at = self.clock()
+            await self._failed()
 
-    async def invalidate(self, user_id: str) -> None:
-        await self.client.delete(user_key(self.prefix, user_id))
+    def now(self) -> float:
+        return self.clock()
+
+    async def _failed(self) -> None:
+        """Rest, and drop idle pooled connections: after an outage they are all dead."""
+        self._failed_at = self.clock()
+        await self.client.connection_pool.disconnect(inuse_connections=False)
 
     def _resting(self) -> bool:
         return (self._failed_at is not None

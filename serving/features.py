@@ -23,6 +23,7 @@ interval rather than one per request.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ import pandas as pd
 from feast import FeatureStore
 from redis.exceptions import RedisError
 
+log = logging.getLogger("recstack.serving")
 USER_SERVICE, ITEM_SERVICE = "user_online", "item_online"
 ITEM_STALENESS_S = 60.0
 RETRY_AFTER_S = 2.0
@@ -135,17 +137,27 @@ class OnlineFeatureJoin:
 
     def _guarded(self, read: Callable[[], dict[str, list[Any]]]
                  ) -> dict[str, list[Any]] | None:
-        """`read()`, or None when the store fails or failed less than retry_after_s ago."""
+        """`read()`, or None when the store fails or failed less than retry_after_s ago.
+        One immediate second try, on fresh connections: after an outage every pooled
+        connection is dead, and each would fail a request once (the Redis client
+        itself does not retry; see open_serving_store)."""
         if self._failed_at is not None and self.clock() - self._failed_at < self.retry_after_s:
             return None
-        try:
-            values = read()
-        except STORE_ERRORS:
-            self.failures += 1
-            self._failed_at = self.clock()
-            return None
-        self._failed_at = None
-        return values
+        for attempt in range(2):
+            try:
+                values = read()
+            except STORE_ERRORS as exc:
+                if attempt == 0:
+                    _drop_idle_connections(self.store)
+                    continue
+                log.warning("online store read failed (%s: %s); answering degraded for "
+                            "%.1f s", type(exc).__name__, exc, self.retry_after_s)
+                self.failures += 1
+                self._failed_at = self.clock()
+                return None
+            self._failed_at = None
+            return values
+        raise AssertionError("unreachable")
 
     def _read(self, service: str, key: str, ids: Iterable[str]) -> pd.DataFrame:
         return pd.DataFrame(self._values(service, key, ids))
@@ -157,6 +169,16 @@ class OnlineFeatureJoin:
                                               full_feature_names=True).to_dict()
 
 
+def _drop_idle_connections(store: FeatureStore) -> None:
+    """Close the idle pooled Redis connections of Feast's online store (connections
+    in use by other threads are left alone). Feast keeps its client private, hence
+    the careful lookups; other stores have nothing to drop."""
+    online = getattr(store._get_provider(), "online_store", None)
+    pool = getattr(getattr(online, "_client", None), "connection_pool", None)
+    if pool is not None:
+        pool.disconnect(inuse_connections=False)
+
+
 def number(value: Any) -> float:
     """A feature value as a float; NaN when missing or not a number."""
     try:
@@ -166,7 +188,10 @@ def number(value: Any) -> float:
 
 
 # Serving reads must fail fast when Redis is unreachable: a request is answered
-# degraded rather than waiting on a socket (redis-py waits forever by default).
+# degraded rather than waiting on a socket. redis-py waits forever by default and
+# retries three times with up to 10 s of backoff; `retry=null` (Feast passes the
+# connection string's options to redis.Redis) turns the retries off, and
+# OnlineFeatureJoin tries once more itself, at once.
 SERVING_REDIS_TIMEOUT_S = 0.25
 
 
@@ -176,9 +201,8 @@ def open_serving_store(data_dir: Path) -> FeatureStore:
     from recstack.settings import Settings
 
     settings = Settings.from_env()
-    if "socket_timeout" not in settings.redis:
-        timeout = SERVING_REDIS_TIMEOUT_S
-        settings = settings.model_copy(update={
-            "redis": f"{settings.redis},socket_timeout={timeout},"
-                     f"socket_connect_timeout={timeout}"})
+    options = {"socket_timeout": SERVING_REDIS_TIMEOUT_S,
+               "socket_connect_timeout": SERVING_REDIS_TIMEOUT_S, "retry": "null"}
+    extra = "".join(f",{k}={v}" for k, v in options.items() if f"{k}=" not in settings.redis)
+    settings = settings.model_copy(update={"redis": settings.redis + extra})
     return open_store(data_dir, settings)

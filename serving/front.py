@@ -12,8 +12,10 @@ telemetry, and the last-resort fallback, in front of one Serve graph per version
   the stage pointers; a version that moved is deployed as a new Serve
   application beside the old one, traffic switches once it is running, and the
   old application is deleted when its in-flight requests are done.
-- Fallback: if the graph itself fails (a replica died, a swap raced), the answer
-  is the version's trending list marked degraded, not a 5xx.
+- Fallback: if the graph itself fails (a replica died), the answer is the
+  version's trending list marked degraded, not a 5xx (empty under a category
+  filter, which the front cannot check). A request whose graph was retired
+  under it is retried on the current one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,28 +113,33 @@ class Front:
     # -- versions -----------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
+            if self.default_version is None and self.default_stage is None:
+                # Neither given: the latest version now, pinned (only stages are followed).
+                self.default_version = self.registry.latest().version
             for variant in self.variants:
                 variant.running = self._running(self._resolve(variant.config))
 
     def refresh(self) -> None:
         """Follow moved stage pointers: deploy beside, switch, drain, delete."""
         with self._lock:
-            retired = []
-            for variant in self.variants:
-                old = variant.running
-                assert old is not None
-                wanted = self._resolve(variant.config)
-                if wanted == old.version:
-                    continue
-                variant.running = self._running(wanted)
-                self.swaps.append((variant.config.name, old.version, wanted))
-                log.info("variant %s: now serving %s (was %s)", variant.config.name, wanted,
-                         old.version)
-                retired.append(old)
-            in_use = {v.running.app for v in self.variants if v.running is not None}
-            for old in {r.app: r for r in retired if r.app not in in_use}.values():
-                self._drain(old)
-                self.deployer.delete(old)
+            wanted = [self._resolve(v.config) for v in self.variants]  # all, before any move
+            retired: list[Running] = []
+            try:
+                for variant, version in zip(self.variants, wanted, strict=True):
+                    old = variant.running
+                    assert old is not None
+                    if version == old.version:
+                        continue
+                    variant.running = self._running(version)
+                    self.swaps.append((variant.config.name, old.version, version))
+                    log.info("variant %s: now serving %s (was %s)", variant.config.name,
+                             version, old.version)
+                    retired.append(old)
+            finally:  # whatever happened, graphs nobody serves any more are removed
+                in_use = {v.running.app for v in self.variants if v.running is not None}
+                for old in {r.app: r for r in retired if r.app not in in_use}.values():
+                    self._drain(old)
+                    self.deployer.delete(old)
 
     def watch(self, stop: threading.Event) -> threading.Thread:
         """A daemon thread that refreshes every watch_interval_s until `stop` is set."""
@@ -180,12 +187,23 @@ class Front:
         variant = self.variant_for(user_id)
         running = variant.running
         assert running is not None, "Front.start() first"
+        running.inflight += 1  # from here on, a swap waits for this request
+        try:
+            return await self._answer(endpoint, request, parent, variant, running, start)
+        finally:
+            running.inflight -= 1
+
+    async def _answer(self, endpoint: str, request: BaseModel, parent: Any, variant: Variant,
+                      running: Running, start: int) -> dict[str, Any]:
+        user_id = getattr(request, "user_id", None)
         body = request.model_dump()
-        cache_field = None
+        cache_field, began = None, 0.0
         if endpoint == "recommend" and self.cache is not None:
             assert user_id is not None
             params = {k: v for k, v in body.items() if k != "user_id"}
-            cache_field = ResponseCache.field(running.version, variant.config.name, params)
+            cache_field = ResponseCache.field(
+                running.version, variant.config.name, params | {"rules": asdict(variant.rules)})
+            began = self.cache.now()
             result, hit = await self.cache.get(user_id, cache_field)
             telemetry().cache_lookup(result)
             if hit is not None:
@@ -193,20 +211,23 @@ class Front:
                 telemetry().record(endpoint, answer, {}, 0, start, time.time_ns(), True,
                                    parent)
                 return answer
-        running.inflight += 1
         try:
             raw = await self._call(endpoint, running, body, variant)
-        except Exception:  # the graph failed: the last-resort answer, not a 5xx
-            log.exception("%s failed in version %s; answering with trending", endpoint,
-                          running.version)
-            raw = _trending(endpoint, request, running, variant.config.name)
-        finally:
-            running.inflight -= 1
+        except Exception:
+            current = variant.running
+            try:
+                if current is None or current is running:
+                    raise
+                raw = await self._call(endpoint, current, body, variant)  # swapped meanwhile
+            except Exception:  # the graph failed: the last-resort answer, not a 5xx
+                log.exception("%s failed in version %s; answering with trending", endpoint,
+                              running.version)
+                raw = _trending(endpoint, request, running, variant.config.name)
         timings, candidates = raw.pop("timings", {}), raw.pop("candidates", 0)
         answer = raw | {"cached": False}
         if cache_field is not None and not answer["degraded"]:
             assert self.cache is not None and user_id is not None
-            await self.cache.put(user_id, cache_field, raw)
+            await self.cache.put(user_id, cache_field, raw, began)
         telemetry().record(endpoint, answer, timings, candidates, start, time.time_ns(),
                            False, parent)
         return answer
@@ -232,10 +253,13 @@ def _trending(endpoint: str, request: BaseModel, running: Running, variant: str
         return {"items": items, **common}
     skip: set[str] = set()
     k = 10
-    if isinstance(request, RecommendRequest):
-        skip, k = {*request.exclude_ids, *request.session_items}, request.k
-    elif isinstance(request, SimilarItemsRequest):
-        skip, k = {*request.exclude_ids, request.item_id}, request.k
+    if isinstance(request, RecommendRequest | SimilarItemsRequest):
+        k = request.k
+        skip = {*request.exclude_ids,
+                *(request.session_items if isinstance(request, RecommendRequest)
+                  else [request.item_id])}
+        if request.filters.category is not None:
+            k = 0  # the front cannot check categories: nothing rather than wrong items
     picks = [i for i in running.trending if i not in skip][:k]
     return {"items": [{"item_id": i, "score": None, "sources": ["trending"],
                        "reasons": ["trending now"]} for i in picks], **common}

@@ -181,7 +181,7 @@ class OnlineScorer:
         for name, (ids, values) in lists.items():
             score = np.full(len(items), np.nan, np.float32)
             rank = np.full(len(items), MISSING_RANK, np.float32)
-            keep = np.isin(ids, items)  # (all of them, unless ranking given candidates)
+            keep = np.isin(ids, items)  # every listed id (-1 pads are not items)
             where = np.searchsorted(items, ids[keep])
             score[where] = values[keep]
             rank[where] = np.flatnonzero(keep) + 1

@@ -50,7 +50,7 @@ class Telemetry:
         resource = Resource.create({"service.name": os.environ.get(
             "OTEL_SERVICE_NAME", "recstack-serving")})
         otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        readers: list[MetricReader] = [PrometheusMetricReader(scope_info_enabled=False)]
+        readers: list[MetricReader] = [PrometheusMetricReader()]
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.tracer_provider: TracerProvider | None = None
         if otlp:
@@ -110,9 +110,9 @@ class Telemetry:
         self.duration.record((end_ns - start_ns) / 1e9, {"endpoint": endpoint})
         if not cached:
             self.candidates.record(candidates, {"endpoint": endpoint})
-        if answer.get("degraded"):
+        if answer.get("degraded") and not cached:
             self.fallbacks.add(1, {"endpoint": endpoint, "kind": "degraded"})
-        if answer.get("fallback"):
+        if answer.get("fallback") and not cached:
             self.fallbacks.add(1, {"endpoint": endpoint, "kind": str(answer["fallback"])})
         for name, (start, end) in timings.items():
             self.stages.record((end - start) / 1e9, {"endpoint": endpoint, "stage": name})

@@ -4,6 +4,7 @@ invalidation, the TTL, and a Redis that stops answering."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from recstack.feature_store import RedisAddress
 from recstack.settings import Settings
@@ -24,7 +25,7 @@ def test_hits_misses_invalidation_and_ttl(redis_settings: Settings) -> None:
         cache.clock = lambda: now[0]
         k10 = ResponseCache.field("v1", "a", {"k": 10})
         assert await cache.get("u1", k10) == (MISS, None)
-        await cache.put("u1", k10, ANSWER)
+        await cache.put("u1", k10, ANSWER, began=now[0])
         assert await cache.get("u1", k10) == (HIT, ANSWER)
         # Other parameters, another version or variant, another user: misses.
         for field in (ResponseCache.field("v1", "a", {"k": 5}),
@@ -32,11 +33,16 @@ def test_hits_misses_invalidation_and_ttl(redis_settings: Settings) -> None:
                       ResponseCache.field("v1", "b", {"k": 10})):
             assert (await cache.get("u1", field))[0] == MISS
         assert (await cache.get("u2", k10))[0] == MISS
-        # A new event of the user's (the consumer's sync call) forgets all their answers.
-        invalidate(address.client(), prefix, "u1")
+        # A new event of the user's (the consumer's sync call) forgets all their answers,
+        invalidate(address.client(), prefix, "u1", ttl_s=60, now=now[0] + 1)
         assert (await cache.get("u1", k10))[0] == MISS
+        # including one computed before the event and stored after it.
+        await cache.put("u1", k10, ANSWER, began=now[0])
+        assert (await cache.get("u1", k10))[0] == MISS
+        now[0] += 2
+        await cache.put("u1", k10, ANSWER, began=now[0])
+        assert (await cache.get("u1", k10))[0] == HIT
         # An answer older than the TTL is a miss, and Redis expires the key itself.
-        await cache.put("u1", k10, ANSWER)
         now[0] += 61
         assert (await cache.get("u1", k10))[0] == MISS
         assert 0 < address.client().ttl(f"{prefix}u1") <= 60
@@ -57,11 +63,13 @@ def test_a_failing_redis_is_a_miss_and_is_left_alone_for_a_while(
         cache = ResponseCache.connect(through, key_prefix("t"), ttl_s=60)
         cache.clock = lambda: now[0]
         field = ResponseCache.field("v1", None, {})
-        await cache.put("u", field, ANSWER)
+        await cache.put("u", field, ANSWER, began=now[0])
         assert (await cache.get("u", field))[0] == HIT
         proxy.stop()
+        began = time.perf_counter()
         assert await cache.get("u", field) == (ERROR, None)
-        await cache.put("u", field, ANSWER)  # skipped, no exception
+        assert time.perf_counter() - began < 0.5  # no retries with backoff
+        await cache.put("u", field, ANSWER, began=now[0])  # skipped, no exception
         proxy.start()
         now[0] += 1.0  # still resting: not even tried
         assert (await cache.get("u", field))[0] == ERROR

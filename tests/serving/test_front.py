@@ -5,6 +5,8 @@ here (a fake handle per version); tests/serving/test_serve.py runs the real ones
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,3 +180,37 @@ def _similar() -> Any:
 @pytest.fixture(autouse=True)
 def _no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("serving.front.SWITCH_GRACE_S", 0.0)
+
+
+def test_a_swap_waits_for_requests_in_flight_on_the_old_graph(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = _registry(tmp_path, "v1", "v2")
+    registry.promote("v1", "prod")
+    deployer = _Deployer()
+    front = Front(registry, ServeConfig(), None, "prod", None, deployer)  # type: ignore[arg-type]
+    front.start()
+    old = front.variants[0].running
+    assert old is not None
+    finished: list[float] = []
+    deleted_at: list[float] = []
+    slow = old.handle.answer  # type: ignore[attr-defined]
+
+    def slow_answer(*args: Any) -> dict[str, Any]:
+        time.sleep(0.8)
+        finished.append(time.monotonic())
+        return slow(*args)  # type: ignore[no-any-return]
+
+    old.handle.answer = slow_answer  # type: ignore[attr-defined]
+    deployer.delete = lambda running: deleted_at.append(time.monotonic())  # type: ignore[method-assign]
+
+    def request() -> None:
+        asyncio.run(front.answer("recommend", [RecommendRequest(user_id="u")]))
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    time.sleep(0.2)  # the request is on the old graph now
+    registry.promote("v2", "prod")
+    front.refresh()
+    worker.join()
+    assert front.variants[0].running.version == "v2"  # type: ignore[union-attr]
+    assert finished and deleted_at and deleted_at[0] >= finished[0]

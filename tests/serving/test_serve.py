@@ -98,6 +98,10 @@ class Server:
     version: str
     data: Path
     process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
 
     def recommend(self, *instances: dict[str, Any]) -> tuple[int, Any]:
         return _call(self.port, "/v1/models/recommender:predict",
@@ -143,7 +147,8 @@ def server(served_version: Path, small_world: Path, tmp_path_factory: pytest.Tem
             assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "server not ready in 240 s"
             time.sleep(1)
-        yield Server(port, proxy, registry, served_version.name, small_world, process)
+        yield Server(port, proxy, registry, served_version.name, small_world, process,
+                     workdir / "server.log")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -246,23 +251,30 @@ def test_variants_are_sticky_and_echoed(server: Server) -> None:
     assert {a["variant"] for a in first} == {"control", "diverse"}
 
 
-def test_every_stage_has_a_span(server: Server) -> None:
+def test_every_stage_has_a_span_under_the_callers_trace(server: Server) -> None:
     (user,) = _busiest(server.data)
-    server.recommend({"user_id": user, "k": 3, "context": {"page": "trace-test"}})
+    trace_id = os.urandom(16)
+    parent = f"00-{trace_id.hex()}-{os.urandom(8).hex()}-01"
+    status, _ = _call(server.port, "/v1/models/recommender:predict",
+                      {"instances": [{"user_id": user, "k": 3, "exclude_ids": ["trace"]}]},
+                      headers={"content-type": "application/json", "traceparent": parent})
+    assert status == 200
+    wanted = {"features.user", "retrieve", "features.items", "rank", "rules"}
     deadline = time.monotonic() + 10
-    wanted = {"recstack.recommend", "features.user", "retrieve", "features.items", "rank",
-              "rules"}
-    while time.monotonic() < deadline:
-        spans = list(_OtlpReceiver.spans)
-        roots = {s.span_id: s for s in spans if s.name == "recstack.recommend"}
-        children = {s.name for s in spans if s.parent_span_id in roots}
-        if wanted <= children | {"recstack.recommend"} and roots:
+    while True:
+        mine = [s for s in list(_OtlpReceiver.spans) if s.trace_id == trace_id]
+        roots = [s for s in mine if s.name == "recstack.recommend"]
+        children = [s for s in mine if roots and s.parent_span_id == roots[0].span_id]
+        if wanted <= {s.name for s in children} or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert wanted <= children | {"recstack.recommend"}, sorted({s.name for s in spans})
-    root = next(iter(roots.values()))
-    assert root.end_time_unix_nano >= max(s.end_time_unix_nano for s in spans
-                                          if s.parent_span_id == root.span_id)
+    assert len(roots) == 1, sorted(s.name for s in mine)
+    assert roots[0].parent_span_id == bytes.fromhex(parent.split("-")[2])
+    assert wanted <= {s.name for s in children}, sorted(s.name for s in mine)
+    root = roots[0]
+    for child in children:  # each stage lies inside the request
+        assert root.start_time_unix_nano <= child.start_time_unix_nano
+        assert child.end_time_unix_nano <= root.end_time_unix_nano
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -303,27 +315,40 @@ def test_redis_down_gives_degraded_answers_never_5xx(server: Server) -> None:
         assert status == 200
     finally:
         server.proxy.start()
-    deadline = time.monotonic() + 15  # the stores retry after a short rest
-    while server.recommend({"user_id": user, "k": 5})[1]["predictions"][0]["degraded"]:
+    # Each feature reader rests 2 s after a failure, then tries Redis again.
+    deadline, n = time.monotonic() + 15, 0
+    while True:
+        n += 1  # a new exclusion each time: never a cached answer
+        answer = server.recommend({"user_id": user, "k": 5, "exclude_ids": [f"r{n}"]})[1]
+        if not answer["predictions"][0]["degraded"]:
+            break
         assert time.monotonic() < deadline, "still degraded 15 s after Redis came back"
         time.sleep(0.5)
+    time.sleep(2.5)  # every reader (ingress, Ranker) past its rest
+    answer = server.recommend({"user_id": "someone-else", "k": 5, "exclude_ids": ["z"]})[1]
+    assert answer["predictions"][0]["degraded"] is False
 
 
 def test_a_promotion_is_swapped_in_under_load_without_failed_requests(server: Server) -> None:
     users = [*_busiest(server.data, 20), "newcomer"]
-    results: list[tuple[int, str]] = []
+    results: list[tuple[float, float, int, str, bool]] = []  # start, end, status, version,
+    lock = threading.Lock()                                   # degraded
     stop = threading.Event()
 
     def load(n: int) -> None:
+        sent = 0
         while not stop.is_set():
-            user = users[(n + len(results)) % len(users)]
+            sent += 1
+            began = time.monotonic()
             try:
-                status, body = server.recommend({"user_id": user, "k": 5,
-                                                 "exclude_ids": [str(len(results))]})
-                version = body["predictions"][0]["model_version"] if status == 200 else ""
-            except (OSError, urllib.error.URLError) as exc:
-                status, version = 599, repr(exc)
-            results.append((status, version))
+                status, body = server.recommend({"user_id": users[(n + sent) % len(users)],
+                                                 "k": 5, "exclude_ids": [f"{n}-{sent}"]})
+                answer = body["predictions"][0] if status == 200 else {}
+            except Exception as exc:  # any failure is a failed request
+                status, answer = 599, {"model_version": repr(exc)}
+            with lock:
+                results.append((began, time.monotonic(), status,
+                                answer.get("model_version", ""), bool(answer.get("degraded"))))
 
     workers = [threading.Thread(target=load, args=(n,)) for n in range(4)]
     for worker in workers:
@@ -336,18 +361,19 @@ def test_a_promotion_is_swapped_in_under_load_without_failed_requests(server: Se
                                       source)
         server.registry.promote(new, "dev")
         deadline = time.monotonic() + 240
-        while not any(v == new for _, v in results[-20:]):
-            assert time.monotonic() < deadline, "the new version never took traffic"
+        while not any(r[3] == new for r in results[-20:]):
+            assert time.monotonic() < deadline, ("the new version never took traffic",
+                                                 server.log_tail())
             time.sleep(0.5)
         time.sleep(3)  # the old graph is drained and deleted meanwhile
     finally:
         stop.set()
         for worker in workers:
             worker.join()
-    statuses = [s for s, _ in results]
-    assert statuses.count(200) == len(statuses), [r for r in results if r[0] != 200][:5]
-    versions = [v for _, v in results]
-    switched = versions.index(new)
-    assert set(versions[:switched]) == {server.version}
-    assert set(versions[switched + 20:]) == {new}  # (in-flight old answers may interleave)
+    failed = [r for r in results if r[2] != 200 or r[4]]
+    assert not failed, (failed[:5], server.log_tail())
     assert len(results) > 50
+    first_new = min(end for _, end, _, version, _ in results if version == new)
+    assert {r[3] for r in results if r[1] < first_new} == {server.version}
+    after = {r[3] for r in results if r[0] > first_new}  # sent once the switch was seen
+    assert after == {new}, (sorted(results, key=lambda r: r[0])[-30:], server.log_tail())

@@ -1,0 +1,261 @@
+"""Serving load test: `recommender` latency and throughput against floors measured in
+the same run (issue 4's targets).
+
+Servers, started one after another, each driven from this process over HTTP:
+- `noop-model`: KServe with a model that parses the request and does nothing;
+- `noop-graph`: the same KServe front over a no-op Ray Serve graph of RecStack's
+  shape (ingress -> Retriever -> Ranker), benchmarks/noop_serving.py;
+- `recstack`: `recstack serve` on the benchmark world's version, response cache
+  off, so every request runs the whole graph (features, retrieval, ranking, rules);
+- `recstack-cached` (with --cached): the same with the cache on, users repeating.
+
+The world: a synthetic catalog of 10k items and 20k users (30 days), its features
+in Redis (db 15, project recstack_bench), and a version trained on it with the
+default config; built once under OUT and reused. Requests: `k=10` (the graph ranks
+200 candidates), 90% known users drawn at random, 10% new ids.
+
+Targets, at concurrency 1: recstack p50 <= 1.5x and p99 <= 2x noop-graph's; at
+concurrency 16: throughput >= 0.6x noop-graph's, no errors.
+
+Usage:
+    python benchmarks/serve_load.py [--requests 600] [--cached] [--users 20000]
+        [--items 10000] [--out benchmarks/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+ENV = {"RECSTACK_REDIS": os.environ.get("RECSTACK_BENCH_REDIS", "localhost:6379,db=15"),
+       "RECSTACK_FEAST_PROJECT": "recstack_bench", "RECSTACK_ONLINE_STORE": "redis"}
+PATH = "/v1/models/recommender:predict"
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    print("$", " ".join(args), flush=True)
+    subprocess.run(args, check=True, env={**os.environ, **env})
+
+
+def build_world(out: Path, users: int, items: int) -> tuple[Path, Path]:
+    """Data, features in Redis and a trained version promoted to dev (once)."""
+    data, registry = out / f"serve_world_{users}x{items}", out / f"serve_reg_{users}x{items}"
+    cli = [sys.executable, "-m", "recstack"]
+    if not (data / "events.parquet").exists():
+        _run([*cli, "data", "generate", "--out", str(data), "--users", str(users), "--items",
+              str(items), "--days", "30", "--seed", "11"], ENV)
+    _run([*cli, "features", "apply", "--data", str(data)], ENV)  # Redis may have been flushed
+    if not (registry / "stages.json").exists() and not any(registry.glob("versions/*")):
+        _run([*cli, "train", "--data", str(data), "--registry", str(registry), "--promote",
+              "dev"], ENV)
+    return data, registry
+
+
+class Server:
+    def __init__(self, name: str, command: list[str], port: int, log: Path,
+                 env: dict[str, str]) -> None:
+        self.name, self.port = name, port
+        self.log = log.open("wb")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **env}, start_new_session=True,
+                                        cwd=ROOT)
+
+    async def ready(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+                try:
+                    async with session.get(f"http://127.0.0.1:{self.port}/v2/health/ready"
+                                           ) as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(1)
+        raise TimeoutError(f"{self.name} not ready in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+
+
+async def drive(port: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+    """Send every body once with `concurrency` clients; latencies and throughput."""
+    latencies: list[float] = []
+    errors = 0
+    queue = list(reversed(bodies))
+    url = f"http://127.0.0.1:{port}{PATH}"
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def client() -> None:
+            nonlocal errors
+            while queue:
+                body = queue.pop()
+                began = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                latencies.append(time.perf_counter() - began)
+                errors += not ok
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {"requests": len(bodies), "errors": errors, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+            "rps": len(bodies) / elapsed}
+
+
+def request_bodies(data: Path, n: int, seed: int, repeat_users: int | None = None
+                   ) -> list[bytes]:
+    rng = random.Random(seed)
+    users = pd.read_parquet(data / "events.parquet", columns=["user_id"])["user_id"].unique()
+    pool = list(users) if repeat_users is None else rng.sample(list(users), repeat_users)
+    bodies = []
+    for n_request in range(n):
+        user = (f"new-{seed}-{n_request}" if repeat_users is None and rng.random() < 0.1
+                else rng.choice(pool))
+        bodies.append(json.dumps({"instances": [{"user_id": str(user), "k": 10}]}).encode())
+    return bodies
+
+
+async def measure(server: Server, data: Path, requests: int, seed: int,
+                  repeat_users: int | None = None) -> dict[str, Any]:
+    await server.ready()
+    await drive(server.port, request_bodies(data, 50, seed + 99, repeat_users), 4)  # warm-up
+    result = {}
+    for concurrency, n in ((1, requests), (16, requests * 2)):
+        bodies = request_bodies(data, n, seed + concurrency, repeat_users)
+        result[f"c{concurrency}"] = await drive(server.port, bodies, concurrency)
+        print(f"  {server.name} c={concurrency}: {result[f'c{concurrency}']}", flush=True)
+    return result
+
+
+def _serve_yaml(out: Path, cache: bool) -> Path:
+    path = out / f"serve-bench-{'cache' if cache else 'nocache'}.yaml"
+    path.write_text(f"cache: {{enabled: {str(cache).lower()}}}\nwatch_interval_s: 0\n")
+    return path
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(names))
+    axes[0].bar(x - 0.2, [results[n]["c1"]["p50_ms"] for n in names], 0.4, label="p50")
+    axes[0].bar(x + 0.2, [results[n]["c1"]["p99_ms"] for n in names], 0.4, label="p99")
+    axes[0].set_title("latency at concurrency 1 (ms)")
+    axes[1].bar(x, [results[n]["c16"]["rps"] for n in names], 0.5, color="tab:green")
+    axes[1].set_title("throughput at concurrency 16 (requests/s)")
+    for ax in axes:
+        ax.set_xticks(x, names, rotation=15)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(results: dict[str, dict[str, Any]]) -> str:
+    graph, model = results["noop-graph"], results["noop-model"]
+    rows = ["| server | c=1 p50 ms | c=1 p99 ms | c=16 p50 ms | c=16 p99 ms | c=16 req/s "
+            "| errors | p50 / graph | p99 / graph | req/s / graph | p50 / model |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        c1, c16 = r["c1"], r["c16"]
+        rows.append(
+            f"| {name} | {c1['p50_ms']:.1f} | {c1['p99_ms']:.1f} | {c16['p50_ms']:.1f} | "
+            f"{c16['p99_ms']:.1f} | {c16['rps']:.0f} | {c1['errors'] + c16['errors']} | "
+            f"{c1['p50_ms'] / graph['c1']['p50_ms']:.2f} | "
+            f"{c1['p99_ms'] / graph['c1']['p99_ms']:.2f} | "
+            f"{c16['rps'] / graph['c16']['rps']:.2f} | "
+            f"{c1['p50_ms'] / model['c1']['p50_ms']:.1f} |")
+    return "\n".join(rows)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    data, registry = build_world(args.out, args.users, args.items)
+    python = sys.executable
+    servers: list[tuple[str, list[str], dict[str, str], int | None]] = [
+        ("noop-model", [python, "benchmarks/noop_serving.py", "model", "--port", "8091"], {},
+         None),
+        ("noop-graph", [python, "benchmarks/noop_serving.py", "graph", "--port", "8092"], {},
+         None),
+        ("recstack", [python, "-m", "recstack", "serve", "--registry", str(registry),
+                      "--stage", "dev", "--data", str(data), "--port", "8093", "--config",
+                      str(_serve_yaml(args.out, cache=False))], ENV, None),
+    ]
+    if args.cached:
+        servers.append(("recstack-cached", [
+            python, "-m", "recstack", "serve", "--registry", str(registry), "--stage", "dev",
+            "--data", str(data), "--port", "8094", "--config",
+            str(_serve_yaml(args.out, cache=True))], ENV, 500))
+    results: dict[str, dict[str, Any]] = {}
+    for name, command, env, repeat in servers:
+        print(f"starting {name}", flush=True)
+        port = int(command[command.index("--port") + 1])
+        server = Server(name, command, port, args.out / f"{name}.log", env)
+        try:
+            results[name] = await measure(server, data, args.requests, args.seed, repeat)
+        finally:
+            server.stop()
+    (args.out / "serve_load.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "serve_load.png")
+    print(report(results))
+    rec, graph = results["recstack"], results["noop-graph"]
+    checks = {
+        "c=1 p50 <= 1.5x noop graph": rec["c1"]["p50_ms"] <= 1.5 * graph["c1"]["p50_ms"],
+        "c=1 p99 <= 2x noop graph": rec["c1"]["p99_ms"] <= 2.0 * graph["c1"]["p99_ms"],
+        "c=16 throughput >= 0.6x noop graph": rec["c16"]["rps"] >= 0.6 * graph["c16"]["rps"],
+        "no errors": rec["c1"]["errors"] + rec["c16"]["errors"] == 0,
+    }
+    for check, ok in checks.items():
+        print(f"{'met' if ok else 'NOT MET'}: {check}")
+    print(f"plot: {args.out / 'serve_load.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=600,
+                        help="requests at concurrency 1 (twice as many at 16)")
+    parser.add_argument("--cached", action="store_true",
+                        help="also measure the response cache (500 repeating users)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--users", type=int, default=20000)
+    parser.add_argument("--items", type=int, default=10000)
+    parser.add_argument("--out", type=Path, default=OUT)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
