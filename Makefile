@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast test-slow check bench clean
+.PHONY: setup demo test test-fast test-slow check bench bench-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-slow: setup
 ## bench: feature store benchmark (10k users, 5k items) -> BENCHMARKS.md figures
 bench: setup
 	$(BIN)/python benchmarks/feature_store.py
+
+## bench-serve: serving load test against same-run no-op floors -> BENCHMARKS.md
+bench-serve: setup
+	$(BIN)/python benchmarks/serve_load.py --users 5000 --items 10000 --cached
 
 clean:
 	rm -rf demo-data .pytest_cache .mypy_cache .ruff_cache

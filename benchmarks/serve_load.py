@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -98,7 +99,8 @@ class Server:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
-        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
+                       capture_output=True)
 
 
 async def drive(port: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
@@ -145,15 +147,35 @@ def request_bodies(data: Path, n: int, seed: int, repeat_users: int | None = Non
     return bodies
 
 
+async def stage_means(port: int) -> dict[str, float]:
+    """Mean milliseconds per stage from the server's own histograms (RecStack only)."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r'recstack_stage_duration_seconds_(sum|count)\{.*stage="([^"]+)".*\} '
+                         r"(\S+)", line)
+        if match:
+            kind, stage, value = match.groups()
+            (sums if kind == "sum" else counts)[stage] = float(value)
+    return {stage: 1000 * sums[stage] / counts[stage] for stage in sums if counts.get(stage)}
+
+
 async def measure(server: Server, data: Path, requests: int, seed: int,
                   repeat_users: int | None = None) -> dict[str, Any]:
     await server.ready()
     await drive(server.port, request_bodies(data, 50, seed + 99, repeat_users), 4)  # warm-up
-    result = {}
+    result: dict[str, Any] = {}
     for concurrency, n in ((1, requests), (16, requests * 2)):
         bodies = request_bodies(data, n, seed + concurrency, repeat_users)
         result[f"c{concurrency}"] = await drive(server.port, bodies, concurrency)
         print(f"  {server.name} c={concurrency}: {result[f'c{concurrency}']}", flush=True)
+    if server.name.startswith("recstack"):
+        result["stages_ms"] = await stage_means(server.port)
+        print(f"  {server.name} mean ms per stage: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in result["stages_ms"].items()), flush=True)
     return result
 
 
