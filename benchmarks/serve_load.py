@@ -7,7 +7,8 @@ Servers, started one after another, each driven from this process over HTTP:
   shape (ingress -> Retriever -> Ranker), benchmarks/noop_serving.py;
 - `recstack`: `recstack serve` on the benchmark world's version, response cache
   off, so every request runs the whole graph (features, retrieval, ranking, rules);
-- `recstack-cached` (with --cached): the same with the cache on, users repeating.
+- `recstack-cached` (with --cached): the same with the cache on (emptied first),
+  users drawn from 500, so that requests repeat.
 
 The world: a synthetic catalog of 10k items and 20k users (30 days), its features
 in Redis (db 15, project recstack_bench), and a version trained on it with the
@@ -16,6 +17,9 @@ default config; built once under OUT and reused. Requests: `k=10` (the graph ran
 
 Targets, at concurrency 1: recstack p50 <= 1.5x and p99 <= 2x noop-graph's; at
 concurrency 16: throughput >= 0.6x noop-graph's, no errors.
+
+Between servers it runs `ray stop --force`, which stops every Ray process on the
+machine: do not run it beside other Ray work.
 
 Usage:
     python benchmarks/serve_load.py [--requests 600] [--cached] [--users 20000]
@@ -40,6 +44,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pandas as pd
+
+from recstack.feature_store import RedisAddress
+from serving.cache import key_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -106,39 +113,45 @@ class Server:
 async def drive(port: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
     """Send every body once with `concurrency` clients; latencies and throughput."""
     latencies: list[float] = []
-    errors = 0
+    errors = degraded = 0
     queue = list(reversed(bodies))
     url = f"http://127.0.0.1:{port}{PATH}"
     headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def client() -> None:
-            nonlocal errors
+            nonlocal errors, degraded
             while queue:
                 body = queue.pop()
                 began = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
+                        text = await response.read()
                         ok = response.status == 200
                 except aiohttp.ClientError:
                     ok = False
                 latencies.append(time.perf_counter() - began)
                 errors += not ok
+                if ok:  # a degraded answer is not an error, but must not pass unseen
+                    degraded += bool(json.loads(text)["predictions"][0]["degraded"])
         began = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
     ms = np.array(latencies) * 1000
-    return {"requests": len(bodies), "errors": errors, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
-            "rps": len(bodies) / elapsed}
+    return {"requests": len(bodies), "errors": errors, "degraded": degraded,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "rps": len(bodies) / elapsed}
 
 
 def request_bodies(data: Path, n: int, seed: int, repeat_users: int | None = None
                    ) -> list[bytes]:
+    """n requests; with `repeat_users`, every phase draws from the same users (the
+    first `repeat_users` of a fixed shuffle), so hit rates compare across phases."""
     rng = random.Random(seed)
-    users = pd.read_parquet(data / "events.parquet", columns=["user_id"])["user_id"].unique()
-    pool = list(users) if repeat_users is None else rng.sample(list(users), repeat_users)
+    users = sorted(pd.read_parquet(data / "events.parquet", columns=["user_id"])["user_id"]
+                   .astype(str).unique())
+    random.Random(1).shuffle(users)
+    pool = users if repeat_users is None else users[:repeat_users]
     bodies = []
     for n_request in range(n):
         user = (f"new-{seed}-{n_request}" if repeat_users is None and rng.random() < 0.1
@@ -147,8 +160,8 @@ def request_bodies(data: Path, n: int, seed: int, repeat_users: int | None = Non
     return bodies
 
 
-async def stage_means(port: int) -> dict[str, float]:
-    """Mean milliseconds per stage from the server's own histograms (RecStack only)."""
+async def stage_sums(port: int) -> dict[str, tuple[float, float]]:
+    """(total seconds, count) per stage from the server's own histograms."""
     async with aiohttp.ClientSession() as session, session.get(
             f"http://127.0.0.1:{port}/metrics") as response:
         text = await response.text()
@@ -160,7 +173,17 @@ async def stage_means(port: int) -> dict[str, float]:
         if match:
             kind, stage, value = match.groups()
             (sums if kind == "sum" else counts)[stage] = float(value)
-    return {stage: 1000 * sums[stage] / counts[stage] for stage in sums if counts.get(stage)}
+    return {stage: (sums[stage], counts.get(stage, 0.0)) for stage in sums}
+
+
+async def cache_hits(port: int) -> tuple[float, float]:
+    """(hits, lookups) of the response cache so far."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    found = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^recstack_cache_lookups_total\{[^}]*result="(\w+)"[^}]*\} (\S+)$', text, re.M)}
+    return found.get("hit", 0.0), sum(found.values())
 
 
 async def measure(server: Server, data: Path, requests: int, seed: int,
@@ -168,14 +191,26 @@ async def measure(server: Server, data: Path, requests: int, seed: int,
     await server.ready()
     await drive(server.port, request_bodies(data, 50, seed + 99, repeat_users), 4)  # warm-up
     result: dict[str, Any] = {}
+    ours = server.name.startswith("recstack")
     for concurrency, n in ((1, requests), (16, requests * 2)):
+        before = await stage_sums(server.port) if ours else {}
+        hits_before = await cache_hits(server.port) if ours else (0.0, 0.0)
         bodies = request_bodies(data, n, seed + concurrency, repeat_users)
         result[f"c{concurrency}"] = await drive(server.port, bodies, concurrency)
         print(f"  {server.name} c={concurrency}: {result[f'c{concurrency}']}", flush=True)
-    if server.name.startswith("recstack"):
-        result["stages_ms"] = await stage_means(server.port)
-        print(f"  {server.name} mean ms per stage: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in result["stages_ms"].items()), flush=True)
+        if ours:  # this phase's own mean per stage: the histograms are cumulative
+            after = await stage_sums(server.port)
+            result[f"c{concurrency}"]["stages_ms"] = means = {
+                stage: 1000 * (total - before.get(stage, (0, 0))[0])
+                / (count - before.get(stage, (0, 0))[1])
+                for stage, (total, count) in after.items()
+                if count > before.get(stage, (0, 0))[1]}
+            hits, lookups = (a - b for a, b in zip(await cache_hits(server.port), hits_before,
+                                                   strict=True))
+            result[f"c{concurrency}"]["cache_hit_rate"] = hits / lookups if lookups else None
+            print(f"  {server.name} c={concurrency} mean ms per stage (uncached requests): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in means.items())
+                  + (f"; cache hit rate {hits / lookups:.2f}" if lookups else ""), flush=True)
     return result
 
 
@@ -209,13 +244,14 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 def report(results: dict[str, dict[str, Any]]) -> str:
     graph, model = results["noop-graph"], results["noop-model"]
     rows = ["| server | c=1 p50 ms | c=1 p99 ms | c=16 p50 ms | c=16 p99 ms | c=16 req/s "
-            "| errors | p50 / graph | p99 / graph | req/s / graph | p50 / model |",
+            "| errors / degraded | p50 / graph | p99 / graph | req/s / graph | p50 / model |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         c1, c16 = r["c1"], r["c16"]
         rows.append(
             f"| {name} | {c1['p50_ms']:.1f} | {c1['p99_ms']:.1f} | {c16['p50_ms']:.1f} | "
-            f"{c16['p99_ms']:.1f} | {c16['rps']:.0f} | {c1['errors'] + c16['errors']} | "
+            f"{c16['p99_ms']:.1f} | {c16['rps']:.0f} | {c1['errors'] + c16['errors']} / "
+            f"{c1['degraded'] + c16['degraded']} | "
             f"{c1['p50_ms'] / graph['c1']['p50_ms']:.2f} | "
             f"{c1['p99_ms'] / graph['c1']['p99_ms']:.2f} | "
             f"{c16['rps'] / graph['c16']['rps']:.2f} | "
@@ -243,6 +279,10 @@ async def main_async(args: argparse.Namespace) -> None:
             str(_serve_yaml(args.out, cache=True))], ENV, 500))
     results: dict[str, dict[str, Any]] = {}
     for name, command, env, repeat in servers:
+        if repeat is not None:  # a cold cache: no answers left from an earlier run
+            client = RedisAddress.parse(ENV["RECSTACK_REDIS"]).client()
+            for key in client.scan_iter(f"{key_prefix('recstack_bench')}*"):
+                client.delete(key)
         print(f"starting {name}", flush=True)
         port = int(command[command.index("--port") + 1])
         server = Server(name, command, port, args.out / f"{name}.log", env)
@@ -259,6 +299,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "c=1 p99 <= 2x noop graph": rec["c1"]["p99_ms"] <= 2.0 * graph["c1"]["p99_ms"],
         "c=16 throughput >= 0.6x noop graph": rec["c16"]["rps"] >= 0.6 * graph["c16"]["rps"],
         "no errors": rec["c1"]["errors"] + rec["c16"]["errors"] == 0,
+        "no degraded answers": rec["c1"]["degraded"] + rec["c16"]["degraded"] == 0,
     }
     for check, ok in checks.items():
         print(f"{'met' if ok else 'NOT MET'}: {check}")

@@ -6,8 +6,10 @@ request that computed it began. Why a hash: a user's new events must invalidate
 every cached answer of theirs at once. `invalidate` (for the event consumer)
 replaces the hash with one field, the invalidation time; an answer is a hit only
 if its request began after that time and less than a TTL ago, so an answer
-computed before the events and stored after them is still a miss. Stale fields
-are deleted when found, and the hash expires a TTL after its last write.
+computed before the events and stored after them is still a miss. The hash
+expires a TTL after its last write. The invalidation time comes from the
+consumer's clock and `began` from the server's: clocks must agree to within
+what staleness is acceptable (NTP).
 
 The cache is an optimisation, never a dependency: when Redis fails, a lookup is a
 miss (counted as an error), a write is skipped, and after a failure Redis is left
@@ -16,6 +18,7 @@ alone for `retry_after_s`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -92,8 +95,7 @@ class ResponseCache:
                 result, answer = HIT, entry["answer"]
                 if (self.clock() - entry["at"] > self.ttl_s
                         or (invalidated is not None and entry["at"] <= float(invalidated))):
-                    result, answer = MISS, None
-                    await self.client.hdel(key, field)
+                    result, answer = MISS, None  # (left in place: the next put replaces it)
         except (RedisError, OSError):
             await self._failed()
             return ERROR, None
@@ -121,7 +123,9 @@ class ResponseCache:
     async def _failed(self) -> None:
         """Rest, and drop idle pooled connections: after an outage they are all dead."""
         self._failed_at = self.clock()
-        await self.client.connection_pool.disconnect(inuse_connections=False)
+        # (closing a dead connection may fail too; it is dropped either way)
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     def _resting(self) -> bool:
         return (self._failed_at is not None

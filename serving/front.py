@@ -218,7 +218,12 @@ class Front:
             try:
                 if current is None or current is running:
                     raise
-                raw = await self._call(endpoint, current, body, variant)  # swapped meanwhile
+                cache_field = None  # answered by another version than the key says
+                current.inflight += 1
+                try:
+                    raw = await self._call(endpoint, current, body, variant)  # swapped
+                finally:
+                    current.inflight -= 1
             except Exception:  # the graph failed: the last-resort answer, not a 5xx
                 log.exception("%s failed in version %s; answering with trending", endpoint,
                               running.version)
