@@ -26,6 +26,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from models.bundle import load_bundle
+from models.vectors import unit_rows
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import FeaturesUnavailable, OnlineFeatureJoin
 from serving.online_scoring import OnlineScorer, Scored
@@ -60,9 +61,8 @@ class Recommender:
         self.trending_scores = trending.sort_values("rank")["score"].to_numpy(np.float64)
         self.columns = pd.Index(self.bundle.item_ids)
         self.similar_items = SimilarItems(self.bundle)
-        vectors = self.bundle.generators["two_tower"].item_vectors  # type: ignore[attr-defined]
-        self.vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True),
-                                            1e-12)
+        self.vectors = unit_rows(
+            self.bundle.generators["two_tower"].item_vectors)  # type: ignore[attr-defined]
 
     def recommend(self, request: RecommendRequest, request_id: str,
                   now: pd.Timestamp | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pandas as pd
 from models.bundle import Bundle
 from models.candidates.content import ContentSimilarity
 from models.candidates.knn import ItemKNN
+from models.vectors import unit_rows
 
 RRF_K = 60
 SIGNALS = {"two_tower": "embedding", "item_knn": "collaborative", "content": "content"}
@@ -35,9 +36,8 @@ class SimilarItems:
         self.knn: ItemKNN | None = None
         for name, generator in bundle.generators.items():
             if name == "two_tower":
-                v = generator.item_vectors  # type: ignore[attr-defined]
-                self.vectors["embedding"] = v / np.maximum(
-                    np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+                self.vectors["embedding"] = unit_rows(
+                    generator.item_vectors)  # type: ignore[attr-defined]
             elif isinstance(generator, ContentSimilarity):
                 self.vectors["content"] = generator.vectors  # unit length already
             elif isinstance(generator, ItemKNN):

@@ -14,10 +14,7 @@ import scipy.sparse as sp
 from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
 from models.evaluation.compare import category_vectors
 from models.text_embeddings import TextEmbedder, item_text
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from models.vectors import unit_rows
 
 
 class ContentSimilarity(CandidateGenerator, HistoryScorer):
@@ -33,8 +30,8 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
 
     def item_vectors(self, items: pd.DataFrame) -> np.ndarray:
         text = self.embedder.encode(item_text(items))
-        cats = _unit(category_vectors(items))
-        return _unit(np.hstack([text, self.category_weight * cats])).astype(np.float32)
+        cats = unit_rows(category_vectors(items))
+        return unit_rows(np.hstack([text, self.category_weight * cats])).astype(np.float32)
 
     def fit(self, data: TrainingData) -> ContentSimilarity:
         self.vectors = self.item_vectors(data.items)
@@ -58,7 +55,8 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
 
     def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
         """Unit-length weighted sums of the item vectors in each row's history."""
-        return _unit(np.asarray(history @ self.vectors.astype(np.float64))).astype(np.float32)
+        profiles = np.asarray(history @ self.vectors.astype(np.float64))
+        return unit_rows(profiles).astype(np.float32)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.profiles[users] @ self.vectors.T

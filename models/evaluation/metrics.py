@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from models.vectors import unit_rows
+
 
 def _hits(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     """(users, K) booleans: is the item at each rank relevant for that user?"""
@@ -82,8 +84,7 @@ def catalog_coverage(recommended: np.ndarray, n_items: int) -> float:
 
 def intra_list_diversity(recommended: np.ndarray, item_vectors: np.ndarray) -> float:
     """Mean pairwise cosine distance between the items of each list (0 = all alike)."""
-    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True),
-                                     1e-12)
+    unit = unit_rows(item_vectors)
     scores = []
     for row in recommended:
         row = row[row >= 0]
