@@ -160,30 +160,19 @@ def request_bodies(data: Path, n: int, seed: int, repeat_users: int | None = Non
     return bodies
 
 
-async def stage_sums(port: int) -> dict[str, tuple[float, float]]:
-    """(total seconds, count) per stage from the server's own histograms."""
+async def server_counters(port: int) -> dict[tuple[str, str], float]:
+    """The server's cumulative figures this script reads, from one scrape of /metrics:
+    ("sum", stage) seconds and ("count", stage) requests per stage, and ("cache",
+    result) response cache lookups."""
     async with aiohttp.ClientSession() as session, session.get(
             f"http://127.0.0.1:{port}/metrics") as response:
         text = await response.text()
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r'recstack_stage_duration_seconds_(sum|count)\{.*stage="([^"]+)".*\} '
-                         r"(\S+)", line)
-        if match:
-            kind, stage, value = match.groups()
-            (sums if kind == "sum" else counts)[stage] = float(value)
-    return {stage: (sums[stage], counts.get(stage, 0.0)) for stage in sums}
-
-
-async def cache_hits(port: int) -> tuple[float, float]:
-    """(hits, lookups) of the response cache so far."""
-    async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{port}/metrics") as response:
-        text = await response.text()
-    found = {m.group(1): float(m.group(2)) for m in re.finditer(
+    found = {(kind, stage): float(value) for kind, stage, value in re.findall(
+        r'^recstack_stage_duration_seconds_(sum|count)\{[^}]*stage="([^"]+)"[^}]*\} (\S+)$',
+        text, re.M)}
+    found |= {("cache", result): float(value) for result, value in re.findall(
         r'^recstack_cache_lookups_total\{[^}]*result="(\w+)"[^}]*\} (\S+)$', text, re.M)}
-    return found.get("hit", 0.0), sum(found.values())
+    return found
 
 
 async def measure(server: Server, data: Path, requests: int, seed: int,
@@ -193,21 +182,19 @@ async def measure(server: Server, data: Path, requests: int, seed: int,
     result: dict[str, Any] = {}
     ours = server.name.startswith("recstack")
     for concurrency, n in ((1, requests), (16, requests * 2)):
-        before = await stage_sums(server.port) if ours else {}
-        hits_before = await cache_hits(server.port) if ours else (0.0, 0.0)
+        before = await server_counters(server.port) if ours else {}
         bodies = request_bodies(data, n, seed + concurrency, repeat_users)
-        result[f"c{concurrency}"] = await drive(server.port, bodies, concurrency)
-        print(f"  {server.name} c={concurrency}: {result[f'c{concurrency}']}", flush=True)
-        if ours:  # this phase's own mean per stage: the histograms are cumulative
-            after = await stage_sums(server.port)
-            result[f"c{concurrency}"]["stages_ms"] = means = {
-                stage: 1000 * (total - before.get(stage, (0, 0))[0])
-                / (count - before.get(stage, (0, 0))[1])
-                for stage, (total, count) in after.items()
-                if count > before.get(stage, (0, 0))[1]}
-            hits, lookups = (a - b for a, b in zip(await cache_hits(server.port), hits_before,
-                                                   strict=True))
-            result[f"c{concurrency}"]["cache_hit_rate"] = hits / lookups if lookups else None
+        result[f"c{concurrency}"] = phase = await drive(server.port, bodies, concurrency)
+        print(f"  {server.name} c={concurrency}: {phase}", flush=True)
+        if ours:  # this phase's own figures: the server's are cumulative
+            delta = {key: value - before.get(key, 0.0)
+                     for key, value in (await server_counters(server.port)).items()}
+            phase["stages_ms"] = means = {
+                stage: 1000 * delta[("sum", stage)] / count
+                for (kind, stage), count in delta.items() if kind == "count" and count > 0}
+            lookups = sum(v for (kind, _), v in delta.items() if kind == "cache")
+            hits = delta.get(("cache", "hit"), 0.0)
+            phase["cache_hit_rate"] = hits / lookups if lookups else None
             print(f"  {server.name} c={concurrency} mean ms per stage (uncached requests): "
                   + ", ".join(f"{k} {v:.1f}" for k, v in means.items())
                   + (f"; cache hit rate {hits / lookups:.2f}" if lookups else ""), flush=True)
