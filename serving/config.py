@@ -17,6 +17,7 @@ defaults below. A mistake is reported with the file and the key, for example
       - {name: candidate, weight: 0.1, stage: staging}   # or version: <id>
     watch_interval_s: 10         # how often stage pointers are re-read (0: never)
     item_staleness_s: 60         # how old a cached item feature row may be
+    store_timeout_s: 1.0         # Redis read timeout before answering degraded
 """
 
 from __future__ import annotations
@@ -30,9 +31,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.rules import RuleConfig
 
+ITEM_STALENESS_S = 60.0  # how old an in-process item feature row may be
+# Not tighter: a busy 2-core node (a new version's replicas loading beside the old)
+# stalls healthy Redis reads for a few hundred ms, and 0.25 s answered those degraded.
+STORE_TIMEOUT_S = 1.0
+
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreOptions:
+    """How the serving processes read the online store."""
+    timeout_s: float = STORE_TIMEOUT_S  # Redis socket and connect timeout
+    item_staleness_s: float = ITEM_STALENESS_S
 
 
 class _Strict(BaseModel):
@@ -85,7 +98,12 @@ class ServeConfig(_Strict):
     variants: list[VariantConfig] = Field(
         default_factory=lambda: [VariantConfig(name="default", weight=1.0)], min_length=1)
     watch_interval_s: float = Field(default=10.0, ge=0)
-    item_staleness_s: float = Field(default=60.0, gt=0)
+    item_staleness_s: float = Field(default=ITEM_STALENESS_S, gt=0)
+    store_timeout_s: float = Field(default=STORE_TIMEOUT_S, gt=0)
+
+    def store_options(self) -> StoreOptions:
+        return StoreOptions(timeout_s=self.store_timeout_s,
+                            item_staleness_s=self.item_staleness_s)
 
     @model_validator(mode="after")
     def _check(self) -> ServeConfig:

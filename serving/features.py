@@ -35,9 +35,10 @@ import pandas as pd
 from feast import FeatureStore
 from redis.exceptions import RedisError
 
+from serving.config import ITEM_STALENESS_S, STORE_TIMEOUT_S
+
 log = logging.getLogger("recstack.serving")
 USER_SERVICE, ITEM_SERVICE = "user_online", "item_online"
-ITEM_STALENESS_S = 60.0
 RETRY_AFTER_S = 2.0
 # What a failing online store raises: Redis (refused, reset, timed out) or SQLite.
 STORE_ERRORS = (RedisError, OSError, sqlite3.Error)
@@ -187,22 +188,19 @@ def number(value: Any) -> float:
         return np.nan
 
 
-# Serving reads must fail fast when Redis is unreachable: a request is answered
-# degraded rather than waiting on a socket. redis-py waits forever by default and
-# retries three times with up to 10 s of backoff; `retry=null` (Feast passes the
-# connection string's options to redis.Redis) turns the retries off, and
-# OnlineFeatureJoin tries once more itself, at once.
-SERVING_REDIS_TIMEOUT_S = 0.25
-
-
-def open_serving_store(data_dir: Path) -> FeatureStore:
-    """The data directory's Feast store with short Redis socket timeouts."""
+def open_serving_store(data_dir: Path, timeout_s: float = STORE_TIMEOUT_S) -> FeatureStore:
+    """The data directory's Feast store with short Redis socket timeouts: serving
+    reads must fail fast when Redis is unreachable, answering degraded rather than
+    waiting on a socket. redis-py waits forever by default and retries three times
+    with up to 10 s of backoff; `retry=null` (Feast passes the connection string's
+    options to redis.Redis) turns the retries off, and OnlineFeatureJoin tries once
+    more itself, at once."""
     from recstack.feature_store import open_store
     from recstack.settings import Settings
 
     settings = Settings.from_env()
-    options = {"socket_timeout": SERVING_REDIS_TIMEOUT_S,
-               "socket_connect_timeout": SERVING_REDIS_TIMEOUT_S, "retry": "null"}
+    options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+               "retry": "null"}
     extra = "".join(f",{k}={v}" for k, v in options.items() if f"{k}=" not in settings.redis)
     settings = settings.model_copy(update={"redis": settings.redis + extra})
     return open_store(data_dir, settings)

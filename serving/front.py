@@ -77,7 +77,7 @@ class Deployer:
         local = Path(self.registry.fetch(version))
         app = f"recstack-{version}"
         handle = serve.run(build(local, self.data_dir, self.config.graph,
-                                 self.config.item_staleness_s),
+                                 self.config.store_options()),
                            name=app, route_prefix=None)
         trending = pd.read_parquet(local / FALLBACK_FILE).sort_values("rank")
         return Running(version, app, handle, trending["item_id"].astype(str).tolist())

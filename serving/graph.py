@@ -24,7 +24,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from models.bundle import load_bundle
-from serving.config import GraphConfig
+from serving.config import GraphConfig, StoreOptions
 from serving.features import OnlineFeatureJoin, open_serving_store
 from serving.online_scoring import OnlineScorer, Retrieved, Scored
 from serving.recommender import DEPTH, Recommender
@@ -48,9 +48,10 @@ class Retriever:
 
 @serve.deployment
 class Ranker:
-    def __init__(self, version_dir: str, data_dir: str, item_staleness_s: float) -> None:
+    def __init__(self, version_dir: str, data_dir: str, store: StoreOptions) -> None:
         self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
-        self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir)), item_staleness_s)
+        self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
+                                      store.item_staleness_s)
 
     def rank(self, retrieved: Retrieved, user: dict[str, Any], at: pd.Timestamp, k: int,
              only: Any = None) -> tuple[Scored, Timings]:
@@ -64,10 +65,11 @@ class RecommenderIngress:
     """One version's entry point: `recommend`, `rank` and `similar`, one request each."""
 
     def __init__(self, retriever: DeploymentHandle, ranker: DeploymentHandle,
-                 version_dir: str, data_dir: str, item_staleness_s: float) -> None:
+                 version_dir: str, data_dir: str, store: StoreOptions) -> None:
         self.retriever, self.ranker = retriever, ranker
-        self.recommender = Recommender(Path(version_dir), open_serving_store(Path(data_dir)),
-                                       score_locally=False, item_staleness_s=item_staleness_s)
+        self.recommender = Recommender(
+            Path(version_dir), open_serving_store(Path(data_dir), store.timeout_s),
+            score_locally=False, item_staleness_s=store.item_staleness_s)
 
     def ready(self) -> str:
         return self.recommender.version
@@ -112,12 +114,12 @@ class RecommenderIngress:
 
 
 def build(version_dir: Path, data_dir: Path, config: GraphConfig = GraphConfig(),
-          item_staleness_s: float = 60.0) -> Any:
+          store: StoreOptions = StoreOptions()) -> Any:
     """The bound Serve application of one version."""
     retriever = Retriever.options(  # type: ignore[attr-defined]
         **config.retriever.options()).bind(str(version_dir))
     ranker = Ranker.options(  # type: ignore[attr-defined]
-        **config.ranker.options()).bind(str(version_dir), str(data_dir), item_staleness_s)
+        **config.ranker.options()).bind(str(version_dir), str(data_dir), store)
     return RecommenderIngress.options(  # type: ignore[attr-defined]
         **config.ingress.options()).bind(retriever, ranker, str(version_dir), str(data_dir),
-                                         item_staleness_s)
+                                         store)

@@ -106,6 +106,11 @@ class Server:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
+    def log_problems(self) -> list[str]:
+        """The server's warnings and errors: why an answer was degraded or failed."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [line for line in lines if "WARNING" in line or "ERROR" in line][-20:]
+
     def recommend(self, *instances: dict[str, Any]) -> tuple[int, Any]:
         return _call(self.port, "/v1/models/recommender:predict",
                      {"instances": list(instances)})
@@ -345,7 +350,7 @@ def test_a_promotion_is_swapped_in_under_load_without_failed_requests(server: Se
         for worker in workers:
             worker.join()
     failed = [r for r in results if r[2] != 200 or r[4]]
-    assert not failed, (failed[:5], server.log_tail())
+    assert not failed, (failed[:5], server.log_problems())
     assert len(results) > 50
     first_new = min(end for _, end, _, version, _ in results if version == new)
     assert {r[3] for r in results if r[1] < first_new} == {server.version}
