@@ -123,6 +123,11 @@ def chunks(users: np.ndarray) -> Iterator[np.ndarray]:
 
 def exclude(scores: np.ndarray, seen: sp.csr_matrix) -> None:
     """Set the scores of seen items to -inf, in place."""
+    if sp.isspmatrix_csr(seen):  # CSR's own arrays: no COO copy (served one row a time)
+        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        stored = seen.data != 0  # as nonzero(): explicit zeros are not seen
+        scores[rows[stored], seen.indices[stored]] = -np.inf
+        return
     rows, cols = seen.nonzero()
     scores[rows, cols] = -np.inf
 

@@ -55,8 +55,17 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
 
     def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
         """Unit-length weighted sums of the item vectors in each row's history."""
-        profiles = np.asarray(history @ self.vectors.astype(np.float64))
+        profiles = np.asarray(history @ self._vectors64())
         return unit_rows(profiles).astype(np.float32)
+
+    def _vectors64(self) -> np.ndarray:
+        """The vectors in float64, converted once: a fresh copy per call was 6 ms of
+        each served request on a 10k-item catalog (not saved: `fitted` lists what is)."""
+        cached = getattr(self, "_cached64", None)
+        if cached is None or cached[0] is not self.vectors:
+            cached = (self.vectors, self.vectors.astype(np.float64))
+            self._cached64 = cached
+        return cached[1]
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.profiles[users] @ self.vectors.T
