@@ -52,6 +52,7 @@ class Ranker:
         self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
         self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
                                       store.item_staleness_s)
+        self.join.keep_fresh(self.scorer.bundle.item_ids)
 
     def rank(self, retrieved: Retrieved, user: dict[str, Any], at: pd.Timestamp, k: int,
              only: Any = None) -> tuple[Scored, Timings]:
@@ -70,6 +71,7 @@ class RecommenderIngress:
         self.recommender = Recommender(
             Path(version_dir), open_serving_store(Path(data_dir), store.timeout_s),
             score_locally=False, item_staleness_s=store.item_staleness_s)
+        self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
     def ready(self) -> str:
         return self.recommender.version

@@ -31,7 +31,8 @@ from models.ranker.exposure import blend_scores
 from models.ranker.features import crosses
 from models.scoring import Scorer
 from models.two_tower.data import HISTORY
-from serving.features import OnlineFeatureJoin, number
+from serving.features import OnlineFeatureJoin
+from serving.item_table import ItemRows, number
 from serving.timing import Timings, stage
 
 ITEM_VIEWS = ("item_popularity", "item_content")
@@ -111,10 +112,10 @@ class OnlineScorer:
             return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
         lists, items = retrieved.lists, np.unique(np.concatenate(pooled))
         with stage(timings, "features.items"):
-            complete = join.refresh(self.items[items])
+            rows = join.lookup(self.items[items])
         with stage(timings, "rank"):
             x, retrieved_by = self._matrix(items, lists, retrieved.vector, user_features,
-                                           join, at)
+                                           rows, at)
             raw = self.bundle.ranker.predict(x)
             scores = blend_scores(raw, x[:, self.features.index(AFFINITY)],
                                   np.zeros(len(items), np.int64),
@@ -124,7 +125,7 @@ class OnlineScorer:
                 best = best[np.isin(items[best], only)]
             best = best[:k]
         return Scored(items[best], scores[best], [retrieved_by[i] for i in best],
-                      degraded=not complete)
+                      degraded=not rows.complete)
 
     def _history(self, row: int, fresh: list[int]) -> sp.csr_matrix:
         n = len(self.items)
@@ -176,7 +177,7 @@ class OnlineScorer:
         return sp.csr_matrix(base)
 
     def _matrix(self, items: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray]],
-                vector: np.ndarray, user: dict[str, Any], join: OnlineFeatureJoin,
+                vector: np.ndarray, user: dict[str, Any], rows: ItemRows,
                 at: pd.Timestamp) -> tuple[np.ndarray, list[list[str]]]:
         """The ranker's feature matrix for the pooled items, in the ranker's column order,
         and the sources behind each item."""
@@ -196,13 +197,12 @@ class OnlineScorer:
                 retrieved_by[position].append(name)
         columns["n_sources"] = found
         columns[AFFINITY] = self.tower.item_vectors[items] @ vector
-        ids = self.items[items]
-        values = join.item_values(ids, self.item_features)
+        values = rows.values(self.item_features)
         for n, name in enumerate(self.item_features):
             columns[name] = values[:, n]
         per_row = np.empty(len(items), dtype=object)
         columns |= crosses(
-            at.timestamp(), join.item_field(ids, "item_content__category"),
+            at.timestamp(), rows.field("item_content__category"),
             _repeat(user.get("user_profile__top_categories"), per_row),
             _repeat(user.get("user_profile__category_affinity"), per_row.copy()),
             columns["item_content__price"], number(user.get("user_profile__avg_purchase_price")),

@@ -130,17 +130,17 @@ class Recommender:
     def _candidates(self, ids: np.ndarray, scores: np.ndarray, sources: list[list[str]]
                     ) -> tuple[Candidates, bool]:
         """The rules' view of these items, and whether their rows could all be read."""
-        complete = self.join.refresh(ids)
+        rows = self.join.lookup(ids)
         columns = self.columns.get_indexer(ids)
         vectors = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
         vectors[columns >= 0] = self.vectors[columns[columns >= 0]]
-        available = self.join.item_field(ids, "item_content__available")
+        available = rows.field("item_content__available")
         return Candidates(
             item_ids=np.asarray(ids, dtype=object), scores=np.asarray(scores),
             sources=sources,
-            categories=self.join.item_field(ids, "item_content__category"),
-            available=np.array([a is not False for a in available]), vectors=vectors
-        ), complete
+            categories=rows.field("item_content__category"),
+            available=available != False, vectors=vectors  # noqa: E712 (elementwise)
+        ), rows.complete
 
     def similar(self, request: SimilarItemsRequest, request_id: str,
                 variant: str | None = None, timings: Timings | None = None

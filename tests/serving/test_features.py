@@ -3,6 +3,7 @@ used: a real Redis, a real Feast repo, the same rows."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,20 @@ def test_online_join_equals_the_training_join_at_the_end_of_the_data(
     now[0] = 61.0
     join(entity.head(5))
     assert join.item_reads == distinct + entity.head(5)["item_id"].nunique()
+    # Renewal (keep_fresh's background work) re-reads the rows past half their bound,
+    # and only those: the five read at 61 s are 20 s old, the rest 81 s.
+    items = list(entity["item_id"].unique())
+    recent = entity.head(5)["item_id"].nunique()
+    now[0] = 81.0
+    assert join.renew(items) == distinct - recent
+    assert join.renew(items) == 0
+
+    # keep_fresh reads the catalog at once, then again from its thread before rows
+    # go stale (here a 0.4 s bound, re-checked every 0.1 s).
+    fresh = OnlineFeatureJoin(store, item_staleness_s=0.4)
+    fresh.keep_fresh(items)
+    assert fresh.item_reads == distinct
+    deadline = time.monotonic() + 10
+    while fresh.item_reads < 2 * distinct:  # within ~0.3 s, unless the box is starved
+        assert time.monotonic() < deadline, "keep_fresh never re-read the rows"
+        time.sleep(0.05)
