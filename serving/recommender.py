@@ -4,7 +4,8 @@ Serve graph's deployments will split between them.
 Per request: the user's online row (real-time recent items among it), the
 session's items, the two-stage scores (serving/online_scoring.py), then the rules
 (serving/rules.py). A user with no trained vector and no history gets the
-version's trending list, through the same rules. The answer is the V1 prediction
+version's trending list, through the same rules; a `category` in the request's
+context puts that category's most popular items first. The answer is the V1 prediction
 the README documents: items with score, sources and reasons, the request id, the
 model version, the variant and whether it is degraded.
 
@@ -26,6 +27,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from models.bundle import load_bundle
+from models.candidates.popularity import Popularity
 from models.vectors import unit_rows
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import FeaturesUnavailable, OnlineFeatureJoin
@@ -37,6 +39,7 @@ from serving.similar import SimilarItems
 from serving.timing import Timings, stage
 
 DEPTH = 200  # candidates ranked per request before the rules pick k
+CONTEXT_TRENDING = 50  # a context category's popular items put before global trending
 # similar-items and ranker answers: filters only, no reordering, no exploration
 AS_RANKED = RuleConfig(diversity="none", exploration_rate=0.0)
 
@@ -59,6 +62,7 @@ class Recommender:
         trending = pd.read_parquet(version_dir / FALLBACK_FILE)
         self.trending = trending.sort_values("rank")["item_id"].astype(str).to_numpy()
         self.trending_scores = trending.sort_values("rank")["score"].to_numpy(np.float64)
+        self._by_category: tuple[float, dict[str, list[str]]] | None = None
         self.columns = pd.Index(self.bundle.item_ids)
         self.similar_items = SimilarItems(self.bundle)
         self.vectors = unit_rows(
@@ -114,18 +118,60 @@ class Recommender:
             ids = self.bundle.item_ids[scored.items].astype(str)
             candidates, complete = self._candidates(ids, scored.scores, scored.sources)
         else:  # cold start: nothing known about this user
-            candidates, complete = self._candidates(self.trending, self.trending_scores,
-                                                    [["trending"] for _ in self.trending])
+            ids, scores, in_context = self._trending_for(request.context)
+            candidates, complete = self._candidates(ids, scores, [["trending"] for _ in ids])
         picks = apply_rules(
             candidates, request.k, exclude=[*request.exclude_ids, *request.session_items],
             categories=request.filters.category,
             available_only=request.filters.available is not False, config=rules,
             request_key=request_id)
+        if not len(scored.items) and in_context:
+            for pick in picks:
+                if pick.item_id in in_context:
+                    pick.reasons = [f"trending in {request.context['category']}"]
         # Degraded also when the candidates' categories or availability were unreadable.
         degraded = degraded or not complete
         return {"items": [asdict(p) for p in picks], "request_id": request_id,
                 "model_version": self.version, "variant": variant, "degraded": degraded,
                 "fallback": None if len(scored.items) else "trending"}
+
+    def _trending_for(self, context: dict[str, Any]
+                      ) -> tuple[np.ndarray, np.ndarray, set[str]]:
+        """The cold-start list for a request's context. With a `category` the version
+        knows: that category's most popular items first (the version's popularity
+        source), then the global trending list, scored by position, 1 - rank / n (a
+        linear scale, so that diversity weighs the context's items as it would the
+        model's scores); and the items that came from the context. Otherwise the
+        trending list."""
+        category = context.get("category")
+        ranked = (self._popular_by_category().get(category, [])
+                  if isinstance(category, str) else [])
+        if not ranked:
+            return self.trending, self.trending_scores, set()
+        first = ranked[:CONTEXT_TRENDING]
+        ids = np.array(list(dict.fromkeys([*first, *self.trending])), dtype=object)
+        return ids, 1.0 - np.arange(len(ids)) / len(ids), set(first)
+
+    def _popular_by_category(self) -> dict[str, list[str]]:
+        """Catalog item ids per category, most popular first; rebuilt when the item
+        rows it read may have changed (every `item_staleness_s`)."""
+        now = self.join.clock()
+        if self._by_category is not None and now - self._by_category[0] < \
+                self.join.item_staleness_s:
+            return self._by_category[1]
+        popularity = self.bundle.generators.get("popularity")
+        by_category: dict[str, list[str]] = {}
+        if isinstance(popularity, Popularity):
+            rows = self.join.lookup(self.bundle.item_ids)
+            if not rows.complete:  # the store is down: no context this time, nor cached
+                return {}
+            categories = rows.field("item_content__category")
+            for column in np.argsort(-popularity.item_scores, kind="stable"):
+                category = categories[column]
+                if isinstance(category, str):
+                    by_category.setdefault(category, []).append(str(self.bundle.item_ids[column]))
+        self._by_category = (now, by_category)
+        return by_category
 
     def _candidates(self, ids: np.ndarray, scores: np.ndarray, sources: list[list[str]]
                     ) -> tuple[Candidates, bool]:

@@ -47,6 +47,23 @@ def test_recommender_answers_known_new_and_session_users(
     # Nobody we know, no session: the trending list.
     cold = recommender.recommend(RecommendRequest(user_id="never-seen", k=5), "req-4", at)
     assert [i["sources"] for i in cold["items"]] == [["trending"]] * 5
+    # ... narrowed by the context: a category's most popular items come first.
+    rare = items["category"].value_counts().index[-1]  # unlikely to lead global trending
+    plain = Recommender(served_version, online_store,
+                        RuleConfig(diversity="none", exploration_rate=0.0))
+    for each, least in ((plain, 5), (recommender, 4)):  # MMR may step outside it once
+        narrowed = each.recommend(
+            RecommendRequest(user_id="never-seen", k=5, context={"category": rare}), "req-c",
+            at)
+        in_rare = [category[i["item_id"]] == rare for i in narrowed["items"]]
+        assert in_rare[0] and sum(in_rare) >= least, narrowed["items"]
+        assert all(i["reasons"] == [f"trending in {rare}"]
+                   for i, yes in zip(narrowed["items"], in_rare, strict=True) if yes)
+    unknown_context = recommender.recommend(
+        RecommendRequest(user_id="never-seen", k=5, context={"category": "no-such"}),
+        "req-d", at)
+    assert [i["item_id"] for i in unknown_context["items"]] == \
+        [i["item_id"] for i in cold["items"]]
     # The same newcomer with a session: item-to-item candidates, session items excluded.
     session = list(mine["item_id"][:3])
     warm = recommender.recommend(
