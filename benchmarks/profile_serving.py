@@ -88,7 +88,7 @@ def main() -> None:
     for name, values in totals.items():
         print(f"  {name:16s} mean {np.mean(values):6.2f} ms  p99 {np.percentile(values, 99):6.2f}")
     if profile is not None:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profile).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(40)
 
 
 if __name__ == "__main__":
