@@ -10,6 +10,7 @@ and INT32 `k` in; BYTES `item_ids` and FP32 `scores` out, [users, k], padded wit
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from pathlib import Path
@@ -120,6 +121,19 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
     return front
 
 
+class InvalidInputAsWarning(logging.Filter):
+    """KServe logs every 400 (InvalidInput) at ERROR with a traceback, which buries
+    real errors under clients' mistakes; this makes each a one-line warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidInput):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "bad request (400): %s", (exc,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path,
                   version: str | None, stage: str | None, port: int) -> None:
     """Start local Ray, the graphs and KServe's ModelServer on `port` (blocks)."""
@@ -128,6 +142,7 @@ def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path,
     from models.ray_runtime import ensure_ray
 
     ensure_ray()
+    logging.getLogger("kserve").addFilter(InvalidInputAsWarning())  # kept by dictConfig
     telemetry()  # metrics registered before the first scrape
     front = open_front(registry, config, data_dir, version, stage)
     stop = threading.Event()

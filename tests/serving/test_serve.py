@@ -202,6 +202,9 @@ def test_recommender_v1_v2_metadata_and_bad_input(server: Server) -> None:
     status, body = _call(server.port, "/v1/models/recommender:predict", raw=b"{not json",
                          headers={})
     assert status == 400 and "not valid JSON" in body["error"]
+    # A client's mistake is one warning line in the server log, not an error traceback.
+    log = server.log.read_text(errors="replace")
+    assert "bad request (400): instances[0].k:" in log and "Traceback" not in log
 
 
 def test_similar_items_and_ranker(server: Server) -> None:
