@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from recstack.cli import data, demo, features, models, serve, train
+from recstack.cli import collect, data, demo, features, models, serve, train
 
 app = typer.Typer(
     name="recstack",
@@ -25,5 +25,6 @@ app.command(name="train")(train.train)
 app.command(name="recommend")(train.recommend)
 app.command(name="evaluate")(train.evaluate)
 app.command(name="serve")(serve.serve)
+app.command(name="collect")(collect.collect)
 
 __all__ = ["app"]

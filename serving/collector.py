@@ -1,0 +1,245 @@
+"""The event collector: an HTTP front that appends valid events to the Redis Stream.
+
+Routes (FastAPI; the spec is at `/openapi.json`, browsable at `/docs`):
+- `POST /v1/events`: one event object, or `{"events": [...]}` with 1 to 1000.
+  Each event is validated on its own (`serving.events`): 202 once Redis has
+  acknowledged the valid ones, with `{"accepted", "duplicates", "rejected"}`, each
+  rejection an index and a reason that names the field; 400 (same body) when none
+  is valid; 413 for a batch or body too large; 401 without a valid API key; 503
+  with `Retry-After` when Redis fails, in which case nothing is reported accepted
+  and a retry is safe (events are stored once per `event_id`).
+- `GET /healthz`: the process answers. `GET /readyz`: Redis answers a PING.
+
+`create_app(settings)` builds the app; `recstack collect` serves it with uvicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from recstack.redis_address import RedisAddress
+from recstack.settings import Settings
+from serving.api_keys import ApiKeyError, ApiKeys
+from serving.event_stream import DEFAULT_DEDUPE_TTL_S, EventStream, async_client
+from serving.events import Event, parse_events
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 16 * 1024 * 1024  # well above 1000 events at their size limits
+DEDUPE_TTL_VAR = "RECSTACK_EVENTS_DEDUPE_TTL_S"
+
+
+class CollectorConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    redis: RedisAddress
+    project: str
+    api_keys: ApiKeys | None
+    """None: no authentication, only with an explicit `--insecure-no-auth`."""
+    dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S
+    """How long an event_id is remembered: retries later than this are stored again."""
+    redis_timeout_s: float = 1.0
+    retry_after_s: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 insecure_no_auth: bool = False) -> CollectorSettings:
+        env = os.environ if env is None else env
+        try:
+            settings = Settings.from_env(env)
+            address = RedisAddress.parse(settings.redis)
+            api_keys = ApiKeys.from_env(env)
+            ttl = int(env.get(DEDUPE_TTL_VAR) or DEFAULT_DEDUPE_TTL_S)
+        except (ApiKeyError, ValueError) as exc:
+            raise CollectorConfigError(str(exc)) from exc
+        if ttl < 1:
+            raise CollectorConfigError(f"{DEDUPE_TTL_VAR} must be >= 1 second, got {ttl}")
+        if api_keys is None and not insecure_no_auth:
+            raise CollectorConfigError(
+                "no API keys: set RECSTACK_API_KEYS (comma-separated) or "
+                "RECSTACK_API_KEYS_FILE (one key per line), or start with "
+                "--insecure-no-auth to accept events from anyone")
+        if api_keys is not None and insecure_no_auth:
+            log.warning("--insecure-no-auth ignored: API keys are configured, and required")
+        return cls(address, settings.feast_project, api_keys, ttl)
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    """Position in `events` (0 for a lone event)."""
+    reason: str
+    """`events[3].value: Input should be greater than or equal to 0`"""
+
+
+class EventsResult(BaseModel):
+    accepted: int
+    """Events newly appended to the stream."""
+    duplicates: int
+    """Valid events whose event_id was stored before (a retry): not appended again."""
+    rejected: list[RejectedEvent]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _request_schema() -> dict[str, Any]:
+    # The body is read by hand (a bad event must reject only itself), so FastAPI cannot
+    # infer its schema; this states it for /openapi.json.
+    event = Event.model_json_schema()
+    batch = {"type": "object", "additionalProperties": False, "required": ["events"],
+             "properties": {"events": {"type": "array", "items": event, "minItems": 1,
+                                       "maxItems": MAX_BATCH}}}
+    return {"required": True,
+            "content": {"application/json": {"schema": {"oneOf": [event, batch]}}}}
+
+
+def create_app(settings: CollectorSettings, stream: EventStream | None = None) -> FastAPI:
+    events = stream or EventStream(async_client(settings.redis, settings.redis_timeout_s),
+                                   settings.project, settings.dedupe_ttl_s)
+    unavailable = {"Retry-After": str(settings.retry_after_s)}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await events.aclose()
+
+    app = FastAPI(title="RecStack event collector", version="1",
+                  summary=f"Events into the Redis Stream {events.key}.", lifespan=lifespan)
+    guard = [] if settings.api_keys is None else [Depends(_require_key(settings.api_keys))]
+
+    @app.post("/v1/events", status_code=202, response_model=EventsResult,
+              dependencies=guard, openapi_extra={"requestBody": _request_schema()},
+              responses={400: {"model": EventsResult,
+                               "description": "No valid event, or a malformed body"},
+                         401: {"model": Problem}, 413: {"model": Problem},
+                         503: {"model": Problem, "description": "Redis failed; retry"}})
+    async def post_events(request: Request) -> JSONResponse:
+        """Append one event or a batch to the stream, each stored once per event_id."""
+        raw, path = _split_body(_parse_json(await _read_body(request)))
+        valid, rejected = parse_events(raw, path)
+        if not valid:
+            result = EventsResult(accepted=0, duplicates=0, rejected=[
+                RejectedEvent(index=r.index, reason=r.reason) for r in rejected])
+            return JSONResponse(result.model_dump(), status_code=400)
+        try:
+            appended = await events.append(valid)
+        except (RedisError, OSError) as exc:
+            log.warning("Redis at %s failed, %d event(s) refused: %s", settings.redis,
+                        len(valid), exc)
+            raise HTTPException(503, f"Redis at {settings.redis} failed ({exc}); nothing "
+                                "was accepted, retry later (events are stored once per "
+                                "event_id)", headers=unavailable) from exc
+        result = EventsResult(accepted=appended.accepted, duplicates=appended.duplicates,
+                              rejected=[RejectedEvent(index=r.index, reason=r.reason)
+                                        for r in rejected])
+        return JSONResponse(result.model_dump(), status_code=202)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process answers (Redis is not asked)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem}})
+    async def readyz() -> dict[str, str]:
+        """Ready when Redis answers a PING."""
+        try:
+            await events.ping()
+        except (RedisError, OSError) as exc:
+            raise HTTPException(503, f"Redis at {settings.redis}: {exc}",
+                                headers=unavailable) from exc
+        return {"status": "ready"}
+
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+
+def _require_key(keys: ApiKeys) -> Any:
+    async def require_key(
+            bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+            header: str | None = Security(_header)) -> None:
+        presented = [k for k in (bearer.credentials if bearer else None, header) if k]
+        if not presented:
+            raise HTTPException(401, "missing API key: send Authorization: Bearer <key> "
+                                "or X-API-Key: <key>", headers={"WWW-Authenticate": "Bearer"})
+        if not any(keys.accepts(key) for key in presented):
+            raise HTTPException(401, "invalid API key",
+                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return require_key
+
+
+async def _read_body(request: Request) -> bytes:
+    too_large = HTTPException(413, f"body over {MAX_BODY_BYTES} bytes: send at most "
+                              f"{MAX_BATCH} events per request")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():  # counted as it arrives: the header may lie
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise HTTPException(400, "empty body: send an event object or {\"events\": [...]}")
+    try:
+        # parse_constant: Python's parser would read NaN and Infinity, which JSON lacks.
+        return json.loads(body, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, NaN, nested too deep
+        raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def _split_body(body: Any) -> tuple[list[Any], str]:
+    """(raw events, how reasons name them): a batch `{"events": [...]}` or one event."""
+    if isinstance(body, dict) and "events" in body:
+        others = sorted(set(body) - {"events"})
+        if others:
+            raise HTTPException(400, f"unexpected field(s) beside events: {', '.join(others)}")
+        batch = body["events"]
+        if not isinstance(batch, list):
+            raise HTTPException(400, f"events: should be an array of event objects, got "
+                                f"{_JSON_TYPES.get(type(batch), 'an object')}")
+        if not batch:
+            raise HTTPException(400, f"events: empty; send 1 to {MAX_BATCH} events")
+        if len(batch) > MAX_BATCH:
+            raise HTTPException(413, f"events: {len(batch)} events; at most {MAX_BATCH} per "
+                                "request, split the batch")
+        return batch, "events"
+    if isinstance(body, dict):
+        return [body], ""
+    raise HTTPException(400, "body should be an event object or {\"events\": [...]}, got "
+                        f"{_JSON_TYPES.get(type(body), 'something else')}")
