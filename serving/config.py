@@ -10,6 +10,7 @@ defaults below. A mistake is reported with the file and the key, for example
       ingress:   {replicas: 1, num_cpus: 0}
     rules: {diversity: mmr, diversity_weight: 0.2, exploration_rate: 0.1}
     cache: {enabled: true, ttl_s: 300}
+    impressions: {enabled: true} # log each recommender answer to the events stream
     experiment: home-feed        # salt of the variant hash: a new name reshuffles users
     variants:                    # default: one variant, "default", weight 1
       - {name: control, weight: 0.5}                     # the version serve was given
@@ -80,6 +81,10 @@ class CacheConfig(_Strict):
     ttl_s: float = Field(default=300.0, gt=0)
 
 
+class ImpressionsConfig(_Strict):
+    enabled: bool = True  # each recommender answer's items logged to the events stream
+
+
 class VariantConfig(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     weight: float = Field(gt=0)
@@ -98,6 +103,7 @@ class ServeConfig(_Strict):
     graph: GraphConfig = GraphConfig()
     rules: dict[str, Any] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
+    impressions: ImpressionsConfig = ImpressionsConfig()
     experiment: str = "default"
     variants: list[VariantConfig] = Field(
         default_factory=lambda: [VariantConfig(name="default", weight=1.0)], min_length=1)

@@ -107,16 +107,22 @@ def _v2_response(request: InferRequest, answers: list[dict[str, Any]]) -> InferR
 def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
                version: str | None, stage: str | None) -> Front:
     """A started Front: every variant's graph deployed and running."""
-    from recstack.feature_store import RedisAddress
+    from recstack.redis_address import RedisAddress
     from recstack.settings import Settings
+    from serving.event_stream import EventStream, async_client
+    from serving.impressions import ImpressionLog
 
     settings = Settings.from_env()
-    cache = None
+    cache, impressions = None, None
+    address = RedisAddress.parse(settings.redis)
     if config.cache.enabled and settings.online_store != "sqlite":
-        cache = ResponseCache.connect(RedisAddress.parse(settings.redis),
-                                      key_prefix(settings.feast_project), config.cache.ttl_s)
+        cache = ResponseCache.connect(address, key_prefix(settings.feast_project),
+                                      config.cache.ttl_s)
+    if config.impressions.enabled and settings.online_store != "sqlite":
+        impressions = ImpressionLog(EventStream(async_client(address),
+                                                settings.feast_project))
     front = Front(registry, config, version, stage, cache,
-                  Deployer(registry, data_dir, config))
+                  Deployer(registry, data_dir, config), impressions)
     front.start()
     return front
 

@@ -12,6 +12,8 @@ telemetry, and the last-resort fallback, in front of one Serve graph per version
   the stage pointers; a version that moved is deployed as a new Serve
   application beside the old one, traffic switches once it is running, and the
   old application is deleted when its in-flight requests are done.
+- Impressions (serving/impressions.py): every `recommender` answer, cached or
+  not, is logged to the events stream, item by item, without waiting.
 - Fallback: if the graph itself fails (a replica died), the answer is the
   version's trending list marked degraded, not a 5xx (empty under a category
   filter, which the front cannot check). A request whose graph was retired
@@ -40,6 +42,7 @@ from recstack.registry import FALLBACK_FILE, Registry
 from serving.cache import ResponseCache
 from serving.config import ServeConfig, VariantConfig
 from serving.graph import build
+from serving.impressions import ImpressionLog
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
 from serving.telemetry import telemetry
@@ -100,10 +103,11 @@ def assign(user_id: str, weights: list[float], experiment: str) -> int:
 
 class Front:
     def __init__(self, registry: Registry, config: ServeConfig, version: str | None,
-                 stage: str | None, cache: ResponseCache | None, deployer: Deployer) -> None:
+                 stage: str | None, cache: ResponseCache | None, deployer: Deployer,
+                 impressions: ImpressionLog | None = None) -> None:
         self.registry, self.config = registry, config
         self.default_version, self.default_stage = version, stage
-        self.cache, self.deployer = cache, deployer
+        self.cache, self.deployer, self.impressions = cache, deployer, impressions
         self.variants = [Variant(v, config.rule_config(v)) for v in config.variants]
         self.weights = [v.weight for v in config.variants]
         self._main = max(range(len(self.variants)), key=lambda n: self.weights[n])
@@ -210,6 +214,7 @@ class Front:
                 answer = hit | {"request_id": uuid.uuid4().hex, "cached": True}
                 telemetry().record(endpoint, answer, {}, 0, start, time.time_ns(), True,
                                    parent)
+                self._shown(user_id, answer)
                 return answer
         try:
             raw = await self._call(endpoint, running, body, variant)
@@ -235,7 +240,13 @@ class Front:
             await self.cache.put(user_id, cache_field, raw, began)
         telemetry().record(endpoint, answer, timings, candidates, start, time.time_ns(),
                            False, parent)
+        if endpoint == "recommend" and user_id is not None:
+            self._shown(user_id, answer)
         return answer
+
+    def _shown(self, user_id: str, answer: dict[str, Any]) -> None:
+        if self.impressions is not None:
+            self.impressions.log(user_id, answer)
 
     async def _call(self, endpoint: str, running: Running, body: dict[str, Any],
                     variant: Variant) -> dict[str, Any]:

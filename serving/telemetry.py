@@ -82,6 +82,9 @@ class Telemetry:
         self.fallbacks = meter.create_counter(
             "recstack.fallbacks", description="Answers from a fallback (trending for "
             "unknown users or items; degraded when a store failed)")
+        self.impression_events = meter.create_counter(
+            "recstack.impressions", description="Impression events of recommender answers "
+            "by result (logged to the events stream, or failed)")
         self.cache_lookups = meter.create_counter(
             "recstack.cache.lookups", description="Response cache lookups by result "
             "(hit, miss, error)")
@@ -92,6 +95,9 @@ class Telemetry:
 
     def parent(self, headers: dict[str, str] | None) -> Context:
         return extract(headers or {})
+
+    def impressions(self, count: int, result: str) -> None:
+        self.impression_events.add(count, {"result": result})
 
     def cache_lookup(self, result: str) -> None:
         self.cache_lookups.add(1, {"result": result})

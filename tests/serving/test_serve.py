@@ -38,6 +38,7 @@ from recstack.feature_store import RedisAddress, apply_definitions, materialize_
 from recstack.registry import Manifest, Registry
 from recstack.settings import Settings
 from serving.cache import invalidate, key_prefix
+from serving.event_stream import stream_key
 from tests.conftest import TEST_REDIS
 from tests.redis_proxy import RedisProxy
 
@@ -252,6 +253,32 @@ def test_cache_hits_invalidation_and_hit_rate_metric(server: Server) -> None:
     rate = re.search(r"^recstack_cache_hit_rate(\{[^}]*\})? (\S+)$", metrics, re.MULTILINE)
     assert rate and 0.0 < float(rate.group(2)) < 1.0
     assert "recstack_stage_duration_seconds_bucket" in metrics
+
+
+def test_every_answer_is_logged_as_impressions(server: Server) -> None:
+    user = _busiest(server.data, 4)[3]
+    request = {"user_id": user, "k": 4, "exclude_ids": ["imp"]}
+    answers = [server.recommend(request)[1]["predictions"][0] for _ in range(2)]
+    assert [a["cached"] for a in answers] == [False, True]  # a cache hit is shown too
+    client = RedisAddress.parse(TEST_REDIS).client()
+    deadline = time.monotonic() + 10
+    for answer in answers:
+        while True:  # written after the answer, without waiting
+            logged = [json.loads(fields[b"event"])
+                      for _, fields in client.xrange(stream_key(PROJECT))
+                      if json.loads(fields[b"event"])["request_id"] == answer["request_id"]]
+            if len(logged) == 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert [e["item_id"] for e in logged] == [i["item_id"] for i in answer["items"]]
+        assert {e["event_type"] for e in logged} == {"impression"} and \
+            {e["user_id"] for e in logged} == {user}
+        contexts = [json.loads(e["context"]) for e in logged]
+        assert [c["position"] for c in contexts] == [1, 2, 3, 4]
+        assert {(c["variant"], c["model_version"]) for c in contexts} == \
+            {(answer["variant"], answer["model_version"])}
+        assert [e["event_id"] for e in logged] == \
+            [f"{answer['request_id']}:{n}" for n in range(1, 5)]
 
 
 def test_variants_are_sticky_and_echoed(server: Server) -> None:

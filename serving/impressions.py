@@ -1,0 +1,81 @@
+"""Every `recommender` answer, logged to the events stream as impressions.
+
+One `impression` event per recommended item, through the collector's own path
+(`Event` for the contract, `EventStream` for once-per-id appends), so that the
+consumer files them with every other event and the online report can join
+clicks, carts and purchases that carry the answer's `request_id` back to what
+was shown. Each event's id is `{request_id}:{position}`, so a retried write
+never doubles an impression; its context holds the position (1-based), the
+variant and the model version.
+
+Writes are fire-and-forget from the KServe front's event loop: an answer never
+waits for its impressions, and a failing Redis costs lost impressions (counted
+in `recstack_impressions_total{result="failed"}`), never a slower or failed
+answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from serving.event_stream import EventStream
+from serving.events import Event
+
+log = logging.getLogger("recstack.serving")
+WARN_EVERY_S = 30.0  # a failing Redis would otherwise log once per request
+
+
+def impression_events(user_id: str, answer: dict[str, Any],
+                      at: datetime | None = None) -> list[Event]:
+    """The impressions of one answer, in the order shown."""
+    when = (at or datetime.now(UTC)).isoformat()
+    request_id = str(answer["request_id"])
+    return [Event.model_validate({
+        "event_id": f"{request_id}:{position}", "user_id": user_id, "item_id": item["item_id"],
+        "event_type": "impression", "timestamp": when, "request_id": request_id,
+        "context": {"position": position, "variant": answer.get("variant"),
+                    "model_version": answer.get("model_version"),
+                    "sources": item.get("sources", [])}})
+        for position, item in enumerate(answer.get("items", []), start=1)]
+
+
+class ImpressionLog:
+    def __init__(self, stream: EventStream) -> None:
+        self.stream = stream
+        self.counts = {"logged": 0, "failed": 0}
+        self._pending: set[asyncio.Task[None]] = set()  # held, so none is collected early
+        self._warned_at = -WARN_EVERY_S
+
+    def log(self, user_id: str, answer: dict[str, Any]) -> None:
+        """Schedule the answer's impressions; returns at once."""
+        events = impression_events(user_id, answer)
+        if events:
+            task = asyncio.get_running_loop().create_task(self._write(events))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _write(self, events: list[Event]) -> None:
+        from serving.telemetry import telemetry
+
+        try:
+            await self.stream.append(events)
+        except Exception as exc:  # Redis down or slow: the answer has gone already
+            self.counts["failed"] += len(events)
+            telemetry().impressions(len(events), "failed")
+            if time.monotonic() - self._warned_at > WARN_EVERY_S:
+                self._warned_at = time.monotonic()
+                log.warning("impressions not logged (%s: %s); answers are unaffected",
+                            type(exc).__name__, exc)
+            return
+        self.counts["logged"] += len(events)
+        telemetry().impressions(len(events), "logged")
+
+    async def flush(self) -> None:
+        """Wait for the writes scheduled so far (tests, shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
