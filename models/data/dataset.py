@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models.data.event_log import read_history, stream_parts
 from recstack.schemas import (
     EVENTS_FILE,
     EVENTS_SCHEMA,
@@ -128,13 +129,26 @@ def write_dataset(out: Path, events: pd.DataFrame, items: pd.DataFrame,
 
 
 def read_dataset(data_dir: Path) -> Dataset:
-    """Load a data directory; a clear error names the first missing file."""
-    frames = []
+    """Load a data directory; a clear error names the first missing file.
+
+    The events are `events.parquet` together with what the stream consumer appended
+    under `events_stream/` (models/data/event_log.py): one row per event_id, sorted by
+    timestamp then event_id. Users and items that only streamed events mention get
+    default catalog rows, as importers give them."""
     for name in (EVENTS_FILE, ITEMS_FILE, USERS_FILE):
         path = data_dir / name
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} not found: create the data directory with `recstack data generate` "
                 "or `recstack data import ...` first")
-        frames.append(pq.read_table(path).to_pandas())
-    return Dataset(*frames)
+    items = pq.read_table(data_dir / ITEMS_FILE).to_pandas()
+    users = pq.read_table(data_dir / USERS_FILE).to_pandas()
+    if not stream_parts(data_dir):
+        return Dataset(pq.read_table(data_dir / EVENTS_FILE).to_pandas(), items, users)
+    events = read_history(data_dir).to_pandas()
+    unknown_items = set(events["item_id"].dropna()) - set(items["item_id"])
+    if unknown_items or set(events["user_id"]) - set(users["user_id"]):
+        items, users = complete_catalogs(events, items, users)
+        items = items.sort_values("item_id", kind="stable").reset_index(drop=True)
+        users = users.sort_values("user_id", kind="stable").reset_index(drop=True)
+    return Dataset(events, items, users)

@@ -9,7 +9,6 @@ joins through Feast's `get_historical_features` are exact.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.data.dataset import Dataset, read_dataset
+from models.features.realtime import NOT_ACTIONS, RealtimeState, epoch_seconds
 from models.features.windows import (
     DAY,
     change_days,
@@ -40,7 +40,6 @@ ITEM_COUNTED = {k: v for k, v in COUNTED.items() if k != "search"}
 AFFINITY_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0,
                    "rating": 3.0}
 TOP_CATEGORIES = 5
-RECENT_ITEMS = 20
 # Smoothing for rates: (hits + a) / (trials + a + b), a prior rate of 10%.
 PRIOR_HITS, PRIOR_MISSES = 1.0, 9.0
 
@@ -204,39 +203,34 @@ def item_content(items: pd.DataFrame) -> pd.DataFrame:
 
 def user_realtime(events: pd.DataFrame) -> pd.DataFrame:
     """The real-time view's history: its state after each event (what the stream
-    consumer pushes online), so training sees exactly what serving will see."""
-    ordered = events.sort_values(["user_id", "timestamp", "event_id"], kind="stable")
-    recent: deque[str] = deque(maxlen=RECENT_ITEMS)
+    consumer pushes online), so training sees exactly what serving will see. Both fold
+    events through `RealtimeState.add`; impressions are not actions and are left out."""
+    actions = events[~events["event_type"].isin(NOT_ACTIONS)]
+    ordered = actions.sort_values(["user_id", "timestamp", "event_id"], kind="stable")
+    stamps = pd.to_datetime(ordered["timestamp"], utc=True)
+    micros = stamps.dt.as_unit("us").astype("int64").to_numpy()
     rows_recent: list[list[str]] = []
     rows_session_events: list[int] = []
+    state = RealtimeState()
     last_user: object = None
-    last_session: object = None
-    session_events = 0
-    for user_id, item_id, session_id in ordered[["user_id", "item_id", "session_id"]
-                                                ].itertuples(index=False):
+    for user_id, item_id, session_id, event_type, micro in zip(
+            ordered["user_id"], ordered["item_id"], ordered["session_id"],
+            ordered["event_type"], micros, strict=True):
         if user_id != last_user:
-            recent.clear()
-            last_user, last_session, session_events = user_id, None, 0
-        if session_id is None or session_id != last_session:
-            session_events = 0
-            last_session = session_id
-        session_events += 1
-        if item_id is not None:
-            if item_id in recent:
-                recent.remove(item_id)
-            recent.appendleft(item_id)
-        rows_recent.append(list(recent))
-        rows_session_events.append(session_events)
-    stamps = pd.to_datetime(ordered["timestamp"], utc=True)
+            state, last_user = RealtimeState(), user_id
+        state.add(item_id, session_id, event_type, epoch_seconds(int(micro)))
+        rows_recent.append(list(state.recent_items))
+        rows_session_events.append(state.session_event_count)
     out = pd.DataFrame({
         "user_id": ordered["user_id"].to_numpy(),
         # Stamped just after the event, since the state includes it.
-        "event_timestamp": (stamps + pd.Timedelta(microseconds=1)).to_numpy(),
+        # (.array: to_numpy would box every tz-aware time as an object)
+        "event_timestamp": (stamps + pd.Timedelta(microseconds=1)).array,
         "recent_items": rows_recent,
         "session_id": ordered["session_id"].fillna("").to_numpy(),
         "session_event_count": np.array(rows_session_events, dtype=np.int64),
         "last_event_type": ordered["event_type"].to_numpy(),
-        "last_event_ts": (stamps.astype("int64") / 1e6).to_numpy(),
+        "last_event_ts": micros / 1e6,
     })
     out["created"] = out["event_timestamp"]
     return out

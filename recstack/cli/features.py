@@ -26,6 +26,7 @@ def _require_data(data: Path) -> None:
 
 
 def _features_stale(data: Path) -> bool:
+    from models.data.event_log import newest_mtime
     from models.features.build import feature_paths
 
     paths = feature_paths(data).values()
@@ -33,6 +34,8 @@ def _features_stale(data: Path) -> bool:
         return True
     newest_input = max((data / name).stat().st_mtime
                        for name in ("events.parquet", "items.parquet", "users.parquet"))
+    # Events the stream consumer appended (`recstack consume`) are part of the data too.
+    newest_input = max(newest_input, newest_mtime(data) or 0.0)
     return min(p.stat().st_mtime for p in paths) < newest_input
 
 

@@ -1,0 +1,257 @@
+"""The streamed part of a data directory's history: `DIR/events_stream/`.
+
+The stream consumer appends accepted events here, beside `DIR/events.parquet`
+(which importers and the generator own), and `models.data.dataset.read_dataset`
+reads the union of both, so the next `recstack train --data DIR` sees them.
+
+Layout: `events_stream/date=YYYY-MM-DD/part-<uuid>.parquet`, one directory per UTC
+day of the events' timestamps, each file in the `EVENTS_SCHEMA` contract.
+
+Crash safety rests on two rules. A file appears whole or not at all: it is written
+under a temporary name in its own directory, fsynced, then renamed (and the
+directory fsynced). And an `event_id` is written once: `EventLog` remembers every
+id already on disk (rebuilt at start from the id columns), so an event delivered
+again after a crash is skipped. `compact` merges each day's files into one whose
+metadata names the files it replaces, so that the history never holds both.
+Readers still de-duplicate by `event_id`: should two writers ever race (two
+consumers on one directory), nothing worse than a duplicate row on disk, never in
+what is read, can result.
+
+Other tools may read the directory as a hive-partitioned parquet dataset; they
+should list files with `stream_parts` (or run `compact` first), since for a moment
+after a compaction (or after a crash in it) replaced files may still be there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recstack.schemas import EVENTS_FILE, EVENTS_SCHEMA
+
+STREAM_DIR = "events_stream"
+PART_GLOB = "date=*/part-*.parquet"
+COMPACTED_PREFIX = "part-c-"
+REPLACES_KEY = b"recstack.replaces"
+TMP_PREFIX = ".tmp-"
+STALE_TMP_S = 600.0  # a temporary file older than this belongs to a writer that died
+SORT_KEYS = [("timestamp", "ascending"), ("event_id", "ascending")]
+
+
+def stream_dir(data_dir: Path) -> Path:
+    return data_dir / STREAM_DIR
+
+
+def day_dir(data_dir: Path, day: str) -> Path:
+    return stream_dir(data_dir) / f"date={day}"
+
+
+def stream_parts(data_dir: Path) -> list[Path]:
+    """The part files that hold the history, in a stable order: finished files only
+    (temporary names never match), less those a compacted file replaces."""
+    return _live(sorted(stream_dir(data_dir).glob(PART_GLOB)))
+
+
+def _live(paths: list[Path]) -> list[Path]:
+    replaced = {path.parent / name for path in paths if path.name.startswith(COMPACTED_PREFIX)
+                for name in _replaces(path)}
+    return [path for path in paths if path not in replaced]
+
+
+def _replaces(path: Path) -> list[str]:
+    """The names of the part files a compacted file merged (kept in its metadata)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:  # itself compacted away since it was listed
+        return []
+    names: list[str] = json.loads(metadata.get(REPLACES_KEY, b"[]"))
+    return names
+
+
+def _read_parts(paths: Iterable[Path], columns: list[str] | None = None,
+                users: Collection[str] | None = None) -> pa.Table:
+    schema = EVENTS_SCHEMA if columns is None else pa.schema(
+        [EVENTS_SCHEMA.field(c) for c in columns])
+    filters = None if users is None else [("user_id", "in", list(users))]
+    tables = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # compacted away since it was listed
+            table = pq.read_table(path, columns=schema.names, filters=filters)
+            # (cast: one schema for all, without the writers' pandas metadata)
+            tables.append(table.select(schema.names).cast(schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def dedupe_sorted(table: pa.Table) -> pa.Table:
+    """One row per `event_id` (the first met), sorted by timestamp then event_id."""
+    if table.num_rows == 0:
+        return table
+    first = (table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+             .group_by("event_id", use_threads=False).aggregate([("_row", "min")]))
+    return table.take(first["_row_min"]).sort_by(SORT_KEYS)
+
+
+def read_stream_events(data_dir: Path, users: Collection[str] | None = None) -> pa.Table:
+    """The streamed events (only `users`' when given), de-duplicated and sorted."""
+    return dedupe_sorted(_read_parts(stream_parts(data_dir), users=users))
+
+
+def read_history(data_dir: Path, users: Collection[str] | None = None) -> pa.Table:
+    """`events.parquet` and the streamed events together (only `users`' when given),
+    one row per event_id (the file's row wins), sorted by timestamp then event_id."""
+    paths = [data_dir / EVENTS_FILE] if (data_dir / EVENTS_FILE).exists() else []
+    return dedupe_sorted(_read_parts([*paths, *stream_parts(data_dir)], users=users))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(path: Path) -> None:
+    """Create `path` and its parents, fsyncing each new entry's parent, so a renamed
+    file inside cannot be lost with its directory."""
+    if path.exists():
+        return
+    _make_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+    _fsync_dir(path.parent)
+
+
+def write_part(table: pa.Table, directory: Path, prefix: str = "part-") -> Path:
+    """Write `table` as a new part file in `directory`, atomically and durably."""
+    _make_dirs(directory)
+    name = f"{prefix}{uuid.uuid4().hex}.parquet"
+    tmp, path = directory / f"{TMP_PREFIX}{name}", directory / name
+    with open(tmp, "wb") as out:
+        pq.write_table(table, out, compression="zstd")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+    return path
+
+
+def _as_events(table: pa.Table) -> pa.Table:
+    return table.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
+
+
+def _days(table: pa.Table) -> pa.Array:
+    return pc.strftime(table["timestamp"], format="%Y-%m-%d")
+
+
+class EventLog:
+    """Appends events to `DIR/events_stream`, each `event_id` once.
+
+    Keeps every id already in the history (events.parquet included) in memory, and the
+    ids of users with any history (the real-time sink asks). Fine up to tens of
+    millions of events; past that, an on-disk index would take its place."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        history = read_history_columns(data_dir, ["event_id", "user_id"])
+        self.seen: set[str] = set(history["event_id"].to_pylist())
+        self.users: set[str] = set(pc.unique(history["user_id"]).to_pylist())
+
+    def append(self, table: pa.Table) -> int:
+        """Write the rows whose event_id is new (one part file per day); returns how
+        many. `table` holds events in the EVENTS_SCHEMA columns."""
+        table = _as_events(table)
+        ids = table["event_id"].to_pylist()
+        fresh, batch = [], set()
+        for n, event_id in enumerate(ids):
+            if event_id not in self.seen and event_id not in batch:
+                fresh.append(n)
+                batch.add(event_id)
+        if not fresh:
+            return 0
+        table = table.take(pa.array(fresh, pa.int64()))
+        days = _days(table)
+        written = 0
+        for day in sorted(pc.unique(days).to_pylist()):
+            part = table.filter(pc.equal(days, day)).sort_by(SORT_KEYS)
+            write_part(part, day_dir(self.data_dir, day))
+            # Recorded as soon as the rename made them durable: a failure later in the
+            # batch must not let a retry write these rows a second time.
+            self.seen.update(part["event_id"].to_pylist())
+            self.users.update(pc.unique(part["user_id"]).to_pylist())
+            written += part.num_rows
+        return written
+
+
+def read_history_columns(data_dir: Path, columns: list[str]) -> pa.Table:
+    """Some columns of every row on disk, duplicates included (cheap: for id sets)."""
+    paths = [data_dir / EVENTS_FILE] if (data_dir / EVENTS_FILE).exists() else []
+    return _read_parts([*paths, *stream_parts(data_dir)], columns=columns)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    days: int  # days whose files were merged
+    files_before: int  # part files in those days, before
+    rows: int  # rows in the merged files (duplicates dropped)
+
+
+def compact(data_dir: Path) -> Compaction:
+    """Merge each day's part files into one (de-duplicated, sorted).
+
+    The merged file names the files it replaces in its metadata and is renamed into
+    place before they are removed; from that rename on, `stream_parts` no longer lists
+    them. So a crash at any point leaves either the old files or the merged one in the
+    history, never both and never neither; the next compaction removes what a crash
+    left behind (and temporary files of writers that died)."""
+    days = files_before = rows = 0
+    if not stream_dir(data_dir).exists():
+        return Compaction(0, 0, 0)
+    for directory in sorted(stream_dir(data_dir).glob("date=*")):
+        _remove_stale_tmp(directory)
+        every = sorted(directory.glob("part-*.parquet"))
+        parts = _live(every)
+        for leftover in set(every) - set(parts):  # replaced, then a crash before removal
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        if len(parts) < 2:
+            continue
+        try:
+            merged = dedupe_sorted(pa.concat_tables([_as_events(pq.read_table(p))
+                                                     for p in parts]))
+        except FileNotFoundError:  # another compaction got there first
+            continue
+        replaces = json.dumps([p.name for p in parts]).encode()
+        write_part(merged.replace_schema_metadata({REPLACES_KEY: replaces}), directory,
+                   prefix=COMPACTED_PREFIX)
+        for path in parts:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        _fsync_dir(directory)
+        days, files_before, rows = days + 1, files_before + len(parts), rows + merged.num_rows
+    return Compaction(days, files_before, rows)
+
+
+def _remove_stale_tmp(directory: Path) -> None:
+    cutoff = time.time() - STALE_TMP_S
+    for tmp in directory.glob(f"{TMP_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+
+
+def newest_mtime(data_dir: Path) -> float | None:
+    """When the streamed history last changed (None if there is none): commands that
+    cache work derived from the events (feature tables) compare against it."""
+    times = [p.stat().st_mtime for p in stream_parts(data_dir)]
+    return max(times) if times else None
