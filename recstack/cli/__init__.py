@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from recstack.cli import collect, data, demo, features, models, report, serve, train
+from recstack.cli import collect, consume, data, demo, features, models, report, serve, train
 
 app = typer.Typer(
     name="recstack",
@@ -27,5 +27,6 @@ app.command(name="recommend")(train.recommend)
 app.command(name="evaluate")(train.evaluate)
 app.command(name="serve")(serve.serve)
 app.command(name="collect")(collect.collect)
+app.command(name="consume")(consume.consume)
 
 __all__ = ["app"]

@@ -1,0 +1,71 @@
+"""`recstack consume`: the stream consumer (serving/consumer.py) for one data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
+
+
+def consume(
+    data: Path = typer.Option(..., "--data", help="Data directory whose history the events "
+                              "join (the one `recstack train --data` reads); its Feast repo "
+                              "must be applied (`recstack features apply`)."),
+    name: str | None = typer.Option(None, help="Consumer name in the group (default: "
+                                    "HOST-PID). Reuse it after a restart to resume its "
+                                    "pending entries at once."),
+    group: str = typer.Option("recstack-consumers", help="Redis Streams consumer group."),
+    batch: int = typer.Option(500, min=1, help="Entries per read."),
+    compact_every: float = typer.Option(10.0, min=0, help="Minutes between compactions of "
+                                        "each day's part files (0: never)."),
+    claim_idle: float = typer.Option(60.0, min=0.1, help="Seconds after which entries "
+                                     "pending with another (dead) consumer are taken over."),
+    cache_ttl: float = typer.Option(3600.0, min=1, help="Seconds an invalidation of cached "
+                                    "recommendations lasts: at least the servers' cache TTL."),
+    trim: bool = typer.Option(True, help="Trim acknowledged entries from the stream."),
+    progress_every: float = typer.Option(5.0, min=0.1, help="Seconds between progress lines."),
+    until_idle: bool = typer.Option(False, help="Stop once nothing is left to read (for "
+                                    "scripts) instead of waiting for more events."),
+) -> None:
+    """Read events from the Redis Stream recstack:PROJECT:events (a consumer group) into
+    DATA's offline history (events_stream/, parquet by day) and the online features (the
+    user_realtime view, with the user's cached recommendations invalidated); acknowledge
+    each event only once both hold it. Poison messages go to recstack:PROJECT:events:dead.
+    Redis is RECSTACK_REDIS, the project RECSTACK_FEAST_PROJECT. SIGTERM or Ctrl-C stops
+    it after the batch in hand."""
+    # Imported here: the CLI's --help stays fast.
+    import threading
+
+    from recstack.feature_store import OnlineStoreUnavailable
+    from recstack.settings import Settings
+    from serving.consumer import (
+        ConsumerConfig,
+        NotApplied,
+        build_consumer,
+        configure_logging,
+        default_name,
+        stop_on_signals,
+    )
+
+    if not (data / "events.parquet").exists():
+        fail(f"--data {data}: not a data directory (no events.parquet)", EXIT_INVALID_INPUT)
+    config = ConsumerConfig(group=group, name=name or default_name(), batch=batch,
+                            claim_idle_s=claim_idle, compact_every_s=compact_every * 60,
+                            cache_ttl_s=cache_ttl, trim=trim)
+    configure_logging()
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        consumer = build_consumer(data, config, stop=stop,
+                                  announce=lambda line: console.print(line, highlight=False))
+    except NotApplied as exc:
+        fail(str(exc), EXIT_INVALID_INPUT)
+    except OnlineStoreUnavailable:
+        fail(f"no Redis answers at RECSTACK_REDIS ({Settings.from_env().redis}): the "
+             "consumer reads the events stream and writes the online features there")
+    console.print(f"consuming {consumer.key} as {config.name} in group {config.group} "
+                  f"into {data}", highlight=False)
+    consumer.run(report=lambda line: console.print(line, highlight=False),
+                 progress_every_s=progress_every, until_idle=until_idle)

@@ -1,0 +1,432 @@
+"""The stream consumer behind `recstack consume --data DIR`: events from the Redis
+Stream into the offline history and the online features, each at least once.
+
+A Redis Streams consumer group (`recstack-consumers` by default) reads
+`recstack:{project}:events` in batches. For each batch:
+
+1. entries that are not valid events (poison) go to `recstack:{project}:events:dead`
+   with the reason and their source id, acknowledged in the same Lua script;
+2. the offline sink appends the valid events to `DIR/events_stream/` (each event_id
+   once, atomic files: models/data/event_log.py);
+3. the online sink pushes each affected user's real-time state to Feast and
+   invalidates their cached recommendations (serving/realtime_sink.py);
+4. only then are the entries acknowledged (XACK).
+
+When a sink fails (Redis or the store down, a full disk) nothing is acknowledged:
+the batch is retried with backoff, for as long as it takes, and never dropped.
+Killed at any point, a restarted consumer first re-reads its own pending entries
+(XREADGROUP from id 0), and any consumer claims entries left idle too long by a dead
+one (XAUTOCLAIM). A redelivered entry is harmless: the offline sink skips ids it
+already wrote, and the online sink recomputes a state that already holds the event.
+
+Acknowledged entries are trimmed from the stream (never one still pending or not
+yet delivered to any group), and each day's part files are compacted now and then.
+One consumer per project and data directory is the setup this is built for. More
+would share the stream's entries, but each keeps its own id set (a claim race could
+leave a duplicate row on disk, which readers and compaction drop) and two folding
+events of one user at once could lose one of them online; sharding users across
+streams would be the way to scale out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from models.data.event_log import EventLog, compact, read_history
+from recstack.feature_store import RedisAddress, open_store
+from recstack.settings import Settings
+from serving.cache import key_prefix
+from serving.event_stream import stream_key
+from serving.events import Event
+from serving.realtime_sink import REALTIME_VIEW, RealtimeSink
+from serving.stream_entries import EVENT_FIELD, PoisonMessage, events_table, parse_entry
+
+log = logging.getLogger("recstack.consumer")
+
+DEFAULT_GROUP = "recstack-consumers"
+TRIM_EVERY_S = 30.0
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+# KEYS[1]: the stream, KEYS[2]: the dead-letter stream; ARGV[1]: the group, ARGV[2]: the
+# entry's id, ARGV[3..]: the dead letter's fields and values. Appends only if the entry
+# was still pending, so a retried or repeated move leaves one dead letter.
+MOVE_DEAD = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+
+
+def dead_letter_key(project: str) -> str:
+    return f"{stream_key(project)}:dead"
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    group: str = DEFAULT_GROUP
+    name: str = field(default_factory=default_name)
+    batch: int = 500
+    block_ms: int = 1000
+    claim_idle_s: float = 60.0
+    """Entries pending this long with another consumer are taken over (it died)."""
+    compact_every_s: float = 600.0
+    """0: never compact."""
+    cache_ttl_s: float = 3600.0
+    """How long an invalidation mark lives: at least the servers' cache TTL."""
+    trim: bool = True
+    min_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+
+@dataclass
+class Counters:
+    consumed: int = 0  # valid events acknowledged
+    written: int = 0  # of those, new rows in the offline history
+    users: int = 0  # online states pushed
+    dead: int = 0  # poison messages moved to the dead-letter stream
+    retries: int = 0  # failed sink attempts, retried
+    compactions: int = 0
+
+    def line(self, lag: int | None, rate: float | None = None) -> str:
+        per_s = "" if rate is None else f" ({rate:,.0f}/s)"
+        return (f"consumed {self.consumed:,} events{per_s}, {self.written:,} new offline, "
+                f"{self.users:,} user states pushed, {self.dead:,} dead letters, "
+                f"{self.retries:,} retries; lag {'?' if lag is None else f'{lag:,}'}")
+
+
+class Stopped(Exception):
+    """Asked to stop while a batch could not be finished: it stays pending."""
+
+
+def _id(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _vanished(exc: redis.ResponseError) -> bool:
+    """The stream or the group is gone (deleted, the database flushed)."""
+    return "NOGROUP" in str(exc) or "no such key" in str(exc)
+
+
+class StreamConsumer:
+    def __init__(self, client: redis.Redis, project: str, event_log: EventLog,
+                 online: RealtimeSink, config: ConsumerConfig,
+                 stop: threading.Event | None = None) -> None:
+        self.client, self.event_log, self.online, self.config = client, event_log, online, config
+        self.key, self.dead_key = stream_key(project), dead_letter_key(project)
+        self.stop = stop or threading.Event()
+        self.counters = Counters()
+        self._move_dead = client.register_script(MOVE_DEAD)
+
+    # -- the group ---------------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; from id 0, so that events
+        appended before the first consumer ever started are read too."""
+        try:
+            self.client.xgroup_create(self.key, self.config.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def lag(self) -> int | None:
+        """Entries not yet acknowledged by the group: never delivered plus pending."""
+        for group in self.client.xinfo_groups(self.key):
+            name = group["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == self.config.group:
+                lag = group.get("lag")
+                return None if lag is None else int(lag) + int(group["pending"])
+        return None
+
+    # -- reading -----------------------------------------------------------------------
+
+    def read(self, start: str, block: bool) -> list[Entry]:
+        """XREADGROUP: `>` for new entries, `0` for this consumer's own pending ones."""
+        reply = self.client.xreadgroup(
+            self.config.group, self.config.name, {self.key: start},
+            count=self.config.batch, block=self.config.block_ms if block else None)
+        return list(reply[0][1]) if reply else []
+
+    def recover_own(self) -> int:
+        """Re-process what this consumer (this name) read before it was stopped or killed."""
+        done = 0
+        while not self.stop.is_set():
+            entries = self.read("0", block=False)
+            if not entries:
+                break
+            self.process(entries)
+            done += len(entries)
+        return done
+
+    def claim_idle(self) -> int:
+        """Take over and process entries another consumer left pending too long."""
+        done, start = 0, "0-0"
+        idle_ms = int(self.config.claim_idle_s * 1000)
+        while not self.stop.is_set():
+            reply = self.client.xautoclaim(self.key, self.config.group, self.config.name,
+                                           idle_ms, start_id=start, count=self.config.batch)
+            start, entries = reply[0], list(reply[1])
+            if entries:
+                log.info("claimed %d entries idle for over %.0f s", len(entries),
+                         self.config.claim_idle_s)
+                self.process(entries)
+                done += len(entries)
+            if _id(start) == (0, 0):
+                break
+        return done
+
+    # -- one batch ---------------------------------------------------------------------
+
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Dead-letter the poison, write both sinks, then acknowledge the batch."""
+        valid: list[Event] = []
+        poison: list[tuple[bytes, dict[bytes, bytes] | None, str]] = []
+        ids: list[bytes] = []
+        for entry_id, fields in entries:
+            if fields is None:  # deleted from the stream while pending: nothing to do
+                ids.append(entry_id)
+                continue
+            try:
+                valid.append(parse_entry(fields))
+                ids.append(entry_id)
+            except PoisonMessage as exc:
+                poison.append((entry_id, fields, str(exc)))
+        if poison:
+            self._retrying("dead-lettering", lambda: self._dead_letter(poison),
+                           [p[0] for p in poison])
+        if valid:
+            self._retrying("writing the sinks", lambda: self._write(valid), ids)
+        if ids:
+            self._retrying("acknowledging", lambda: self.client.xack(
+                self.key, self.config.group, *ids), ids)
+            self.counters.consumed += len(valid)
+
+    def _write(self, events: list[Event]) -> None:
+        known_users = {e.user_id for e in events if e.user_id in self.event_log.users}
+        known_ids = {str(e.event_id) for e in events if e.event_id in self.event_log.seen}
+        # Offline first: a state recomputed from the history must find this batch there.
+        self.counters.written += self.event_log.append(events_table(events))
+        self.counters.users += self.online.apply(events, known_users, known_ids)
+
+    def _dead_letter(self, poison: list[tuple[bytes, dict[bytes, bytes] | None, str]]) -> None:
+        """Each poison entry to the dead-letter stream with its reason, acknowledged in the
+        same script: moved exactly once, even if a retry or another consumer repeats it."""
+        for entry_id, fields, reason in poison:
+            record: dict[bytes, bytes] = {
+                b"reason": reason.encode(), b"source_id": entry_id,
+                b"source_stream": self.key.encode(), b"consumer": self.config.name.encode(),
+                b"dead_at": f"{time.time():.6f}".encode()}
+            for name, value in (fields or {}).items():
+                # The original fields, verbatim, so a fixed entry can be re-sent.
+                record[name if name == EVENT_FIELD else b"entry." + name] = value
+            pairs = [part for item in record.items() for part in item]
+            if self._move_dead(keys=[self.key, self.dead_key],
+                               args=[self.config.group, entry_id, *pairs]):
+                self.counters.dead += 1
+                log.warning("poison message %s moved to %s: %s", entry_id.decode(),
+                            self.dead_key, reason)
+
+    def _retrying(self, what: str, action: Callable[[], Any], ids: list[bytes]) -> None:
+        """Run `action` until it succeeds, backing off; never skip it. Between tries the
+        entries are re-claimed by this consumer (which resets their idle time), so that no
+        other consumer takes over a batch that is only waiting for a sink to return."""
+        backoff = self.config.min_backoff_s
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:  # any sink failure: retried, never dropped
+                self.counters.retries += 1
+                log.warning("%s failed (%s: %s); retrying in %.1f s", what,
+                            type(exc).__name__, exc, backoff)
+            if self.stop.wait(backoff):
+                raise Stopped(f"stopped while {what}; the batch stays pending")
+            backoff = min(2 * backoff, self.config.max_backoff_s)
+            # (if Redis is what failed, this fails too, and the next try says so)
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.client.xclaim(self.key, self.config.group, self.config.name, 0, ids,
+                                   justid=True)
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def trim(self) -> None:
+        """Drop entries every group has acknowledged: up to the oldest pending one, or
+        the last delivered one when none is pending (MINID keeps the bound)."""
+        bound: tuple[int, int] | None = None
+        for group in self.client.xinfo_groups(self.key):
+            pending = self.client.xpending(self.key, group["name"])
+            floor = _id(pending["min"] if pending["pending"] else group["last-delivered-id"])
+            bound = floor if bound is None else min(bound, floor)
+        if bound is not None and bound != (0, 0):
+            self.client.xtrim(self.key, minid=f"{bound[0]}-{bound[1]}", approximate=True)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self, report: Callable[[str], None] | None = None, progress_every_s: float = 5.0,
+            until_idle: bool = False) -> Counters:
+        """Consume until `stop` is set (or, with `until_idle`, until nothing is left to
+        read); the batch in hand is finished first. Redis failures are waited out."""
+        last = {"claim": time.monotonic(), "compact": time.monotonic(),
+                "trim": 0.0, "report": time.monotonic()}
+        reported = self.counters.consumed
+        recovered = False
+        backoff = self.config.min_backoff_s
+        while not self.stop.is_set():
+            try:
+                if not recovered:
+                    self.ensure_group()
+                    self.recover_own()
+                    self.claim_idle()
+                    recovered = True
+                entries = self.read(">", block=not until_idle)
+                if entries:
+                    self.process(entries)
+                now = time.monotonic()
+                if now - last["claim"] >= self.config.claim_idle_s / 2:
+                    self.claim_idle()
+                    last["claim"] = now
+                if self.config.trim and now - last["trim"] >= TRIM_EVERY_S:
+                    self.trim()
+                    last["trim"] = now
+                if (self.config.compact_every_s > 0
+                        and now - last["compact"] >= self.config.compact_every_s):
+                    self._compact()
+                    last["compact"] = now
+                if report is not None and now - last["report"] >= progress_every_s:
+                    rate = (self.counters.consumed - reported) / (now - last["report"])
+                    report(self.counters.line(self.lag(), rate))
+                    last["report"], reported = now, self.counters.consumed
+                if until_idle and not entries:
+                    break
+                backoff = self.config.min_backoff_s
+            except Stopped as exc:
+                log.info("%s", exc)
+                break
+            except redis.ResponseError as exc:
+                if not _vanished(exc):
+                    raise
+                log.warning("the group or stream vanished (%s); recreating it", exc)
+                recovered = False
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning("Redis failed (%s); retrying in %.1f s", exc, backoff)
+                self.stop.wait(backoff)
+                backoff = min(2 * backoff, self.config.max_backoff_s)
+        if report is not None:
+            report(self.counters.line(self._lag_or_none()))
+        return self.counters
+
+    def _compact(self) -> None:
+        done = compact(self.event_log.data_dir)
+        if done.days:
+            self.counters.compactions += 1
+            log.info("compacted %d day(s): %d files into %d, %d rows", done.days,
+                     done.files_before, done.days, done.rows)
+
+    def _lag_or_none(self) -> int | None:
+        try:
+            return self.lag()
+        except (redis.RedisError, OSError):
+            return None
+
+
+def stream_client(settings: Settings, block_ms: int) -> redis.Redis:
+    address = RedisAddress.parse(settings.redis)
+    # The socket must outlast a blocking read.
+    return redis.Redis(host=address.host, port=address.port, db=address.db,
+                       password=address.password, ssl=address.ssl,
+                       socket_connect_timeout=2.0, socket_timeout=block_ms / 1000 + 5.0)
+
+
+class NotApplied(RuntimeError):
+    pass
+
+
+def build_consumer(data_dir: Path, config: ConsumerConfig, settings: Settings | None = None,
+                   stop: threading.Event | None = None,
+                   announce: Callable[[str], None] = print) -> StreamConsumer:
+    """Everything the consumer needs for `data_dir`: the stream's Redis, the data
+    directory's event log, its Feast store (already applied) and the response cache.
+    Raises NotApplied, or OnlineStoreUnavailable when Redis does not answer."""
+    settings = settings or Settings.from_env()
+    if settings.online_store == "auto":
+        # The stream is on Redis: with Redis down at start, falling back to an embedded
+        # store would send every state where no server reads it. Fail instead.
+        settings = settings.model_copy(update={"online_store": "redis"})
+    store = open_store(data_dir, settings, announce=announce)
+    if REALTIME_VIEW not in {view.name for view in store.list_feature_views()}:
+        raise NotApplied(f"the Feast repo of {data_dir} has no `{REALTIME_VIEW}` view: run "
+                         f"`recstack features apply --data {data_dir}` first")
+    client = stream_client(settings, config.block_ms)
+    online = RealtimeSink(store, client, key_prefix(settings.feast_project),
+                          config.cache_ttl_s, lambda users: read_history(data_dir, users))
+    return StreamConsumer(client, settings.feast_project, EventLog(data_dir), online, config,
+                          stop)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask the loop to stop once the batch in hand is done."""
+    def handler(signum: int, _frame: object) -> None:
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def configure_logging() -> None:
+    """Retries, poison messages, claims and compactions, on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("feast").setLevel(logging.WARNING)  # a line per registry refresh
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m serving.consumer --data DIR`: the same as `recstack consume`."""
+    parser = argparse.ArgumentParser(prog="python -m serving.consumer",
+                                     description=__doc__.split("\n\n")[0])
+    defaults = ConsumerConfig()
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--group", default=defaults.group)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--claim-idle", type=float, default=defaults.claim_idle_s)
+    parser.add_argument("--compact-every", type=float, default=defaults.compact_every_s / 60,
+                        help="minutes (0: never)")
+    parser.add_argument("--cache-ttl", type=float, default=defaults.cache_ttl_s)
+    parser.add_argument("--no-trim", action="store_true")
+    parser.add_argument("--progress-every", type=float, default=5.0)
+    parser.add_argument("--until-idle", action="store_true")
+    args = parser.parse_args(argv)
+    configure_logging()
+    config = ConsumerConfig(group=args.group, name=args.name or default_name(),
+                            batch=args.batch, claim_idle_s=args.claim_idle,
+                            compact_every_s=args.compact_every * 60,
+                            cache_ttl_s=args.cache_ttl, trim=not args.no_trim)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    consumer = build_consumer(args.data, config, stop=stop)
+    consumer.run(report=lambda line: print(line, flush=True),
+                 progress_every_s=args.progress_every, until_idle=args.until_idle)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

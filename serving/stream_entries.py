@@ -1,0 +1,63 @@
+"""Reading one entry of the events stream back into an `Event`, or saying why not.
+
+The collector writes each accepted event as `Event.to_json()` in the entry's
+`event` field (serving/event_stream.py): the `events` row, with `context` as JSON
+text. Anything else in the stream (a hand-made XADD, another producer's bug) is a
+poison message: `parse_entry` raises `PoisonMessage` with a reason, and the
+consumer moves the entry to the dead-letter stream rather than stalling on it.
+
+Stricter than the collector in one way: `event_id` and `timestamp` must be
+present. The collector fills both in; were either derived here, a redelivered
+entry (after a crash) would be stamped anew and stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+from pydantic import ValidationError
+
+from recstack.schemas import EVENTS_SCHEMA
+from serving.events import Event, describe
+
+EVENT_FIELD = b"event"
+REQUIRED = ("event_id", "timestamp")
+
+
+class PoisonMessage(ValueError):
+    """An entry that no retry can make valid; its message is the reason."""
+
+
+def parse_entry(fields: dict[bytes, bytes] | None) -> Event:
+    if not fields or EVENT_FIELD not in fields:
+        raise PoisonMessage("the entry has no `event` field")
+    try:
+        raw: Any = json.loads(fields[EVENT_FIELD])
+    except UnicodeDecodeError as exc:
+        raise PoisonMessage(f"`event` is not UTF-8 text: {exc}") from None
+    except ValueError as exc:
+        raise PoisonMessage(f"`event` is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PoisonMessage(f"`event` is not a JSON object but {type(raw).__name__}")
+    missing = [name for name in REQUIRED if raw.get(name) is None]
+    if missing:
+        raise PoisonMessage("; ".join(f"{name}: Field required (the stream carries "
+                                      "complete events)" for name in missing))
+    context = raw.get("context")
+    if isinstance(context, str):  # the row's form: JSON text; the model takes the object
+        try:
+            raw = {**raw, "context": json.loads(context)}
+        except ValueError as exc:
+            raise PoisonMessage(f"context: not JSON text: {exc}") from None
+    try:
+        return Event.model_validate(raw)
+    except ValidationError as exc:
+        raise PoisonMessage(describe(exc)) from None
+
+
+def events_table(events: list[Event]) -> pa.Table:
+    """The events as rows of the `events` table (EVENTS_SCHEMA)."""
+    rows = [{**event.record(), "timestamp": event.timestamp} for event in events]
+    return pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
