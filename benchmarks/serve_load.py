@@ -83,14 +83,14 @@ class Server:
                                         env={**os.environ, **env}, start_new_session=True,
                                         cwd=ROOT)
 
-    async def ready(self, timeout: float = 600) -> None:
+    async def ready(self, timeout: float = 600, path: str = "/v2/health/ready") -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"{self.name} exited; see {self.log.name}")
                 try:
-                    async with session.get(f"http://127.0.0.1:{self.port}/v2/health/ready"
+                    async with session.get(f"http://127.0.0.1:{self.port}{path}"
                                            ) as response:
                         if response.status == 200:
                             return
