@@ -56,14 +56,21 @@ def invalidate_many(client: redis.Redis, prefix: str, user_ids: Iterable[str],
                     ttl_s: float = 3600.0, now: float | None = None) -> None:
     """`invalidate` for many users in one round trip (one MULTI): the consumer's batches
     touch hundreds of users, and a round trip each cost more than the rest of a batch."""
-    at = repr(time.time() if now is None else now)
+    at = time.time() if now is None else now
     pipe = client.pipeline(transaction=True)
     for user_id in user_ids:
-        key = user_key(prefix, user_id)
-        pipe.delete(key)
-        pipe.hset(key, INVALIDATED, at)
-        pipe.expire(key, max(1, int(ttl_s + 0.999)))
+        queue_invalidation(pipe, prefix, user_id, ttl_s, at)
     pipe.execute()
+
+
+def queue_invalidation(pipe: redis.client.Pipeline | aredis.client.Pipeline, prefix: str,
+                       user_id: str, ttl_s: float, at: float) -> None:
+    """Queue `invalidate`'s commands on a pipeline, sync or asyncio (queuing is sync in
+    both): the collector's user deletion runs them in its own MULTI."""
+    key = user_key(prefix, user_id)
+    pipe.delete(key)
+    pipe.hset(key, INVALIDATED, repr(at))
+    pipe.expire(key, max(1, int(ttl_s + 0.999)))
 
 
 class ResponseCache:

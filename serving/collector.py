@@ -8,6 +8,10 @@ Routes (FastAPI; the spec is at `/openapi.json`, browsable at `/docs`):
   is valid; 413 for a batch or body too large; 401 without a valid API key; 503
   with `Retry-After` when Redis fails, in which case nothing is reported accepted
   and a retry is safe (events are stored once per `event_id`).
+- `DELETE /v1/users/{user_id}`: forget a user. Their cached recommendations are
+  invalidated at once; a `forget_user` entry in the stream has the consumer delete
+  their online features (within about a second) and hide their offline events,
+  which the next compaction deletes from disk. 202; 401; 503 with `Retry-After`.
 - `GET /healthz`: the process answers. `GET /readyz`: Redis answers a PING.
 
 `create_app(settings)` builds the app; `recstack collect` serves it with uvicorn.
@@ -18,12 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Path, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -33,7 +38,7 @@ from recstack.redis_address import RedisAddress
 from recstack.settings import Settings
 from serving.api_keys import ApiKeyError, ApiKeys
 from serving.event_stream import DEFAULT_DEDUPE_TTL_S, EventStream, async_client
-from serving.events import Event, parse_events
+from serving.events import MAX_ID_LENGTH, Event, parse_events
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,9 @@ class CollectorSettings:
     """How long an event_id is remembered: retries later than this are stored again."""
     redis_timeout_s: float = 1.0
     retry_after_s: int = 2
+    cache_ttl_s: float = 3600.0
+    """How long a deleted user's cache invalidation mark lives: at least the servers'
+    response-cache TTL (as `recstack consume --cache-ttl`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
@@ -97,6 +105,24 @@ class EventsResult(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class UserDeletion(BaseModel):
+    user_id: str
+    stream_id: str
+    """The `forget_user` entry in the events stream."""
+    done_now: list[str]
+    """What this request did before answering."""
+    follows: list[str]
+    """What the stream consumer and compaction do next."""
+
+
+DELETION_FOLLOWS = [
+    "online features: deleted by the stream consumer, within about a second",
+    "offline events: left out of training reads once the consumer has filed the "
+    "deletion (same second), deleted from disk at the next compaction",
+    "events of this user received after this request are new data and are kept",
+]
 
 
 def _request_schema() -> dict[str, Any]:
@@ -150,6 +176,27 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
                               rejected=[RejectedEvent(index=r.index, reason=r.reason)
                                         for r in rejected])
         return JSONResponse(result.model_dump(), status_code=202)
+
+    @app.delete("/v1/users/{user_id:path}", status_code=202, response_model=UserDeletion,
+                dependencies=guard,
+                responses={401: {"model": Problem}, 422: {"description": "Bad user id"},
+                           503: {"model": Problem, "description": "Redis failed; retry"}})
+    async def delete_user(user_id: str = Path(min_length=1, max_length=MAX_ID_LENGTH,
+                                              description="As in events; may hold `/`.")
+                          ) -> UserDeletion:
+        """Forget a user: their cached recommendations now, their online features and
+        offline events through the stream (in order with their earlier events)."""
+        try:
+            stream_id = await events.forget_user(user_id, settings.cache_ttl_s, time.time())
+        except (RedisError, OSError) as exc:
+            log.warning("Redis at %s failed, deletion of a user refused: %s",
+                        settings.redis, exc)
+            raise HTTPException(503, f"Redis at {settings.redis} failed ({exc}); nothing "
+                                "was done, retry later (a repeated deletion is harmless)",
+                                headers=unavailable) from exc
+        return UserDeletion(user_id=user_id, stream_id=stream_id,
+                            done_now=["cached recommendations invalidated"],
+                            follows=DELETION_FOLLOWS)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -12,6 +12,12 @@ A Redis Streams consumer group (`recstack-consumers` by default) reads
    invalidates their cached recommendations (serving/realtime_sink.py);
 4. only then are the entries acknowledged (XACK).
 
+A `forget_user` entry (`DELETE /v1/users/{id}`) is applied where it stands in the
+batch: the events before it are written first, then the user's offline events are
+tombstoned (hidden at once, deleted by the next compaction), their Feast online rows
+deleted and their cache invalidated; the events after it are written after, and
+kept: they are new data the user sent after the deletion.
+
 When a sink fails (Redis or the store down, a full disk) nothing is acknowledged:
 the batch is retried with backoff, for as long as it takes, and never dropped.
 Killed at any point, a restarted consumer first re-reads its own pending entries
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -45,14 +52,20 @@ from typing import Any
 
 import redis
 
-from models.data.event_log import EventLog, compact, read_history
+from models.data.event_log import EventLog, compact, forget_user, read_history
 from recstack.feature_store import RedisAddress, open_store
 from recstack.settings import Settings
 from serving.cache import key_prefix
 from serving.event_stream import stream_key
 from serving.events import Event
 from serving.realtime_sink import REALTIME_VIEW, RealtimeSink
-from serving.stream_entries import EVENT_FIELD, PoisonMessage, events_table, parse_entry
+from serving.stream_entries import (
+    EVENT_FIELD,
+    ForgetUser,
+    PoisonMessage,
+    events_table,
+    parse_entry,
+)
 
 log = logging.getLogger("recstack.consumer")
 
@@ -70,6 +83,20 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
 end
 return 0
 """
+
+
+def in_order_runs(valid: list[tuple[bytes, Event | ForgetUser]]
+                  ) -> list[list[Event] | tuple[bytes, ForgetUser]]:
+    """The batch as runs of consecutive events and single deletions, in stream order."""
+    runs: list[list[Event] | tuple[bytes, ForgetUser]] = []
+    for entry_id, item in valid:
+        if isinstance(item, ForgetUser):
+            runs.append((entry_id, item))
+        elif runs and isinstance(runs[-1], list):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def dead_letter_key(project: str) -> str:
@@ -105,12 +132,14 @@ class Counters:
     dead: int = 0  # poison messages moved to the dead-letter stream
     retries: int = 0  # failed sink attempts, retried
     compactions: int = 0
+    forgotten: int = 0  # user deletions applied
 
     def line(self, lag: int | None, rate: float | None = None) -> str:
         per_s = "" if rate is None else f" ({rate:,.0f}/s)"
         return (f"consumed {self.consumed:,} events{per_s}, {self.written:,} new offline, "
-                f"{self.users:,} user states pushed, {self.dead:,} dead letters, "
-                f"{self.retries:,} retries; lag {'?' if lag is None else f'{lag:,}'}")
+                f"{self.users:,} user states pushed, {self.forgotten:,} users deleted, "
+                f"{self.dead:,} dead letters, {self.retries:,} retries; "
+                f"lag {'?' if lag is None else f'{lag:,}'}")
 
 
 class Stopped(Exception):
@@ -198,8 +227,9 @@ class StreamConsumer:
     # -- one batch ---------------------------------------------------------------------
 
     def process(self, entries: Sequence[Entry]) -> None:
-        """Dead-letter the poison, write both sinks, then acknowledge the batch."""
-        valid: list[Event] = []
+        """Dead-letter the poison, write both sinks (deletions in stream order with the
+        events), then acknowledge the batch."""
+        valid: list[tuple[bytes, Event | ForgetUser]] = []
         poison: list[tuple[bytes, dict[bytes, bytes] | None, str]] = []
         ids: list[bytes] = []
         for entry_id, fields in entries:
@@ -207,19 +237,22 @@ class StreamConsumer:
                 ids.append(entry_id)
                 continue
             try:
-                valid.append(parse_entry(fields))
+                valid.append((entry_id, parse_entry(fields)))
                 ids.append(entry_id)
             except PoisonMessage as exc:
                 poison.append((entry_id, fields, str(exc)))
         if poison:
             self._retrying("dead-lettering", lambda: self._dead_letter(poison),
                            [p[0] for p in poison])
-        if valid:
-            self._retrying("writing the sinks", lambda: self._write(valid), ids)
+        for run in in_order_runs(valid):
+            if isinstance(run, list):
+                self._retrying("writing the sinks", functools.partial(self._write, run), ids)
+            else:
+                self._retrying("deleting a user", functools.partial(self._forget, *run), ids)
         if ids:
             self._retrying("acknowledging", lambda: self.client.xack(
                 self.key, self.config.group, *ids), ids)
-            self.counters.consumed += len(valid)
+            self.counters.consumed += sum(isinstance(v, Event) for _, v in valid)
 
     def _write(self, events: list[Event]) -> None:
         known_users = {e.user_id for e in events if e.user_id in self.event_log.users}
@@ -227,6 +260,17 @@ class StreamConsumer:
         # Offline first: a state recomputed from the history must find this batch there.
         self.counters.written += self.event_log.append(events_table(events))
         self.counters.users += self.online.apply(events, known_users, known_ids)
+
+    def _forget(self, entry_id: bytes, forget: ForgetUser) -> None:
+        """Offline first (tombstone: their events are hidden from every read, so no later
+        recomputation brings them back online), then online rows and cache. Named after
+        the entry, so that a redelivery files nothing new: the user's events written after
+        the deletion stay theirs."""
+        forget_user(self.event_log.data_dir, forget.user_id, name=entry_id.decode())
+        self.event_log.users.discard(forget.user_id)  # a later event starts from nothing
+        self.online.forget(forget.user_id)
+        self.counters.forgotten += 1
+        log.info("deleted a user (stream entry %s)", entry_id.decode())
 
     def _dead_letter(self, poison: list[tuple[bytes, dict[bytes, bytes] | None, str]]) -> None:
         """Each poison entry to the dead-letter stream with its reason, acknowledged in the

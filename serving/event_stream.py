@@ -9,6 +9,9 @@ when the claim is new. A script runs atomically, so no other writer sees a claim
 without its entry. (All keys go through KEYS, but they hash to different slots:
 on Redis Cluster the names would need a hash tag.)
 
+A user deletion is an entry with a `forget_user` field instead (`EventStream.forget_user`),
+appended in the same MULTI that invalidates the user's cached recommendations.
+
 Memory: one seen-key (about 100 bytes) per event for the dedupe TTL (7 days by
 default). The stream itself is never trimmed here: the consumer owns that.
 """
@@ -23,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from recstack.redis_address import RedisAddress
+from serving.cache import key_prefix, queue_invalidation
 from serving.events import Event
 
 DEFAULT_DEDUPE_TTL_S = 7 * 24 * 3600
@@ -83,6 +87,18 @@ class EventStream:
         args: list[str | int] = [self.dedupe_ttl_s, *(e.to_json() for e in events)]
         appended = await self._append_unseen(keys=keys, args=args)
         return Appended(len(appended), len(events) - len(appended))
+
+    async def forget_user(self, user_id: str, cache_ttl_s: float, now: float) -> str:
+        """Invalidate the user's cached answers and append a `forget_user` entry, in one
+        MULTI (both or neither); returns the entry's id. The invalidation mark, not a
+        bare DEL: an answer computed before `now` and stored after it stays a miss.
+        Raises redis.RedisError (or OSError) when Redis fails; a retry is harmless."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            queue_invalidation(pipe, key_prefix(self.project), user_id, cache_ttl_s, now)
+            pipe.xadd(self.key, {"forget_user": user_id})
+            replies = await pipe.execute()
+        entry_id: bytes = replies[-1]
+        return entry_id.decode()
 
     async def ping(self) -> None:
         await self.client.ping()

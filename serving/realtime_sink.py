@@ -36,6 +36,9 @@ import pyarrow as pa
 import redis
 from feast import FeatureStore
 from feast.data_source import PushMode
+from feast.infra.online_stores.helpers import _redis_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feature_repo.definitions import REALTIME_PUSH_SOURCE
 from models.features.build import user_realtime
@@ -152,6 +155,18 @@ class RealtimeSink:
         self._last.update(lasts)
         return len(states)
 
+    def forget(self, user: str) -> None:
+        """Delete every online feature of the user (all views: Feast's Redis store keeps
+        one hash per entity), then invalidate their cached answers, in that order for
+        the reason `apply` pushes first. Raises when Redis fails (retried)."""
+        store_type = self.store.config.online_store.type
+        if store_type != "redis":
+            # Feast has no delete-by-entity API; the consumer runs on Redis (build_consumer).
+            raise NotImplementedError(f"deleting online rows from a {store_type} store")
+        self.cache.delete(online_key(self.store, user))
+        invalidate_many(self.cache, self.cache_prefix, [user], self.cache_ttl_s, self.clock())
+        self._last.pop(user, None)
+
     def _follows(self, user: str, row: OnlineRow, first: Event) -> bool:
         """Whether `first` sorts after every event the row holds, so that folding from
         the row gives what build.py would compute over the whole history."""
@@ -163,6 +178,13 @@ class RealtimeSink:
             return key[0] > row_micros
         hint = self._last.get(user)
         return hint is not None and hint[0] == row_micros and key > hint
+
+
+def online_key(store: FeatureStore, user: str) -> bytes:
+    """The user's hash in Feast's Redis online store (the key Feast itself computes)."""
+    entity = EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(string_val=user)])
+    return _redis_key(store.project, entity, entity_key_serialization_version=(
+        store.config.entity_key_serialization_version))
 
 
 def order_key(event: Event) -> tuple[int, str]:

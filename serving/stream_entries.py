@@ -9,20 +9,26 @@ consumer moves the entry to the dead-letter stream rather than stalling on it.
 Stricter than the collector in one way: `event_id` and `timestamp` must be
 present. The collector fills both in; were either derived here, a redelivered
 entry (after a crash) would be stamped anew and stored twice.
+
+The other kind of entry is a deletion (`DELETE /v1/users/{id}`): one field,
+`forget_user`, holding the user id; it is read as `ForgetUser`. It travels in the
+same stream so that the consumer applies it in order with the user's events.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from pydantic import ValidationError
 
 from recstack.schemas import EVENTS_SCHEMA
-from serving.events import Event, describe
+from serving.events import MAX_ID_LENGTH, Event, describe
 
 EVENT_FIELD = b"event"
+FORGET_FIELD = b"forget_user"
 REQUIRED = ("event_id", "timestamp")
 
 
@@ -30,7 +36,34 @@ class PoisonMessage(ValueError):
     """An entry that no retry can make valid; its message is the reason."""
 
 
-def parse_entry(fields: dict[bytes, bytes] | None) -> Event:
+@dataclass(frozen=True)
+class ForgetUser:
+    """Delete this user's online features and offline history (not their later events)."""
+    user_id: str
+
+
+def parse_entry(fields: dict[bytes, bytes] | None) -> Event | ForgetUser:
+    if fields and FORGET_FIELD in fields:
+        return parse_forget(fields)
+    return parse_event(fields)
+
+
+def parse_forget(fields: dict[bytes, bytes]) -> ForgetUser:
+    if set(fields) != {FORGET_FIELD}:
+        others = ", ".join(sorted(f.decode(errors="replace") for f in fields
+                                  if f != FORGET_FIELD))
+        raise PoisonMessage(f"a `forget_user` entry has other fields too: {others}")
+    try:
+        user_id = fields[FORGET_FIELD].decode()
+    except UnicodeDecodeError as exc:
+        raise PoisonMessage(f"`forget_user` is not UTF-8 text: {exc}") from None
+    if not 1 <= len(user_id) <= MAX_ID_LENGTH:
+        raise PoisonMessage(f"`forget_user` should be a user id of 1 to {MAX_ID_LENGTH} "
+                            f"characters, got {len(user_id)}")
+    return ForgetUser(user_id)
+
+
+def parse_event(fields: dict[bytes, bytes] | None) -> Event:
     if not fields or EVENT_FIELD not in fields:
         raise PoisonMessage("the entry has no `event` field")
     try:

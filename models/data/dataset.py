@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.data.event_log import read_history, stream_parts
+from models.data.event_log import forgotten_users, read_history, stream_parts
 from recstack.schemas import (
     EVENTS_FILE,
     EVENTS_SCHEMA,
@@ -134,7 +134,10 @@ def read_dataset(data_dir: Path) -> Dataset:
     The events are `events.parquet` together with what the stream consumer appended
     under `events_stream/` (models/data/event_log.py): one row per event_id, sorted by
     timestamp then event_id. Users and items that only streamed events mention get
-    default catalog rows, as importers give them."""
+    default catalog rows, as importers give them. Deleted users (`DELETE
+    /v1/users/{id}`) are left out at once, their events and their catalog row, even
+    before a compaction removes them from disk; events they sent after the deletion
+    are kept, with a default catalog row."""
     for name in (EVENTS_FILE, ITEMS_FILE, USERS_FILE):
         path = data_dir / name
         if not path.exists():
@@ -143,8 +146,11 @@ def read_dataset(data_dir: Path) -> Dataset:
                 "or `recstack data import ...` first")
     items = pq.read_table(data_dir / ITEMS_FILE).to_pandas()
     users = pq.read_table(data_dir / USERS_FILE).to_pandas()
-    if not stream_parts(data_dir):
+    deleted = forgotten_users(data_dir)
+    if not stream_parts(data_dir) and not deleted:
         return Dataset(pq.read_table(data_dir / EVENTS_FILE).to_pandas(), items, users)
+    if deleted:
+        users = users[~users["user_id"].isin(deleted)].reset_index(drop=True)
     events = read_history(data_dir).to_pandas()
     unknown_items = set(events["item_id"].dropna()) - set(items["item_id"])
     if unknown_items or set(events["user_id"]) - set(users["user_id"]):

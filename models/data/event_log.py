@@ -19,7 +19,17 @@ what is read, can result.
 
 Other tools may read the directory as a hive-partitioned parquet dataset; they
 should list files with `stream_parts` (or run `compact` first), since for a moment
-after a compaction (or after a crash in it) replaced files may still be there.
+after a compaction (or after a crash in it) replaced files may still be there, and
+leave out `forgotten_ids` (deleted users' events not yet compacted away).
+
+Deleted users (`DELETE /v1/users/{id}`, filed by the consumer with `forget_user`):
+one tombstone per deletion in `events_stream/deleted_users/<name>.json`, holding
+the user and the ids of the events they had when the deletion was processed.
+Readers leave those events out at once; `compact` then removes them from the day
+files, `events.parquet` and the user's row from `users.parquet`, and marks the
+tombstone compacted. Tombstones hold ids only, not events, and are kept: cheap,
+and a late redelivery of a deleted event stays hidden. Events the user sends after
+the deletion are not in the tombstone: they are new data, and kept.
 """
 
 from __future__ import annotations
@@ -30,14 +40,14 @@ import os
 import time
 import uuid
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recstack.schemas import EVENTS_FILE, EVENTS_SCHEMA
+from recstack.schemas import EVENTS_FILE, EVENTS_SCHEMA, USERS_FILE
 
 STREAM_DIR = "events_stream"
 PART_GLOB = "date=*/part-*.parquet"
@@ -46,6 +56,7 @@ REPLACES_KEY = b"recstack.replaces"
 TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 600.0  # a temporary file older than this belongs to a writer that died
 SORT_KEYS = [("timestamp", "ascending"), ("event_id", "ascending")]
+TOMBSTONE_DIR = "deleted_users"
 
 
 def stream_dir(data_dir: Path) -> Path:
@@ -102,15 +113,87 @@ def dedupe_sorted(table: pa.Table) -> pa.Table:
 
 
 def read_stream_events(data_dir: Path, users: Collection[str] | None = None) -> pa.Table:
-    """The streamed events (only `users`' when given), de-duplicated and sorted."""
-    return dedupe_sorted(_read_parts(stream_parts(data_dir), users=users))
+    """The streamed events (only `users`' when given), de-duplicated and sorted, less
+    deleted users' events."""
+    table = _read_parts(stream_parts(data_dir), users=users)
+    return dedupe_sorted(without_ids(table, forgotten_ids(data_dir)))
 
 
 def read_history(data_dir: Path, users: Collection[str] | None = None) -> pa.Table:
     """`events.parquet` and the streamed events together (only `users`' when given),
-    one row per event_id (the file's row wins), sorted by timestamp then event_id."""
+    one row per event_id (the file's row wins), sorted by timestamp then event_id,
+    less deleted users' events (already compacted away or not)."""
     paths = [data_dir / EVENTS_FILE] if (data_dir / EVENTS_FILE).exists() else []
-    return dedupe_sorted(_read_parts([*paths, *stream_parts(data_dir)], users=users))
+    table = _read_parts([*paths, *stream_parts(data_dir)], users=users)
+    return dedupe_sorted(without_ids(table, forgotten_ids(data_dir)))
+
+
+def without_ids(table: pa.Table, ids: Collection[str]) -> pa.Table:
+    """The rows whose event_id is not in `ids`."""
+    if not ids or table.num_rows == 0:
+        return table
+    return table.filter(pc.invert(pc.is_in(table["event_id"], pa.array(list(ids), pa.string()))))
+
+
+# -- deleted users -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tombstone:
+    name: str  # the file's stem: the forget entry's stream id, so a redelivery is a no-op
+    user_id: str
+    deleted_at: float  # epoch seconds, when the consumer processed the deletion
+    event_ids: list[str]
+    compacted: bool = False  # the events are gone from disk, not just hidden
+
+
+def tombstone_dir(data_dir: Path) -> Path:
+    return stream_dir(data_dir) / TOMBSTONE_DIR
+
+
+def read_tombstones(data_dir: Path) -> list[Tombstone]:
+    tombstones = []
+    for path in sorted(tombstone_dir(data_dir).glob("*.json")):
+        with contextlib.suppress(FileNotFoundError):
+            tombstones.append(Tombstone(name=path.stem, **json.loads(path.read_text())))
+    return tombstones
+
+
+def forgotten_ids(data_dir: Path) -> set[str]:
+    return {i for t in read_tombstones(data_dir) for i in t.event_ids}
+
+
+def forgotten_users(data_dir: Path) -> set[str]:
+    return {t.user_id for t in read_tombstones(data_dir)}
+
+
+def _write_tombstone(data_dir: Path, tombstone: Tombstone) -> None:
+    """Atomically and durably, as part files are written."""
+    directory = tombstone_dir(data_dir)
+    _make_dirs(directory)
+    path = directory / f"{tombstone.name}.json"
+    tmp = directory / f"{TMP_PREFIX}{tombstone.name}-{uuid.uuid4().hex}"
+    body = {k: v for k, v in asdict(tombstone).items() if k != "name"}
+    with open(tmp, "w") as out:
+        json.dump(body, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+
+
+def forget_user(data_dir: Path, user_id: str, name: str | None = None,
+                now: float | None = None) -> int:
+    """Hide every event `user_id` has in the history now, and have `compact` delete them;
+    returns how many. `name`: a unique name for this deletion (the stream entry's id):
+    filing the same deletion twice (a redelivery) changes nothing, so events the user
+    sent after it are never swept into it."""
+    name = name or uuid.uuid4().hex
+    if (tombstone_dir(data_dir) / f"{name}.json").exists():
+        return 0
+    ids = read_history(data_dir, [user_id])["event_id"].to_pylist()
+    _write_tombstone(data_dir, Tombstone(name, user_id, time.time() if now is None else now,
+                                         ids))
+    return len(ids)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -207,39 +290,91 @@ class Compaction:
 
 
 def compact(data_dir: Path) -> Compaction:
-    """Merge each day's part files into one (de-duplicated, sorted).
+    """Merge each day's part files into one (de-duplicated, sorted), and delete the
+    events of deleted users not yet compacted away (see `forget_user`), from the day
+    files and from `events.parquet`, and their rows from `users.parquet`.
 
     The merged file names the files it replaces in its metadata and is renamed into
     place before they are removed; from that rename on, `stream_parts` no longer lists
     them. So a crash at any point leaves either the old files or the merged one in the
     history, never both and never neither; the next compaction removes what a crash
-    left behind (and temporary files of writers that died)."""
+    left behind (and temporary files of writers that died). A tombstone is marked
+    compacted only after every file is rewritten, so a crash means a redo, never a miss."""
+    tombstones = read_tombstones(data_dir)
+    pending = [t for t in tombstones if not t.compacted]
+    # Every tombstone's ids go when a file is rewritten anyway; only pending ones force it.
+    every_id = {i for t in tombstones for i in t.event_ids}
+    pending_ids = {i for t in pending for i in t.event_ids}
     days = files_before = rows = 0
-    if not stream_dir(data_dir).exists():
-        return Compaction(0, 0, 0)
-    for directory in sorted(stream_dir(data_dir).glob("date=*")):
-        _remove_stale_tmp(directory)
-        every = sorted(directory.glob("part-*.parquet"))
-        parts = _live(every)
-        for leftover in set(every) - set(parts):  # replaced, then a crash before removal
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        if len(parts) < 2:
-            continue
-        try:
-            merged = dedupe_sorted(pa.concat_tables([_as_events(pq.read_table(p))
-                                                     for p in parts]))
-        except FileNotFoundError:  # another compaction got there first
-            continue
-        replaces = json.dumps([p.name for p in parts]).encode()
-        write_part(merged.replace_schema_metadata({REPLACES_KEY: replaces}), directory,
-                   prefix=COMPACTED_PREFIX)
-        for path in parts:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        _fsync_dir(directory)
-        days, files_before, rows = days + 1, files_before + len(parts), rows + merged.num_rows
+    if stream_dir(data_dir).exists():
+        for directory in sorted(stream_dir(data_dir).glob("date=*")):
+            merged = _compact_day(directory, every_id, pending_ids)
+            if merged is not None:
+                days, files_before, rows = days + 1, files_before + merged[0], rows + merged[1]
+    if pending:
+        _rewrite_without(data_dir / EVENTS_FILE, "event_id", every_id)
+        _rewrite_without(data_dir / USERS_FILE, "user_id", {t.user_id for t in pending})
+        for tombstone in pending:
+            _write_tombstone(data_dir, replace(tombstone, compacted=True))
     return Compaction(days, files_before, rows)
+
+
+def _compact_day(directory: Path, every_id: set[str], pending_ids: set[str]
+                 ) -> tuple[int, int] | None:
+    """Merge one day's parts, less deleted events: (files merged, rows), or None when
+    there was nothing to do."""
+    _remove_stale_tmp(directory)
+    every = sorted(directory.glob("part-*.parquet"))
+    parts = _live(every)
+    for leftover in set(every) - set(parts):  # replaced, then a crash before removal
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    if not parts or (len(parts) < 2 and not _holds_any(parts, pending_ids)):
+        return None
+    try:
+        merged = dedupe_sorted(without_ids(
+            pa.concat_tables([_as_events(pq.read_table(p)) for p in parts]), every_id))
+    except FileNotFoundError:  # another compaction got there first
+        return None
+    replaces = json.dumps([p.name for p in parts]).encode()
+    write_part(merged.replace_schema_metadata({REPLACES_KEY: replaces}), directory,
+               prefix=COMPACTED_PREFIX)
+    for path in parts:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    _fsync_dir(directory)
+    return len(parts), merged.num_rows
+
+
+def _holds_any(paths: list[Path], ids: set[str]) -> bool:
+    if not ids:
+        return False
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            if pc.any(pc.is_in(pq.read_table(path, columns=["event_id"])["event_id"],
+                               pa.array(list(ids), pa.string()))).as_py():
+                return True
+    return False
+
+
+def _rewrite_without(path: Path, column: str, values: set[str]) -> None:
+    """Rewrite a parquet file without the rows whose `column` is in `values`, atomically
+    (temporary file, fsync, rename); untouched when it holds none."""
+    if not values or not path.exists():
+        return
+    drop = pc.is_in(pq.read_table(path, columns=[column])[column],
+                    pa.array(list(values), pa.string()))
+    if not pc.any(drop).as_py():
+        return
+    table = pq.read_table(path)
+    kept = table.filter(pc.invert(pc.is_in(table[column], pa.array(list(values), pa.string()))))
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as out:
+        pq.write_table(kept, out, compression="zstd")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _remove_stale_tmp(directory: Path) -> None:
@@ -253,5 +388,11 @@ def _remove_stale_tmp(directory: Path) -> None:
 def newest_mtime(data_dir: Path) -> float | None:
     """When the streamed history last changed (None if there is none): commands that
     cache work derived from the events (feature tables) compare against it."""
-    times = [p.stat().st_mtime for p in stream_parts(data_dir)]
+    # A deletion changes the history too: features built before it still hold the user,
+    # and materializing them would bring their online rows back.
+    paths = [*stream_parts(data_dir), *tombstone_dir(data_dir).glob("*.json")]
+    times = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # compacted away since it was listed
+            times.append(path.stat().st_mtime)
     return max(times) if times else None
