@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,21 @@ class RedisAddress:
                 kwargs["ssl"] = value.lower() == "true"
         return cls(host=host, port=int(port), **kwargs)
 
-    def client(self, timeout: float = 2.0) -> redis.Redis:
+    def client(self, timeout: float = 2.0, read_timeout: float | None = None
+               ) -> redis.Redis:
+        """`read_timeout`: for blocking reads that must outlast `timeout`."""
         return redis.Redis(host=self.host, port=self.port, db=self.db, password=self.password,
                            ssl=self.ssl, socket_connect_timeout=timeout,
-                           socket_timeout=timeout)
+                           socket_timeout=timeout if read_timeout is None else read_timeout)
+
+    def async_client(self, timeout: float = 1.0) -> aredis.Redis:
+        """An asyncio client for request paths, failing fast: short socket timeouts and
+        one immediate retry (a pooled connection reset by a Redis restart fails once),
+        not redis-py's default retries with up to 10 s of backoff, which would hold a
+        request for seconds while Redis is down."""
+        return aredis.Redis(host=self.host, port=self.port, db=self.db,
+                            password=self.password, ssl=self.ssl, socket_timeout=timeout,
+                            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1))
 
     def reachable(self, timeout: float = 0.5) -> bool:
         try:

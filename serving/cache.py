@@ -27,8 +27,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from recstack.feature_store import RedisAddress
@@ -83,14 +81,7 @@ class ResponseCache:
     @classmethod
     def connect(cls, address: RedisAddress, prefix: str, ttl_s: float,
                 timeout_s: float = 0.1) -> ResponseCache:
-        # One immediate retry (a pooled connection reset by an outage fails once), not
-        # redis-py's default of 3 with up to 10 s of backoff, which would hold a request
-        # for seconds when Redis is down.
-        client = aredis.Redis(host=address.host, port=address.port, db=address.db,
-                              password=address.password, ssl=address.ssl,
-                              socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                              retry=Retry(NoBackoff(), 1))
-        return cls(client, prefix, ttl_s)
+        return cls(address.async_client(timeout_s), prefix, ttl_s)
 
     @staticmethod
     def field(version: str, variant: str | None, params: dict[str, Any]) -> str:

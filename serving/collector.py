@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from recstack.redis_address import RedisAddress
 from recstack.settings import Settings
 from serving.api_keys import ApiKeyError, ApiKeys
-from serving.event_stream import DEFAULT_DEDUPE_TTL_S, EventStream, async_client
+from serving.event_stream import DEFAULT_DEDUPE_TTL_S, EventStream
 from serving.events import MAX_ID_LENGTH, Event, parse_events
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _request_schema() -> dict[str, Any]:
 
 
 def create_app(settings: CollectorSettings, stream: EventStream | None = None) -> FastAPI:
-    events = stream or EventStream(async_client(settings.redis, settings.redis_timeout_s),
+    events = stream or EventStream(settings.redis.async_client(settings.redis_timeout_s),
                                    settings.project, settings.dedupe_ttl_s)
     unavailable = {"Retry-After": str(settings.retry_after_s)}
 

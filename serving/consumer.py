@@ -36,7 +36,6 @@ streams would be the way to scale out.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import logging
@@ -394,11 +393,8 @@ class StreamConsumer:
 
 
 def stream_client(settings: Settings, block_ms: int) -> redis.Redis:
-    address = RedisAddress.parse(settings.redis)
     # The socket must outlast a blocking read.
-    return redis.Redis(host=address.host, port=address.port, db=address.db,
-                       password=address.password, ssl=address.ssl,
-                       socket_connect_timeout=2.0, socket_timeout=block_ms / 1000 + 5.0)
+    return RedisAddress.parse(settings.redis).client(2.0, read_timeout=block_ms / 1000 + 5.0)
 
 
 class NotApplied(RuntimeError):
@@ -440,37 +436,3 @@ def configure_logging() -> None:
     """Retries, poison messages, claims and compactions, on stderr."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("feast").setLevel(logging.WARNING)  # a line per registry refresh
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m serving.consumer --data DIR`: the same as `recstack consume`."""
-    parser = argparse.ArgumentParser(prog="python -m serving.consumer",
-                                     description=__doc__.split("\n\n")[0])
-    defaults = ConsumerConfig()
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--name", default=None)
-    parser.add_argument("--group", default=defaults.group)
-    parser.add_argument("--batch", type=int, default=defaults.batch)
-    parser.add_argument("--claim-idle", type=float, default=defaults.claim_idle_s)
-    parser.add_argument("--compact-every", type=float, default=defaults.compact_every_s / 60,
-                        help="minutes (0: never)")
-    parser.add_argument("--cache-ttl", type=float, default=defaults.cache_ttl_s)
-    parser.add_argument("--no-trim", action="store_true")
-    parser.add_argument("--progress-every", type=float, default=5.0)
-    parser.add_argument("--until-idle", action="store_true")
-    args = parser.parse_args(argv)
-    configure_logging()
-    config = ConsumerConfig(group=args.group, name=args.name or default_name(),
-                            batch=args.batch, claim_idle_s=args.claim_idle,
-                            compact_every_s=args.compact_every * 60,
-                            cache_ttl_s=args.cache_ttl, trim=not args.no_trim)
-    stop = threading.Event()
-    stop_on_signals(stop)
-    consumer = build_consumer(args.data, config, stop=stop)
-    consumer.run(report=lambda line: print(line, flush=True),
-                 progress_every_s=args.progress_every, until_idle=args.until_idle)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

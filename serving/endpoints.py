@@ -109,7 +109,7 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
     """A started Front: every variant's graph deployed and running."""
     from recstack.redis_address import RedisAddress
     from recstack.settings import Settings
-    from serving.event_stream import EventStream, async_client
+    from serving.event_stream import EventStream
     from serving.impressions import ImpressionLog
 
     settings = Settings.from_env()
@@ -119,7 +119,7 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
         cache = ResponseCache.connect(address, key_prefix(settings.feast_project),
                                       config.cache.ttl_s)
     if config.impressions.enabled and settings.online_store != "sqlite":
-        impressions = ImpressionLog(EventStream(async_client(address),
+        impressions = ImpressionLog(EventStream(address.async_client(),
                                                 settings.feast_project))
     front = Front(registry, config, version, stage, cache,
                   Deployer(registry, data_dir, config), impressions)

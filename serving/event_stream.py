@@ -22,10 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from recstack.redis_address import RedisAddress
 from serving.cache import key_prefix, queue_invalidation
 from serving.events import Event
 
@@ -52,16 +49,6 @@ def stream_key(project: str) -> str:
 
 def seen_key(project: str, event_id: str) -> str:
     return f"recstack:{project}:seen:{event_id}"
-
-
-def async_client(address: RedisAddress, timeout_s: float = 1.0) -> aredis.Redis:
-    """An asyncio client that fails fast: short socket timeouts and one immediate retry
-    (a pooled connection reset by a Redis restart fails once), not redis-py's default
-    retries with backoff, which would hold a request for seconds while Redis is down."""
-    return aredis.Redis(host=address.host, port=address.port, db=address.db,
-                        password=address.password, ssl=address.ssl,
-                        socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                        retry=Retry(NoBackoff(), 1))
 
 
 @dataclass(frozen=True)

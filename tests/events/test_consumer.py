@@ -305,7 +305,7 @@ def test_killed_consumer_resumes_with_nothing_lost_or_doubled(world: Path, setti
 
     def start(name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "serving.consumer", "--data", str(world), "--name", name,
+            [sys.executable, "-m", "recstack", "consume", "--data", str(world), "--name", name,
              "--batch", "50", "--claim-idle", "1", "--compact-every", "0.03",
              "--progress-every", "1"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
