@@ -111,10 +111,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     client.delete(stream_key(PROJECT))
     bodies = synthetic_batches(int(args.rate * args.seconds / POST_BATCH) + 1, POST_BATCH)
     collector = Server("collect", [*cli, "collect", "--port", "8097"], 8097,
-                       args.out / "lag-collect.log", ENV)
+                       args.out / "lag-collect.log", ENV, uses_ray=False)
     consumer = Server("consume", [*cli, "consume", "--data", str(world), "--batch",
                                   str(args.batch), "--progress-every", "5"], 0,
-                      args.out / "lag-consume.log", ENV)
+                      args.out / "lag-consume.log", ENV, uses_ray=False)
     samples: list[tuple[float, int | None]] = []
     try:
         await collector.ready(120, "/readyz")

@@ -92,9 +92,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                          "--stage", "dev", "--data", str(data), "--port", "8095",
                          "--config", str(config)], 8095, args.out / "fresh-serve.log", env),
         Server("collect", [python, "-m", "recstack", "collect", "--port", "8096"], 8096,
-               args.out / "fresh-collect.log", env),
+               args.out / "fresh-collect.log", env, uses_ray=False),
         Server("consume", [python, "-m", "recstack", "consume", "--data", str(data),
-                           "--progress-every", "30"], 0, args.out / "fresh-consume.log", env),
+                           "--progress-every", "30"], 0, args.out / "fresh-consume.log", env,
+               uses_ray=False),
     ]
     try:
         await servers[0].ready()

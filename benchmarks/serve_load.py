@@ -76,8 +76,8 @@ def build_world(out: Path, users: int, items: int) -> tuple[Path, Path]:
 
 class Server:
     def __init__(self, name: str, command: list[str], port: int, log: Path,
-                 env: dict[str, str]) -> None:
-        self.name, self.port = name, port
+                 env: dict[str, str], uses_ray: bool = True) -> None:
+        self.name, self.port, self.uses_ray = name, port, uses_ray
         self.log = log.open("wb")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
                                         env={**os.environ, **env}, start_new_session=True,
@@ -106,8 +106,9 @@ class Server:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-                       capture_output=True)
+        if self.uses_ray:  # a killed server leaves Ray's processes behind
+            subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
+                           capture_output=True)
 
 
 async def drive(port: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:

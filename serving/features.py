@@ -18,7 +18,7 @@ load test).
 
 When the store fails (Redis unreachable, a timeout), `user` raises
 `FeaturesUnavailable` and item reads fall back to the rows already cached, stale
-or not, with the rest missing; `refresh` says whether every read succeeded, so a
+or not, with the rest missing; `lookup` says whether every read succeeded, so a
 request can be answered and marked degraded. After a failure the store is left
 alone for `retry_after_s`, so that a dead Redis costs one failed connection per
 interval rather than one per request.
@@ -84,11 +84,6 @@ class OnlineFeatureJoin:
         if values is None:
             raise FeaturesUnavailable("the online store is unavailable")
         return {k: v[0] for k, v in values.items()}
-
-    def refresh(self, item_ids: Iterable[str]) -> bool:
-        """Bring these items' rows up to date; False when the store failed and some
-        rows are stale or missing."""
-        return self.lookup(item_ids).complete
 
     def items(self, item_ids: Iterable[str]) -> pd.DataFrame:
         """`item_online` rows for these items, in order, each at most
