@@ -38,7 +38,7 @@ import aiohttp
 import numpy as np
 import redis
 
-from recstack.feature_store import RedisAddress
+from recstack.redis_address import RedisAddress
 from serving.event_stream import APPEND_UNSEEN, seen_key, stream_key
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,6 +24,7 @@ from typing import Any
 
 from serving.event_stream import EventStream
 from serving.events import Event
+from serving.telemetry import telemetry
 
 log = logging.getLogger("recstack.serving")
 WARN_EVERY_S = 30.0  # a failing Redis would otherwise log once per request
@@ -59,8 +60,6 @@ class ImpressionLog:
             task.add_done_callback(self._pending.discard)
 
     async def _write(self, events: list[Event]) -> None:
-        from serving.telemetry import telemetry
-
         try:
             await self.stream.append(events)
         except Exception as exc:  # Redis down or slow: the answer has gone already
