@@ -5,7 +5,7 @@ defaults below. A mistake is reported with the file and the key, for example
 `serve.yaml: variants[1].weight: Input should be greater than 0`.
 
     graph:                       # Ray Serve deployments of each version's graph
-      retriever: {replicas: 1, num_cpus: 0, memory_mb: null}
+      retriever: {replicas: 1, num_cpus: 0, memory_mb: null, threads: null}
       ranker:    {replicas: 1, num_cpus: 0}
       ingress:   {replicas: 1, num_cpus: 0}
     rules: {diversity: mmr, diversity_weight: 0.2, exploration_rate: 0.1}
@@ -61,6 +61,9 @@ class DeploymentConfig(_Strict):
     replicas: int = Field(default=1, ge=1, le=64)
     num_cpus: float = Field(default=0.0, ge=0)  # 0: no reservation, replicas share the machine
     memory_mb: int | None = Field(default=None, ge=1)
+    # BLAS/OpenMP/torch threads per replica; Ray starts workers with one. More helps a
+    # lone request's matrix products, and oversubscribes a busy node: measure first.
+    threads: int | None = Field(default=None, ge=1, le=64)
 
     def options(self) -> dict[str, Any]:
         """`Deployment.options(...)` keyword arguments."""

@@ -1,12 +1,18 @@
 """The Ray Serve graph of one model version: an ingress with `Retriever` and `Ranker`
 deployments (REFERENCE.md: KServe + Ray Serve).
 
-The ingress reads the user's online row, asks the Retriever for every source's top
-list and the Ranker for the ranked candidates, and applies the rules
-(serving/recommender.py). It also answers `similar-items` (in process: a few
-matrix-vector products) and `ranker` (the caller's candidates through the same
-Retriever and Ranker). Every answer carries the stage timings and the candidate
-count, for the KServe front's telemetry (serving/front.py), which removes them.
+The ingress validates and awaits, nothing else: the Retriever reads the user's
+online row and retrieves every source's top list; the Ranker reads the cached item
+rows, ranks, and applies the rules (serving/recommender.py), so the answer comes
+back whole. `ranker` requests take the same path with the caller's candidates;
+`similar-items` is the Ranker's alone (a few matrix-vector products). Every answer
+carries the stage timings and the candidate count, for the KServe front's
+telemetry (serving/front.py), which removes them.
+
+Why this split: the ingress had read the user's row and applied the rules itself,
+each in a thread off its event loop; those two thread hand-offs, a third copy of
+the item rows (renewed in the background) and a bigger hop cost ~TODO ms a request
+more than the no-op graph of the same shape pays.
 
 Each version runs as its own Serve application, so a new one can start beside the
 old and take traffic only once it is ready (hot swap, serving/front.py).
@@ -14,114 +20,151 @@ old and take traffic only once it is ready (hot swap, serving/front.py).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from threadpoolctl import threadpool_limits
 
 from models.bundle import load_bundle
 from serving.config import GraphConfig, StoreOptions
 from serving.features import OnlineFeatureJoin, open_serving_store
-from serving.online_scoring import OnlineScorer, Retrieved, Scored
-from serving.recommender import DEPTH, Recommender
+from serving.online_scoring import OnlineScorer, Retrieved
+from serving.recommender import DEPTH, Recommender, read_user, version_of
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
 from serving.timing import Timings, stage
 
 
+def use_threads(threads: int | None) -> None:
+    """This replica's BLAS, OpenMP and torch thread counts (None: Ray's default, one)."""
+    if threads is not None:
+        import torch
+
+        threadpool_limits(threads)
+        torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the Retriever hands the Ranker: the user's online row, whether the store
+    failed reading it, and every source's top list."""
+
+    user: dict[str, Any]
+    degraded: bool
+    retrieved: Retrieved
+
+
 @serve.deployment
 class Retriever:
-    def __init__(self, version_dir: str) -> None:
-        self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
+    """The user's online row (their real-time items among it), then every source's top
+    list. The row is read here, not in the ingress: the next step needs it at once,
+    and the ingress then only awaits, like the no-op graph's."""
 
-    def retrieve(self, user_id: str, fresh: list[str], at: pd.Timestamp,
-                 include_seen: bool = False) -> tuple[Retrieved, Timings]:
+    def __init__(self, version_dir: str, data_dir: str, store: StoreOptions,
+                 threads: int | None = None) -> None:
+        use_threads(threads)
+        self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
+        # User rows only: no item rows are held here, so none are kept fresh.
+        self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
+                                      store.item_staleness_s)
+
+    def retrieve(self, user_id: str, session_items: list[str], at: pd.Timestamp,
+                 include_seen: bool = False) -> tuple[Found, Timings]:
         timings: Timings = {}
+        user, fresh, degraded = read_user(self.join, user_id, session_items, timings)
         with stage(timings, "retrieve"):
             retrieved = self.scorer.retrieve(user_id, fresh, at, include_seen)
-        return retrieved, timings
+        return Found(user, degraded, retrieved), timings
 
 
 @serve.deployment
 class Ranker:
-    def __init__(self, version_dir: str, data_dir: str, store: StoreOptions) -> None:
-        self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
-        self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
-                                      store.item_staleness_s)
-        self.join.keep_fresh(self.scorer.bundle.item_ids)
+    """Item features, the ranker and the rules: the answer itself. The rules run here,
+    beside the item rows they read, so the ingress holds no catalog of its own."""
 
-    def rank(self, retrieved: Retrieved, user: dict[str, Any], at: pd.Timestamp, k: int,
-             only: Any = None) -> tuple[Scored, Timings]:
+    def __init__(self, version_dir: str, data_dir: str, store: StoreOptions,
+                 threads: int | None = None) -> None:
+        use_threads(threads)
+        self.recommender = Recommender(
+            Path(version_dir), open_serving_store(Path(data_dir), store.timeout_s),
+            item_staleness_s=store.item_staleness_s)
+        self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
+
+    def recommend(self, request: RecommendRequest, found: Found, at: pd.Timestamp,
+                  rules: RuleConfig, variant: str | None, request_id: str
+                  ) -> dict[str, Any]:
         timings: Timings = {}
-        scored = self.scorer.rank(retrieved, user, self.join, at, k, timings, only)
-        return scored, timings
+        scored = self.recommender.scorer.rank(found.retrieved, found.user,
+                                              self.recommender.join, at, DEPTH, timings)
+        answer = self.recommender.answer(request, request_id, scored, found.degraded,
+                                         rules, variant, timings)
+        return answer | {"timings": timings, "candidates": len(scored.items)}
+
+    def rank(self, request: RankRequest, found: Found, at: pd.Timestamp,
+             variant: str | None, request_id: str) -> dict[str, Any]:
+        timings: Timings = {}
+        columns, unknown = self.recommender.split_candidates(request)
+        scored = self.recommender.scorer.rank(found.retrieved, found.user,
+                                              self.recommender.join, at, len(columns),
+                                              timings, columns)
+        answer = self.recommender.ranked(request, request_id, scored, unknown,
+                                         found.degraded, variant)
+        return answer | {"timings": timings, "candidates": len(columns)}
+
+    def similar(self, request: SimilarItemsRequest, variant: str | None, request_id: str
+                ) -> dict[str, Any]:
+        timings: Timings = {}
+        answer = self.recommender.similar(request, request_id, variant, timings)
+        return answer | {"timings": timings, "candidates": len(answer["items"])}
 
 
 @serve.deployment
 class RecommenderIngress:
-    """One version's entry point: `recommend`, `rank` and `similar`, one request each."""
+    """One version's entry point: `recommend`, `rank` and `similar`, one request each.
+    It only validates and awaits; the work is in the Retriever and the Ranker."""
 
     def __init__(self, retriever: DeploymentHandle, ranker: DeploymentHandle,
-                 version_dir: str, data_dir: str, store: StoreOptions) -> None:
-        self.retriever, self.ranker = retriever, ranker
-        self.recommender = Recommender(
-            Path(version_dir), open_serving_store(Path(data_dir), store.timeout_s),
-            score_locally=False, item_staleness_s=store.item_staleness_s)
-        self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
+                 version: str) -> None:
+        self.retriever, self.ranker, self.version = retriever, ranker, version
 
     def ready(self) -> str:
-        return self.recommender.version
+        return self.version
 
     async def recommend(self, body: dict[str, Any], rules: RuleConfig, variant: str | None
                         ) -> dict[str, Any]:
         request = RecommendRequest.model_validate(body)
         at = pd.Timestamp.now(tz="UTC")
-        timings: Timings = {}
-        # Feature reads block: off the event loop, so other requests keep moving.
-        user, fresh, degraded = await asyncio.to_thread(
-            self.recommender.prepare, request.user_id, request.session_items, timings)
-        retrieved, t = await self.retriever.retrieve.remote(request.user_id, fresh, at)
-        timings |= t
-        scored, t = await self.ranker.rank.remote(retrieved, user, at, DEPTH)
-        timings |= t
-        answer = await asyncio.to_thread(self.recommender.answer, request, uuid.uuid4().hex,
-                                         scored, degraded, rules, variant, timings)
-        return answer | {"timings": timings, "candidates": len(scored.items)}
+        found, timings = await self.retriever.retrieve.remote(
+            request.user_id, list(request.session_items), at)
+        answer = await self.ranker.recommend.remote(request, found, at, rules, variant,
+                                                    uuid.uuid4().hex)
+        return answer | {"timings": timings | answer["timings"]}
 
     async def rank(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
         request = RankRequest.model_validate(body)
         at = pd.Timestamp.now(tz="UTC")
-        timings: Timings = {}
-        user, fresh, degraded = await asyncio.to_thread(
-            self.recommender.prepare, request.user_id, (), timings)
-        columns, unknown = self.recommender.split_candidates(request)
-        retrieved, t = await self.retriever.retrieve.remote(request.user_id, fresh, at)
-        timings |= t
-        scored, t = await self.ranker.rank.remote(retrieved, user, at, len(columns), columns)
-        timings |= t
-        answer = self.recommender.ranked(request, uuid.uuid4().hex, scored, unknown,
-                                         degraded, variant)
-        return answer | {"timings": timings, "candidates": len(columns)}
+        found, timings = await self.retriever.retrieve.remote(request.user_id, [], at)
+        answer = await self.ranker.rank.remote(request, found, at, variant, uuid.uuid4().hex)
+        return answer | {"timings": timings | answer["timings"]}
 
     async def similar(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
         request = SimilarItemsRequest.model_validate(body)
-        timings: Timings = {}
-        answer = await asyncio.to_thread(self.recommender.similar, request,
-                                         uuid.uuid4().hex, variant, timings)
-        return answer | {"timings": timings, "candidates": len(answer["items"])}
+        return dict(await self.ranker.similar.remote(request, variant, uuid.uuid4().hex))
 
 
 def build(version_dir: Path, data_dir: Path, config: GraphConfig = GraphConfig(),
           store: StoreOptions = StoreOptions()) -> Any:
     """The bound Serve application of one version."""
     retriever = Retriever.options(  # type: ignore[attr-defined]
-        **config.retriever.options()).bind(str(version_dir))
+        **config.retriever.options()).bind(str(version_dir), str(data_dir), store,
+                                           config.retriever.threads)
     ranker = Ranker.options(  # type: ignore[attr-defined]
-        **config.ranker.options()).bind(str(version_dir), str(data_dir), store)
+        **config.ranker.options()).bind(str(version_dir), str(data_dir), store,
+                                        config.ranker.threads)
     return RecommenderIngress.options(  # type: ignore[attr-defined]
-        **config.ingress.options()).bind(retriever, ranker, str(version_dir), str(data_dir),
-                                         store)
+        **config.ingress.options()).bind(retriever, ranker, version_of(version_dir))

@@ -18,7 +18,6 @@ item features come from the in-process cache or are missing, and the answer says
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,26 @@ CONTEXT_TRENDING = 50  # a context category's popular items put before global tr
 AS_RANKED = RuleConfig(diversity="none", exploration_rate=0.0)
 
 
+def version_of(version_dir: Path) -> str:
+    return Manifest.model_validate_json((version_dir / MANIFEST).read_text()).version
+
+
+def read_user(join: OnlineFeatureJoin, user_id: str, session_items: Sequence[str] = (),
+              timings: Timings | None = None) -> tuple[dict[str, Any], list[str], bool]:
+    """The user's online row, their fresh items, newest first (the session's, then the
+    real-time recent items), and whether the store failed (then the row is empty and
+    only the session counts)."""
+    with stage(timings, "features.user"):
+        try:
+            user, degraded = join.user(user_id), False
+        except FeaturesUnavailable:
+            user, degraded = {}, True
+    recent = user.get("user_realtime__recent_items")
+    fresh = list(dict.fromkeys([*reversed(session_items),
+                                *(list(recent) if recent is not None else [])]))
+    return user, fresh, degraded
+
+
 class Recommender:
     def __init__(self, version_dir: Path, store: FeatureStore,
                  rules: RuleConfig | None = None, variant: str | None = None,
@@ -51,8 +70,7 @@ class Recommender:
                  item_staleness_s: float | None = None) -> None:
         """`score_locally=False` when the scoring runs elsewhere (the graph's Retriever
         and Ranker) and this only prepares requests and applies the rules."""
-        self.version = Manifest.model_validate_json(
-            (version_dir / MANIFEST).read_text()).version
+        self.version = version_of(version_dir)
         self.bundle = load_bundle(version_dir)
         self._scorer = OnlineScorer(self.bundle) if score_locally else None
         self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
@@ -89,18 +107,7 @@ class Recommender:
 
     def prepare(self, user_id: str, session_items: Sequence[str] = (),
                 timings: Timings | None = None) -> tuple[dict[str, Any], list[str], bool]:
-        """The user's online row, their fresh items, newest first (the session's, then
-        the real-time recent items), and whether the store failed (then the row is
-        empty and only the session counts)."""
-        with stage(timings, "features.user"):
-            try:
-                user, degraded = self.join.user(user_id), False
-            except FeaturesUnavailable:
-                user, degraded = {}, True
-        recent = user.get("user_realtime__recent_items")
-        fresh = list(dict.fromkeys([*reversed(session_items),
-                                    *(list(recent) if recent is not None else [])]))
-        return user, fresh, degraded
+        return read_user(self.join, user_id, session_items, timings)
 
     def answer(self, request: RecommendRequest, request_id: str, scored: Scored,
                degraded: bool = False, rules: RuleConfig | None = None,
@@ -131,7 +138,7 @@ class Recommender:
                     pick.reasons = [f"trending in {request.context['category']}"]
         # Degraded also when the candidates' categories or availability were unreadable.
         degraded = degraded or not complete
-        return {"items": [asdict(p) for p in picks], "request_id": request_id,
+        return {"items": [p.as_dict() for p in picks], "request_id": request_id,
                 "model_version": self.version, "variant": variant, "degraded": degraded,
                 "fallback": None if len(scored.items) else "trending"}
 
@@ -209,9 +216,14 @@ class Recommender:
             for pick in picks:
                 if known:
                     pick.reasons = [SIMILAR_REASONS[s] for s in pick.sources]
-        return {"items": [asdict(p) for p in picks], "request_id": request_id,
+        return {"items": [p.as_dict() for p in picks], "request_id": request_id,
                 "model_version": self.version, "variant": variant,
                 "degraded": not complete, "fallback": None if known else "trending"}
+
+    @property
+    def scorer(self) -> OnlineScorer:
+        assert self._scorer is not None, "built with score_locally=False"
+        return self._scorer
 
     def split_candidates(self, request: RankRequest) -> tuple[np.ndarray, list[str]]:
         """The caller's candidates the version knows (as item columns), and the rest."""
@@ -229,6 +241,6 @@ class Recommender:
                  for c, v, by in zip(scored.items, scored.scores, scored.sources, strict=True)]
         rest = [{"item_id": i, "score": None, "sources": [], "reasons": ["not in the model"]}
                 for i in unknown]
-        return {"items": [*(asdict(p) for p in picks), *rest], "request_id": request_id,
+        return {"items": [*(p.as_dict() for p in picks), *rest], "request_id": request_id,
                 "model_version": self.version, "variant": variant,
                 "degraded": degraded or scored.degraded, "fallback": None}

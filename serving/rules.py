@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,11 @@ class Pick:
     score: float
     sources: list[str]
     reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The response's item (dataclasses.asdict deep-copies: 1 ms a response)."""
+        return {"item_id": self.item_id, "score": self.score, "sources": list(self.sources),
+                "reasons": list(self.reasons)}
 
 
 def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
