@@ -8,12 +8,19 @@ Usage:
     python benchmarks/profile_serving.py [--users 5000] [--items 10000]
         [--requests 300] [--cprofile]
 """
+# ruff: noqa: E402  (the thread count must be set before numpy loads)
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread, as Ray starts the graph's actors (set before numpy loads): on a
+# busy 2-core box two threads make a lone matrix-vector product wait for the other core.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 import argparse
 import cProfile
-import os
 import pstats
 import random
 import sys

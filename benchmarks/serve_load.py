@@ -57,7 +57,8 @@ PATH = "/v1/models/recommender:predict"
 
 def _run(args: list[str], env: dict[str, str]) -> None:
     print("$", " ".join(args), flush=True)
-    subprocess.run(args, check=True, env={**os.environ, **env})
+    # Unbuffered: training's progress shows as it goes, even into a log file.
+    subprocess.run(args, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
 def build_world(out: Path, users: int, items: int) -> tuple[Path, Path]:

@@ -73,6 +73,9 @@ class OnlineScorer:
         self.trained_until = history.now
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
+        # Dicts for a request's few ids: pandas' get_indexer costs ~0.3 ms a call.
+        self._user_rows = {u: n for n, u in enumerate(self.users)}
+        self._item_columns = {i: n for n, i in enumerate(self.items)}
         self.features = list(bundle.ranker.features)
         self.item_features = tuple(dict.fromkeys(
             [n for n in self.features if n.split("__")[0] in ITEM_VIEWS]
@@ -89,8 +92,8 @@ class OnlineScorer:
     def retrieve(self, user_id: str, fresh_items: Sequence[str], at: pd.Timestamp,
                  include_seen: bool = False) -> Retrieved:
         """The first stage: every source's top list for this user's history."""
-        row = int(self.users.get_indexer([user_id])[0])
-        fresh = [int(c) for c in self.items.get_indexer(list(fresh_items)) if c >= 0]
+        row = self._user_rows.get(user_id, -1)
+        fresh = [c for c in map(self._item_columns.get, fresh_items) if c is not None]
         history = self._history(row, fresh)
         if row < 0 and not history.nnz:
             return Retrieved({}, np.zeros(self.tower.item_vectors.shape[1], np.float32))
@@ -129,14 +132,12 @@ class OnlineScorer:
 
     def _history(self, row: int, fresh: list[int]) -> sp.csr_matrix:
         n = len(self.items)
-        base = self.positives[row] if row >= 0 else sp.csr_matrix((1, n), dtype=np.float32)
+        base = (_row(self.positives, row) if row >= 0
+                else sp.csr_matrix((1, n), dtype=np.float32))
         if not fresh:
             return base
-        added = sp.csr_matrix((np.ones(len(fresh), np.float32), ([0] * len(fresh), fresh)),
-                              shape=(1, n))
-        merged = (base + added).tocsr()
-        merged.data[:] = 1.0
-        return merged
+        columns = np.union1d(base.indices, fresh)
+        return _one_row(np.ones(len(columns), np.float32), columns, n)
 
     def _retrieve(self, row: int, fresh: list[int], history: sp.csr_matrix,
                   vector: np.ndarray, seen: sp.csr_matrix | None, at: pd.Timestamp
@@ -165,16 +166,19 @@ class OnlineScorer:
         n = len(self.items)
         if row >= 0:
             age = (at - self.trained_until) / pd.Timedelta(days=1)
-            base = self.content[name][row] * float(generator.decay(np.array([age]))[0])
+            trained = _row(self.content[name], row)
+            columns = trained.indices
+            weights = trained.data * float(generator.decay(np.array([age]))[0])
+            known = _row(self.positives, row).indices
         else:
-            base = sp.csr_matrix((1, n))
+            columns, weights, known = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int32)
         # Only items the training history lacks: the real-time view's recent items
         # overlap training, and a training item must not count twice.
-        new = sorted(set(fresh) - set(self.positives[row].indices if row >= 0 else ()))
-        if new:
-            base = base + sp.csr_matrix((np.ones(len(new)), ([0] * len(new), new)),
-                                        shape=(1, n))
-        return sp.csr_matrix(base)
+        new = np.setdiff1d(np.asarray(fresh, np.int64), known)
+        if len(new):  # a new item the content row holds adds to its weight
+            columns = np.concatenate([columns, new])
+            weights = np.concatenate([weights, np.ones(len(new))])
+        return _one_row(weights, columns, n)
 
     def _matrix(self, items: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray]],
                 vector: np.ndarray, user: dict[str, Any], rows: ItemRows,
@@ -200,19 +204,28 @@ class OnlineScorer:
         values = rows.values(self.item_features)
         for n, name in enumerate(self.item_features):
             columns[name] = values[:, n]
-        per_row = np.empty(len(items), dtype=object)
         columns |= crosses(
             at.timestamp(), rows.field("item_content__category"),
-            _repeat(user.get("user_profile__top_categories"), per_row),
-            _repeat(user.get("user_profile__category_affinity"), per_row.copy()),
+            user.get("user_profile__top_categories"),
+            user.get("user_profile__category_affinity"),
             columns["item_content__price"], number(user.get("user_profile__avg_purchase_price")),
-            columns["item_content__created_ts"])
+            columns["item_content__created_ts"], one_user=True)
         x = np.empty((len(items), len(self.features)), dtype=np.float32)
         for n, name in enumerate(self.features):
             x[:, n] = columns[name] if name in columns else number(user.get(name))
         return x, retrieved_by
 
 
-def _repeat(value: Any, out: np.ndarray) -> np.ndarray:
-    out[:] = [value] * len(out)
-    return out
+def _row(matrix: sp.csr_matrix, row: int) -> sp.csr_matrix:
+    """One row, sliced from the CSR arrays (scipy's indexing costs ~0.4 ms a row)."""
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    return sp.csr_matrix((matrix.data[start:end], matrix.indices[start:end],
+                          np.array([0, end - start])), shape=(1, matrix.shape[1]))
+
+
+def _one_row(values: np.ndarray, columns: np.ndarray, n: int) -> sp.csr_matrix:
+    """A 1 x n CSR row; repeated columns are summed, as scipy's addition would."""
+    row = sp.csr_matrix((values, np.asarray(columns, np.int32), np.array([0, len(columns)])),
+                        shape=(1, n))
+    row.sum_duplicates()
+    return row

@@ -4,6 +4,7 @@ time, plus crosses between the user and the candidate item."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,12 @@ def add_crosses(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def crosses(ts: np.ndarray | float, category: np.ndarray, tops: np.ndarray,
-            shares: np.ndarray, price: np.ndarray, avg_price: np.ndarray | float,
-            created_ts: np.ndarray) -> dict[str, np.ndarray]:
+def crosses(ts: np.ndarray | float, category: np.ndarray, tops: Any, shares: Any,
+            price: np.ndarray, avg_price: np.ndarray | float, created_ts: np.ndarray,
+            one_user: bool = False) -> dict[str, np.ndarray]:
     """The cross features, column by column, shared by training's frames and serving's
-    per-request arrays. `tops` and `shares` hold one list per row; `avg_price` may be
+    per-request arrays. `tops` and `shares` hold one list per row, or with `one_user`
+    (serving: every row is the same user's) the user's two lists; `avg_price` may be
     a scalar."""
     # No "days since the user's last event": under the per-user split every training
     # example sits just after one of the user's events, while serving sees users idle
@@ -74,9 +76,10 @@ def crosses(ts: np.ndarray | float, category: np.ndarray, tops: np.ndarray,
     # to 1.14x).
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
-            "cross_category_affinity": np.array(
-                [_share(c, t, s) for c, t, s in zip(category, tops, shares, strict=True)],
-                dtype=np.float64),
+            "cross_category_affinity": (
+                _one_user_shares(category, tops, shares) if one_user else np.array(
+                    [_share(c, t, s) for c, t, s in zip(category, tops, shares, strict=True)],
+                    dtype=np.float64)),
             "cross_price_ratio": price / avg_price,
             "cross_item_age_days": (ts - created_ts) / DAY_S}
 
@@ -90,6 +93,19 @@ def _share(category: object, tops: object, shares: object) -> float:
     except TypeError:
         return 0.0
     return float(values[names.index(category)]) if category in names else 0.0
+
+
+def _one_user_shares(category: np.ndarray, tops: object, shares: object) -> np.ndarray:
+    """`_share` of every row for one user's lists, with one lookup table."""
+    table: dict[object, float] = {}
+    try:
+        names, values = list(tops), list(shares)  # type: ignore[call-overload]
+    except TypeError:  # None or not a list: no shares, as _share says
+        names, values = [], []
+    for name, value in reversed(list(zip(names, values, strict=False))):  # first wins
+        table[name] = float(value)
+    return np.array([table.get(c, 0.0) if isinstance(c, str) else 0.0 for c in category],
+                    dtype=np.float64)
 
 
 def numeric_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:

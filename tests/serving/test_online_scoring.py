@@ -36,6 +36,13 @@ def test_online_scorer_matches_the_reference(served_version: Path, online_store)
         # The real-time view's recent items repeat training's: they change nothing.
         recent = join.user(user)["user_realtime__recent_items"]
         same(user, events[events["user_id"] == user], list(recent))
+    # A known user with two fresh purchases of items training never saw them with.
+    user = events["user_id"].unique()[0]
+    theirs = events[events["user_id"] == user]
+    new = [i for i in events["item_id"].dropna().unique() if i not in set(theirs["item_id"])][:2]
+    same(user, pd.concat([theirs, pd.DataFrame({"user_id": user, "item_id": new,
+                                                "event_type": "purchase", "timestamp": at})],
+                         ignore_index=True), new)
     # Someone training never saw, with two fresh purchases: embedded from them.
     fresh = list(events["item_id"].dropna().unique()[:2])
     same("brand-new", pd.DataFrame({"user_id": "brand-new", "item_id": fresh,
