@@ -10,12 +10,9 @@ carries the stage timings and the candidate count, for the KServe front's
 telemetry (serving/front.py), which removes them.
 
 Why this split: the ingress had read the user's row and applied the rules itself,
-each in a thread off its event loop; those two thread hand-offs, a third copy of
-the item rows (renewed in the background) and a bigger hop cost ~TODO ms a request
-more than the no-op graph of the same shape pays.
-
-Each version runs as its own Serve application, so a new one can start beside the
-old and take traffic only once it is ready (hot swap, serving/front.py).
+each in a thread off its event loop, and held a third copy of the item rows,
+renewed in the background; now it does what the no-op graph's ingress does
+(BENCHMARKS.md, serving load test).
 """
 
 from __future__ import annotations
