@@ -57,6 +57,7 @@ TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 600.0  # a temporary file older than this belongs to a writer that died
 SORT_KEYS = [("timestamp", "ascending"), ("event_id", "ascending")]
 TOMBSTONE_DIR = "deleted_users"
+MAX_CACHED_ROWS = 500_000  # rows of history files an EventLog keeps in memory (~100 MB)
 
 
 def stream_dir(data_dir: Path) -> Path:
@@ -90,17 +91,74 @@ def _replaces(path: Path) -> list[str]:
 
 
 def _read_parts(paths: Iterable[Path], columns: list[str] | None = None,
-                users: Collection[str] | None = None) -> pa.Table:
+                users: Collection[str] | None = None, cache: FileCache | None = None
+                ) -> pa.Table:
     schema = EVENTS_SCHEMA if columns is None else pa.schema(
         [EVENTS_SCHEMA.field(c) for c in columns])
     filters = None if users is None else [("user_id", "in", list(users))]
+    wanted = None if users is None else pa.array(list(users), pa.string())
     tables = []
     for path in paths:
         with contextlib.suppress(FileNotFoundError):  # compacted away since it was listed
+            whole = None if cache is None else cache.read(path)
+            if whole is not None:
+                table = whole if wanted is None else whole.filter(
+                    pc.is_in(whole["user_id"], wanted))
+                tables.append(table.select(schema.names))
+                continue
             table = pq.read_table(path, columns=schema.names, filters=filters)
             # (cast: one schema for all, without the writers' pandas metadata)
             tables.append(table.select(schema.names).cast(schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+class FileCache:
+    """History files held in memory whole, each under its identity (inode, size, mtime):
+    a part file never changes once renamed into place, and events.parquet is only ever
+    replaced whole (a rename), so a file whose identity is unchanged holds what was read.
+    The consumer recomputes a few users' states from their history now and then; reading
+    every part file for that costs more with each batch written, reading memory does not.
+    Bounded by rows: the oldest files go first, and a file larger than the bound is read
+    from disk each time."""
+
+    def __init__(self, max_rows: int = MAX_CACHED_ROWS) -> None:
+        self.max_rows = max_rows
+        self._files: dict[Path, tuple[tuple[int, int, int], pa.Table]] = {}
+        self._rows = 0
+
+    def read(self, path: Path) -> pa.Table | None:
+        """The file's rows (EVENTS_SCHEMA), from memory or read now; None when it is too
+        large to keep. Raises FileNotFoundError."""
+        identity = _identity(path)
+        held = self._files.get(path)
+        if held is not None and held[0] == identity:
+            return held[1]
+        if pq.read_metadata(path).num_rows > self.max_rows:
+            return None
+        table = _as_events(pq.read_table(path))
+        self.put(path, table, identity)
+        return table
+
+    def put(self, path: Path, table: pa.Table, identity: tuple[int, int, int] | None = None
+            ) -> None:
+        """Keep `table` (EVENTS_SCHEMA) as the content of `path`."""
+        self._drop(path)
+        if table.num_rows > self.max_rows:
+            return
+        self._files[path] = (identity or _identity(path), table)
+        self._rows += table.num_rows
+        while self._rows > self.max_rows:
+            self._drop(next(iter(self._files)))
+
+    def _drop(self, path: Path) -> None:
+        held = self._files.pop(path, None)
+        if held is not None:
+            self._rows -= held[1].num_rows
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def dedupe_sorted(table: pa.Table) -> pa.Table:
@@ -119,12 +177,14 @@ def read_stream_events(data_dir: Path, users: Collection[str] | None = None) -> 
     return dedupe_sorted(without_ids(table, forgotten_ids(data_dir)))
 
 
-def read_history(data_dir: Path, users: Collection[str] | None = None) -> pa.Table:
+def read_history(data_dir: Path, users: Collection[str] | None = None,
+                 cache: FileCache | None = None) -> pa.Table:
     """`events.parquet` and the streamed events together (only `users`' when given),
     one row per event_id (the file's row wins), sorted by timestamp then event_id,
-    less deleted users' events (already compacted away or not)."""
+    less deleted users' events (already compacted away or not). `cache`: files already
+    read (see FileCache)."""
     paths = [data_dir / EVENTS_FILE] if (data_dir / EVENTS_FILE).exists() else []
-    table = _read_parts([*paths, *stream_parts(data_dir)], users=users)
+    table = _read_parts([*paths, *stream_parts(data_dir)], users=users, cache=cache)
     return dedupe_sorted(without_ids(table, forgotten_ids(data_dir)))
 
 
@@ -242,13 +302,19 @@ class EventLog:
 
     Keeps every id already in the history (events.parquet included) in memory, and the
     ids of users with any history (the real-time sink asks). Fine up to tens of
-    millions of events; past that, an on-disk index would take its place."""
+    millions of events; past that, an on-disk index would take its place. The files it
+    wrote or read whole stay in `files` (bounded), for `history`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, max_cached_rows: int = MAX_CACHED_ROWS) -> None:
         self.data_dir = data_dir
         history = read_history_columns(data_dir, ["event_id", "user_id"])
         self.seen: set[str] = set(history["event_id"].to_pylist())
         self.users: set[str] = set(pc.unique(history["user_id"]).to_pylist())
+        self.files = FileCache(max_cached_rows)
+
+    def history(self, users: Collection[str]) -> pa.Table:
+        """`read_history` of these users, from the files in memory where it can."""
+        return read_history(self.data_dir, users, cache=self.files)
 
     def append(self, table: pa.Table) -> int:
         """Write the rows whose event_id is new (one part file per day); returns how
@@ -267,7 +333,7 @@ class EventLog:
         written = 0
         for day in sorted(pc.unique(days).to_pylist()):
             part = table.filter(pc.equal(days, day)).sort_by(SORT_KEYS)
-            write_part(part, day_dir(self.data_dir, day))
+            self.files.put(write_part(part, day_dir(self.data_dir, day)), part)
             # Recorded as soon as the rename made them durable: a failure later in the
             # batch must not let a retry write these rows a second time.
             self.seen.update(part["event_id"].to_pylist())
