@@ -59,6 +59,20 @@ def lag(client: Any) -> int | None:
     return None
 
 
+def clear_project_keys(client: Any) -> None:
+    """The stream, and the collector's seen-marks (an hour's TTL): without this, a run
+    within the hour of the last posts the same synthetic events, and every one of them
+    is a duplicate, accepted 0 times. (Also the response cache's marks.)"""
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"recstack:{PROJECT}:*", count=10000):
+        batch.append(key)
+        if len(batch) >= 10000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+
+
 async def post_paced(port: int, bodies: list[bytes], rate: float, seconds: float,
                      samples: list[tuple[float, int | None]], client: Any) -> dict[str, Any]:
     """One batch every POST_BATCH / rate seconds (on schedule, not after the answer),
@@ -108,7 +122,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
           "--days", "7", "--seed", "3"], ENV)
     _run([*cli, "features", "apply", "--data", str(world)], ENV)
     client = RedisAddress.parse(REDIS).client()
-    client.delete(stream_key(PROJECT))
+    clear_project_keys(client)
     bodies = synthetic_batches(int(args.rate * args.seconds / POST_BATCH) + 1, POST_BATCH)
     collector = Server("collect", [*cli, "collect", "--port", "8097"], 8097,
                        args.out / "lag-collect.log", ENV, uses_ray=False)

@@ -19,14 +19,25 @@ already written this batch), with build.py's own function:
 
 A user seen for the first time simply starts from an empty state.
 
+The row read is skipped where this process pushed it: it keeps each state it pushed
+(`PushedStates`, bounded) with the row's stamp, and one pipelined HMGET of the rows'
+stamps per batch says whose row is still the one it wrote. A row anyone else wrote
+since (another consumer that took over entries, a materialization, a deletion, a
+flushed store) has another stamp, or none, and is read again through Feast; so is
+every row after a restart, which starts with nothing kept. Rows are read and written
+through the online store's own `online_read` / `online_write_batch`, with the feature
+view looked up once: `get_online_features` and `push` re-read the registry and
+re-convert through pandas on every call, three to four times the cost per batch.
+
 Order matters: push first, then invalidate, so that an answer computed between the
 two cannot be cached as fresh while it still reflects the old features.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,12 +46,15 @@ import pandas as pd
 import pyarrow as pa
 import redis
 from feast import FeatureStore
-from feast.data_source import PushMode
 from feast.infra.online_stores.helpers import _redis_key
+from feast.infra.online_stores.redis import _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.utils import make_tzaware
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from feature_repo.definitions import REALTIME_PUSH_SOURCE
 from models.features.build import user_realtime
 from models.features.realtime import NOT_ACTIONS, RealtimeState, epoch_seconds
 from serving.cache import invalidate_many
@@ -52,6 +66,7 @@ FIELDS = ("recent_items", "session_id", "session_event_count", "last_event_type"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 MAX_HINTS = 1_000_000
+MAX_PUSHED = 200_000  # states kept (a few hundred bytes each); past that the oldest go
 
 
 def micros(at: datetime) -> int:
@@ -66,26 +81,89 @@ class OnlineRow:
     is not newer, so a recomputed state must be stamped after it."""
 
 
-def read_rows(store: FeatureStore, users: list[str]) -> dict[str, OnlineRow]:
-    """The current online rows of these users (absent: no row)."""
-    response = store.get_online_features(
-        features=[f"{REALTIME_VIEW}:{name}" for name in FIELDS],
-        entity_rows=[{"user_id": user} for user in users])
-    values = response.to_dict()
-    names = list(response.proto.metadata.feature_names.val)
-    stamps = response.proto.results[names.index("last_event_ts")].event_timestamps
-    rows = {}
-    for n, user in enumerate(users):
-        if values["last_event_ts"][n] is None:
-            continue
-        state = RealtimeState(
-            recent_items=list(values["recent_items"][n] or []),
-            session_id=values["session_id"][n] or None,  # stored as "" when there was none
-            session_event_count=int(values["session_event_count"][n] or 0),
-            last_event_type=values["last_event_type"][n],
-            last_event_ts=float(values["last_event_ts"][n]))
-        rows[user] = OnlineRow(state, stamps[n].seconds * 1_000_000_000 + stamps[n].nanos)
-    return rows
+class OnlineRows:
+    """The `user_realtime` rows of a Feast store, through its online store's interface."""
+
+    def __init__(self, store: FeatureStore, client: redis.Redis) -> None:
+        self.store, self.client = store, client
+        self.config, self.provider = store.config, store.provider
+        self.view = store.get_feature_view(REALTIME_VIEW)
+        self.types = {f.name: f.dtype.to_value_type() for f in self.view.features}
+        self.is_redis = self.config.online_store.type == "redis"
+        # Where Feast's Redis store keeps a row's event timestamp (in the entity's hash).
+        self.stamp_field = f"_ts:{_versioned_fv_name(self.view, self.config)}"
+        self._keys: dict[str, bytes] = {}
+
+    def stamps(self, users: Sequence[str]) -> list[int | None] | None:
+        """Each user's row stamp (ns; None: no row), in one round trip; None when the
+        store is not Redis. Reads the field Feast's own write reads to skip stale rows:
+        should its layout ever change, no stamp matches and every row is read in full."""
+        if not self.is_redis:
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        for user in users:
+            pipe.hget(self.key(user), self.stamp_field)
+        stamps: list[int | None] = []
+        for raw in pipe.execute():
+            if raw is None:
+                stamps.append(None)
+                continue
+            stamp = Timestamp()
+            stamp.ParseFromString(raw)
+            stamps.append(stamp.seconds * 1_000_000_000 + stamp.nanos)
+        return stamps
+
+    def key(self, user: str) -> bytes:
+        """`online_key`, remembered: serializing the entity key is most of a stamp check."""
+        key = self._keys.get(user)
+        if key is None:
+            if len(self._keys) >= MAX_PUSHED:
+                self._keys.clear()
+            key = self._keys[user] = online_key(self.store, user)
+        return key
+
+    def read(self, users: Sequence[str]) -> dict[str, OnlineRow]:
+        """The current rows of these users (absent: no row)."""
+        found = self.provider.online_read(self.config, self.view, entity_keys(users),
+                                          list(FIELDS))
+        rows = {}
+        for user, (at, protos) in zip(users, found, strict=True):
+            if at is None or not protos:
+                continue
+            values = {name: feast_value_type_to_python_type(protos[name]) for name in FIELDS}
+            if values["last_event_ts"] is None:
+                continue
+            state = RealtimeState(
+                recent_items=list(values["recent_items"] or []),
+                session_id=values["session_id"] or None,  # stored as "" when there was none
+                session_event_count=int(values["session_event_count"] or 0),
+                last_event_type=values["last_event_type"],
+                last_event_ts=float(values["last_event_ts"]))
+            rows[user] = OnlineRow(state, micros(make_tzaware(at)) * 1000)
+        return rows
+
+    def write(self, states: dict[str, RealtimeState], stamps_ns: list[int]) -> None:
+        """One `online_write_batch` for all the states, converted by Feast's type map,
+        shaped like build.py's `user_realtime` rows."""
+        columns: dict[str, list[Any]] = {
+            "recent_items": [list(s.recent_items) for s in states.values()],
+            "session_id": [s.session_id or "" for s in states.values()],
+            "session_event_count": [s.session_event_count for s in states.values()],
+            "last_event_type": [s.last_event_type for s in states.values()],
+            "last_event_ts": [s.last_event_ts for s in states.values()],
+        }
+        protos = {name: python_values_to_proto_values(values, self.types[name])
+                  for name, values in columns.items()}
+        stamped = [EPOCH + timedelta(microseconds=ns // 1000) for ns in stamps_ns]
+        rows: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]] = [
+            (key, {name: protos[name][n] for name in FIELDS}, stamped[n], None)
+            for n, key in enumerate(entity_keys(list(states)))]
+        self.provider.online_write_batch(self.config, self.view, rows, None)
+
+
+def entity_keys(users: Sequence[str]) -> list[EntityKeyProto]:
+    values = python_values_to_proto_values(list(users), ValueType.STRING)
+    return [EntityKeyProto(join_keys=["user_id"], entity_values=[value]) for value in values]
 
 
 def state_from_history(history: pd.DataFrame) -> dict[str, RealtimeState]:
@@ -99,15 +177,62 @@ def state_from_history(history: pd.DataFrame) -> dict[str, RealtimeState]:
         for row in last.itertuples(index=False)}
 
 
+# A pushed state as kept: (recent_items, session_id, session_event_count,
+# last_event_type, last_event_ts, stored_at_ns). A tuple of strings and numbers, which
+# the garbage collector stops tracking: hundreds of thousands of them cost no GC passes.
+Kept = tuple[tuple[str, ...], str | None, int, str | None, float | None, int]
+
+
+class PushedStates:
+    """The states this process pushed, with the stamps it wrote them under. Only a hint:
+    a state is used only while the stored row still carries that stamp (see `current`)."""
+
+    def __init__(self, limit: int = MAX_PUSHED) -> None:
+        self.limit = limit
+        self._rows: dict[str, Kept] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def current(self, user: str, stored_at_ns: int | None) -> OnlineRow | None:
+        """The state pushed for `user`, if the row stored now is that push."""
+        kept = self._rows.get(user)
+        if kept is None or kept[5] != stored_at_ns:
+            return None
+        items, session_id, count, event_type, ts, stamp = kept
+        return OnlineRow(RealtimeState(list(items), session_id, count, event_type, ts), stamp)
+
+    def remember(self, rows: dict[str, OnlineRow]) -> None:
+        for user, row in rows.items():
+            state = row.state
+            self._rows.pop(user, None)  # (re-inserted: the dict's order is the age)
+            self._rows[user] = (tuple(state.recent_items), state.session_id,
+                                state.session_event_count, state.last_event_type,
+                                state.last_event_ts, row.stored_at_ns)
+        excess = len(self._rows) - self.limit
+        if excess > 0:
+            for user in list(itertools.islice(self._rows, excess)):
+                del self._rows[user]
+
+    def forget(self, users: Collection[str]) -> None:
+        for user in users:
+            self._rows.pop(user, None)
+
+
 class RealtimeSink:
     def __init__(self, store: FeatureStore, cache: redis.Redis, cache_prefix: str,
                  cache_ttl_s: float, history: Callable[[Collection[str]], pa.Table],
                  clock: Callable[[], float] = time.time) -> None:
         """`history(users)`: those users' offline events (the offline sink's output
-        included); `cache_ttl_s`: at least the servers' response-cache TTL."""
+        included); `cache_ttl_s`: at least the servers' response-cache TTL. `cache`: the
+        Redis of the response cache, which is the online store's too (`forget` deletes
+        Feast's rows there)."""
         self.store, self.cache, self.cache_prefix = store, cache, cache_prefix
         self.cache_ttl_s, self.history, self.clock = cache_ttl_s, history, clock
+        self.rows = OnlineRows(store, cache)
+        self.pushed = PushedStates()
         self.recomputed = 0  # users whose state came from their full history, for tests
+        self.rows_read = 0  # users whose row was read through Feast, for tests
         # The (time, event_id) of the last event in each state this process pushed. The
         # row keeps only the time, and events of one user often share a time (clients
         # that send whole seconds): the id tells whether a new event with that same
@@ -124,7 +249,7 @@ class RealtimeSink:
         by_user = actions_by_user(events)
         if not by_user:
             return 0
-        rows = read_rows(self.store, list(by_user))
+        rows = self.current_rows(list(by_user))
         states: dict[str, RealtimeState] = {}
         recompute = []
         for user, actions in by_user.items():
@@ -147,13 +272,43 @@ class RealtimeSink:
                 states[user] = rebuilt.get(user) or fold(RealtimeState(), by_user[user])
                 lasts[user] = rebuilt_lasts.get(user) or order_key(by_user[user][-1])
             self.recomputed += len(recompute)
-        self.store.push(REALTIME_PUSH_SOURCE, push_frame(states, rows),
-                        to=PushMode.ONLINE)
-        invalidate_many(self.cache, self.cache_prefix, states, self.cache_ttl_s, self.clock())
+        stamps = push_stamps(states, rows)
+        try:
+            self.rows.write(states, stamps)
+            invalidate_many(self.cache, self.cache_prefix, states, self.cache_ttl_s,
+                            self.clock())
+        except BaseException:
+            self.pushed.forget(states)  # what the store holds now is unknown: read it next
+            raise
+        self.pushed.remember({user: OnlineRow(state, stamp) for (user, state), stamp
+                              in zip(states.items(), stamps, strict=True)})
         if len(self._last) > MAX_HINTS:  # only hints: forgetting costs a recomputation
             self._last.clear()
         self._last.update(lasts)
         return len(states)
+
+    def current_rows(self, users: list[str]) -> dict[str, OnlineRow]:
+        """The users' rows as stored now: the states this process pushed where the stored
+        stamp says the row is still that push, the rest read through Feast."""
+        stamps = self.rows.stamps(users)
+        if stamps is None:  # no cheap way to tell: read every row
+            self.rows_read += len(users)
+            return self.rows.read(users)
+        rows: dict[str, OnlineRow] = {}
+        unknown: dict[str, int] = {}
+        for user, stamp in zip(users, stamps, strict=True):
+            pushed = self.pushed.current(user, stamp)
+            if pushed is not None:
+                rows[user] = pushed
+            elif stamp is not None:  # (no stamp: no row, nothing to read)
+                unknown[user] = stamp
+        if unknown:
+            self.rows_read += len(unknown)
+            for user, row in self.rows.read(list(unknown)).items():
+                # The exact stamp (the read's is a float in seconds, and a write must
+                # land strictly after it).
+                rows[user] = OnlineRow(row.state, max(row.stored_at_ns, unknown[user]))
+        return rows
 
     def forget(self, user: str) -> None:
         """Delete every online feature of the user (all views: Feast's Redis store keeps
@@ -163,6 +318,7 @@ class RealtimeSink:
         if store_type != "redis":
             # Feast has no delete-by-entity API; the consumer runs on Redis (build_consumer).
             raise NotImplementedError(f"deleting online rows from a {store_type} store")
+        self.pushed.forget([user])
         self.cache.delete(online_key(self.store, user))
         invalidate_many(self.cache, self.cache_prefix, [user], self.cache_ttl_s, self.clock())
         self._last.pop(user, None)
@@ -221,28 +377,14 @@ def actions_by_user(events: list[Event]) -> dict[str, list[Event]]:
     return by_user
 
 
-def push_frame(states: dict[str, RealtimeState], rows: dict[str, OnlineRow]
-               ) -> pd.DataFrame:
-    """The rows to push, shaped like build.py's `user_realtime` table. Stamped just after
-    the last event, as build.py stamps them, or just after the stored row when that is
-    later (a recomputed state may end on the same event)."""
+def push_stamps(states: dict[str, RealtimeState], rows: dict[str, OnlineRow]) -> list[int]:
+    """Each state's row stamp (ns, whole microseconds: what Feast stores of a datetime):
+    just after its last event, as build.py stamps its rows, or just after the stored row
+    when that is later (a recomputed state may end on the same event)."""
     stamps = []
     for user, state in states.items():
         at_ns = round((state.last_event_ts or 0.0) * 1e6) * 1000 + 1000
         if user in rows:
             at_ns = max(at_ns, rows[user].stored_at_ns + 1000)
-        stamps.append(at_ns)
-    stamped = pd.to_datetime(pd.Series(stamps, dtype="int64"), unit="ns", utc=True)
-    frame: dict[str, Any] = {
-        "user_id": list(states),
-        "event_timestamp": stamped,
-        "recent_items": [list(s.recent_items) for s in states.values()],
-        "session_id": [s.session_id or "" for s in states.values()],
-        "session_event_count": pd.Series([s.session_event_count for s in states.values()],
-                                         dtype="int64"),
-        "last_event_type": [s.last_event_type for s in states.values()],
-        "last_event_ts": pd.Series([s.last_event_ts for s in states.values()],
-                                   dtype="float64"),
-        "created": stamped,
-    }
-    return pd.DataFrame(frame)
+        stamps.append(at_ns // 1000 * 1000)
+    return stamps
