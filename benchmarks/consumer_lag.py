@@ -60,17 +60,32 @@ def lag(client: Any) -> int | None:
 
 
 def clear_project_keys(client: Any) -> None:
-    """The stream, and the collector's seen-marks (an hour's TTL): without this, a run
-    within the hour of the last posts the same synthetic events, and every one of them
-    is a duplicate, accepted 0 times. (Also the response cache's marks.)"""
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"recstack:{PROJECT}:*", count=10000):
-        batch.append(key)
-        if len(batch) >= 10000:
+    """The stream, the collector's seen-marks (an hour's TTL: a rerun within the hour
+    would post only duplicates), the response cache's marks, and Feast's online rows
+    (keys ending in the project's name): a row left by an earlier run would be folded
+    onto as if it held this world's history."""
+    for pattern in (f"recstack:{PROJECT}:*", f"*{PROJECT}"):
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=10000):
+            batch.append(key)
+            if len(batch) >= 10000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
             client.unlink(*batch)
-            batch = []
-    if batch:
-        client.unlink(*batch)
+
+
+def build_world(out: Path, client: Any) -> Path:
+    """A fresh small world with its Feast repo applied (the consumer writes into it),
+    the project's keys cleared first."""
+    clear_project_keys(client)
+    world = out / "lag_world"
+    shutil.rmtree(world, ignore_errors=True)
+    cli = [sys.executable, "-m", "recstack"]
+    _run([*cli, "data", "generate", "--out", str(world), "--users", "2000", "--items", "1000",
+          "--days", "7", "--seed", "3"], ENV)
+    _run([*cli, "features", "apply", "--data", str(world)], ENV)
+    return world
 
 
 async def post_paced(port: int, bodies: list[bytes], rate: float, seconds: float,
@@ -115,14 +130,9 @@ async def post_paced(port: int, bodies: list[bytes], rate: float, seconds: float
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    world = args.out / "lag_world"
-    shutil.rmtree(world, ignore_errors=True)
-    cli = [sys.executable, "-m", "recstack"]
-    _run([*cli, "data", "generate", "--out", str(world), "--users", "2000", "--items", "1000",
-          "--days", "7", "--seed", "3"], ENV)
-    _run([*cli, "features", "apply", "--data", str(world)], ENV)
     client = RedisAddress.parse(REDIS).client()
-    clear_project_keys(client)
+    world = build_world(args.out, client)
+    cli = [sys.executable, "-m", "recstack"]
     bodies = synthetic_batches(int(args.rate * args.seconds / POST_BATCH) + 1, POST_BATCH)
     collector = Server("collect", [*cli, "collect", "--port", "8097"], 8097,
                        args.out / "lag-collect.log", ENV, uses_ray=False)
