@@ -22,6 +22,7 @@ def test_a_full_file_sets_replicas_resources_rules_and_variants(tmp_path: Path) 
     path.write_text("""
 graph:
   ranker: {replicas: 2, num_cpus: 0.5, memory_mb: 512}
+  retriever: {threads: 2}
 rules: {exploration_rate: 0.0}
 cache: {ttl_s: 30}
 experiment: feed
@@ -33,6 +34,7 @@ variants:
     config = load_config(path)
     assert config.graph.ranker.options() == {
         "num_replicas": 2, "ray_actor_options": {"num_cpus": 0.5, "memory": 512 * 2**20}}
+    assert (config.graph.retriever.threads, config.graph.ranker.threads) == (2, None)
     control, diverse, following = config.variants
     assert config.rule_config(control).exploration_rate == 0.0
     assert config.rule_config(diverse).diversity_weight == 0.6
@@ -68,3 +70,17 @@ def test_variants_cannot_be_empty() -> None:
 def test_the_example_file_loads() -> None:
     example = Path(__file__).parents[2] / "serving" / "serve.example.yaml"
     assert [v.name for v in load_config(example).variants] == ["control", "diverse"]
+
+
+def test_threads_set_each_replicas_blas_and_torch_thread_counts() -> None:
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from serving.graph import use_threads
+
+    before = torch.get_num_threads()
+    with threadpool_limits():  # restores the BLAS/OpenMP counts on leaving
+        use_threads(1)
+        assert torch.get_num_threads() == 1
+        assert {pool["num_threads"] for pool in threadpool_info()} == {1}
+    torch.set_num_threads(before)
