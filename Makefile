@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 ## demo: synthetic data -> features -> Feast apply + materialize -> online reads
-##       -> training -> recommendations -> evaluation report
+##       -> training -> recommendations -> evaluation report -> serve, collect, consume
+##       -> an event changes a user's next answer -> simulated sessions -> online A/B report
 demo: setup
 	$(BIN)/recstack demo --out demo-data
 

@@ -15,25 +15,36 @@ def demo(
     items: int = typer.Option(500, help="Synthetic items."),
     days: int = typer.Option(30, help="Simulated days."),
     seed: int = typer.Option(0, help="Random seed."),
+    loop: bool = typer.Option(True, "--loop/--no-loop", help="Run steps 6-9 (serve, "
+                              "collect, consume, simulated sessions, online report)."),
+    sessions: int = typer.Option(300, min=1, help="Simulated user sessions in step 8."),
 ) -> None:
     """Generate a synthetic shop, build and apply its features, read some online, train
     the two-stage model into OUT/registry, recommend for two users and a new one, and
-    write the evaluation report to OUT/report.html.
+    write the evaluation report to OUT/report.html. Then the real-time loop: start
+    `recstack serve` (two A/B variants), `collect` and `consume`, show an event change
+    a user's next recommendation, simulate user sessions over HTTP, and write the
+    online A/B report to OUT/online-report.html.
 
-    Uses Redis when one answers at RECSTACK_REDIS, Feast's embedded SQLite otherwise."""
+    Uses Redis when one answers at RECSTACK_REDIS, Feast's embedded SQLite otherwise;
+    without Redis the real-time loop (steps 6-9) is skipped."""
     import json
+    import shutil
 
     from models.data.dataset import read_dataset
     from recstack.cli.data import generate
     from recstack.cli.features import read_online, run_apply
     from recstack.cli.train import recommend, train
 
-    console.rule("1/5 data: a synthetic shop")
+    total = 9
+    console.rule(f"1/{total} data: a synthetic shop")
+    # The previous run's streamed events belong to the shop this run replaces.
+    shutil.rmtree(out / "events_stream", ignore_errors=True)
     generate(out=out, users=users, items=items, days=days, seed=seed,
              start="2026-01-01T00:00:00Z", overwrite=True)
-    console.rule("2/5 features: build, feast apply, materialize")
+    console.rule(f"2/{total} features: build, feast apply, materialize")
     store = run_apply(out, engine="feast", materialize=True)
-    console.rule("3/5 online reads through the Feast SDK")
+    console.rule(f"3/{total} online reads through the Feast SDK")
     dataset = read_dataset(out)
     busiest = dataset.events["user_id"].value_counts().index[:2]
     popular = dataset.events["item_id"].value_counts().index[:1]
@@ -46,11 +57,11 @@ def demo(
     features = read_online(store, None, str(popular[0]))["item"]
     console.print_json(json.dumps({k: features[k] for k in (
         "item_id", "title", "category", "price", "views_7d", "ctr_30d")}, default=str))
-    console.rule("4/5 training: candidate generators, ranker, evaluation, registry")
+    console.rule(f"4/{total} training: candidate generators, ranker, evaluation, registry")
     registry = out / "registry"
     train(data=out, registry=str(registry), workers=0, epochs=None, config=None,
           promote="dev")
-    console.rule("5/5 recommendations (two busy users and a new one) and the report")
+    console.rule(f"5/{total} recommendations (two busy users and a new one) and the report")
     users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
     users_file.write_text("\n".join([*map(str, busiest), "someone-new"]) + "\n")
     recommend(registry=str(registry), version=None, stage="dev", users=users_file, k=5,
@@ -60,9 +71,22 @@ def demo(
     console.print(pd.read_csv(recs, dtype=str).to_string(index=False))
     report = out / "report.html"
     _write_report(str(registry), report)
+    console.print(f"evaluation report: {report}")
+    online = None
+    if loop:
+        from recstack.cli.demo_loop import run_or_skip
+
+        result = run_or_skip(out, registry, str(busiest[0]), sessions, seed, first_step=6,
+                             total=total)
+        online = None if result is None else result.report
+    else:
+        console.print(f"6-{total}/{total} serving, events and the online report skipped "
+                      "(--no-loop)")
     console.print(f"\n[bold green]demo done.[/] Data in {out}/, model in {registry}/, "
-                  f"report in {report}; try `recstack features get --data {out} --user "
-                  f"{busiest[0]}` or `recstack models list --registry {registry}`")
+                  f"report in {report}"
+                  + (f", online A/B report in {online}" if online else "")
+                  + f"; try `recstack features get --data {out} --user {busiest[0]}` or "
+                  f"`recstack models list --registry {registry}`")
 
 
 def _write_report(registry: str, report: Path) -> None:
