@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import aiohttp
 import numpy as np
 import redis
 
+from recstack.processes import free_port
 from recstack.redis_address import RedisAddress
 from serving.event_stream import APPEND_UNSEEN, seen_key, stream_key
 
@@ -80,12 +80,6 @@ def synthetic_batches(count: int, size: int, seed: int = 0) -> list[bytes]:
             n += 1
         bodies.append(json.dumps({"events": events}).encode())
     return bodies
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def delete_bench_keys(client: redis.Redis) -> None:

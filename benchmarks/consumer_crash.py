@@ -101,8 +101,7 @@ async def kill_repeatedly(world: Path, out: Path, kills: int, client: Any,
                 raise RuntimeError(f"the consumer exited; see {current.log.name}")
             await asyncio.sleep(0.005)
         current.process.send_signal(signal.SIGKILL)
-        current.process.wait()
-        current.log.close()
+        current.stop()  # reaped, its log closed
         at_kill.append(acked(client))
     raise AssertionError("unreachable")
 

@@ -34,7 +34,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from recstack.feature_store import RedisAddress
+from recstack.processes import Service
 from serving.cache import key_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,21 +75,19 @@ def build_world(out: Path, users: int, items: int) -> tuple[Path, Path]:
     return data, registry
 
 
-class Server:
+class Server(Service):
+    """A benchmark's server: a `recstack.processes.Service` on a known port."""
+
     def __init__(self, name: str, command: list[str], port: int, log: Path,
                  env: dict[str, str], uses_ray: bool = True) -> None:
-        self.name, self.port, self.uses_ray = name, port, uses_ray
-        self.log = log.open("wb")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **env}, start_new_session=True,
-                                        cwd=ROOT)
+        super().__init__(name, command, log, env, cwd=ROOT, uses_ray=uses_ray)
+        self.port = port
 
     async def ready(self, timeout: float = 600, path: str = "/v2/health/ready") -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+                self.check()
                 try:
                     async with session.get(f"http://127.0.0.1:{self.port}{path}"
                                            ) as response:
@@ -99,17 +97,6 @@ class Server:
                     pass
                 await asyncio.sleep(1)
         raise TimeoutError(f"{self.name} not ready in {timeout:.0f} s")
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-        if self.uses_ray:  # a killed server leaves Ray's processes behind
-            subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-                           capture_output=True)
 
 
 async def drive(port: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:

@@ -12,8 +12,9 @@ impression's `request_id` and names the same item; an attributed purchase's
   impressions; both with Wilson 95% intervals (correct near 0, where CTRs live).
 - Revenue per impression (normal 95% interval over impressions) and per session
   (a user's answers with gaps under 30 minutes form one session).
-- Against the variant with the most impressions (the control): the difference in
-  CTR and a two-proportion z-test (pooled), two-sided p-value.
+- Against the control (the variant named `control` when there is one, else the one
+  with the most impressions): the difference in CTR and a two-proportion z-test
+  (pooled), two-sided p-value.
 - Guardrails, so that optimising clicks alone shows: diversity (distinct
   categories per answer over its length) and long-tail exposure (share of
   impressions on items outside the most popular 20%, popularity counted over the
@@ -152,10 +153,14 @@ def online_metrics(events: pd.DataFrame, items: pd.DataFrame,
     return tables
 
 
+CONTROL = "control"  # the variant tested against, when one has this name
+
+
 def _tests(by_variant: pd.DataFrame) -> pd.DataFrame:
     if by_variant.empty:
         return pd.DataFrame()
-    control = by_variant.loc[by_variant["impressions"].idxmax()]
+    named = by_variant.index[by_variant["variant"] == CONTROL]
+    control = by_variant.loc[named[0] if len(named) else by_variant["impressions"].idxmax()]
     rows = []
     for _, other in by_variant.iterrows():
         if other["variant"] == control["variant"]:

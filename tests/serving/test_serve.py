@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from recstack.processes import free_port
 from recstack.registry import Manifest, Registry
 from recstack.settings import Settings
 from serving.cache import invalidate, key_prefix
@@ -56,12 +56,6 @@ watch_interval_s: 1
 # loading beside the old), healthy reads have stalled past 1 s.
 store_timeout_s: 3.0
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _call(port: int, path: str, body: Any = None, raw: bytes | None = None,
@@ -140,7 +134,7 @@ def server(served_version: Path, small_world: Path, tmp_path_factory: pytest.Tem
     config.write_text(SERVE_YAML)
     # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
     log = (workdir / "server.log").open("wb")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RECSTACK_REDIS": proxy.address(address.db),
            "RECSTACK_ONLINE_STORE": "redis", "RECSTACK_FEAST_PROJECT": PROJECT,
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_port}",
