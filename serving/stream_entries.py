@@ -25,7 +25,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from recstack.schemas import EVENTS_SCHEMA
-from serving.events import MAX_ID_LENGTH, Event, describe
+from serving.events import MAX_ID_LENGTH, STORED, Event, describe
 
 EVENT_FIELD = b"event"
 FORGET_FIELD = b"forget_user"
@@ -85,7 +85,7 @@ def parse_event(fields: dict[bytes, bytes] | None) -> Event:
         except ValueError as exc:
             raise PoisonMessage(f"context: not JSON text: {exc}") from None
     try:
-        return Event.model_validate(raw)
+        return Event.model_validate(raw, context={STORED: True})
     except ValidationError as exc:
         raise PoisonMessage(describe(exc)) from None
 
