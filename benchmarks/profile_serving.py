@@ -54,8 +54,7 @@ def main() -> None:
     registry = Registry(str(OUT / f"serve_reg_{args.users}x{args.items}"))
     version = Path(registry.fetch(registry.resolve(stage="dev").version))
     recommender = Recommender(version, open_serving_store(data))
-    assert recommender._scorer is not None
-    scorer = recommender._scorer
+    scorer = recommender.scorer
     began = time.perf_counter()
     recommender.join.keep_fresh(recommender.bundle.item_ids)
     print(f"catalog item rows read in {time.perf_counter() - began:.1f} s")

@@ -66,13 +66,10 @@ def read_user(join: OnlineFeatureJoin, user_id: str, session_items: Sequence[str
 class Recommender:
     def __init__(self, version_dir: Path, store: FeatureStore,
                  rules: RuleConfig | None = None, variant: str | None = None,
-                 score_locally: bool = True,
                  item_staleness_s: float | None = None) -> None:
-        """`score_locally=False` when the scoring runs elsewhere (the graph's Retriever
-        and Ranker) and this only prepares requests and applies the rules."""
         self.version = version_of(version_dir)
         self.bundle = load_bundle(version_dir)
-        self._scorer = OnlineScorer(self.bundle) if score_locally else None
+        self.scorer = OnlineScorer(self.bundle)
         self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
                      else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()
@@ -90,8 +87,7 @@ class Recommender:
                   now: pd.Timestamp | None = None) -> dict[str, Any]:
         at = now if now is not None else pd.Timestamp.now(tz="UTC")
         user, fresh, degraded = self.prepare(request.user_id, request.session_items)
-        assert self._scorer is not None, "built with score_locally=False"
-        scored = self._scorer.score(request.user_id, fresh, user, self.join, at, DEPTH)
+        scored = self.scorer.score(request.user_id, fresh, user, self.join, at, DEPTH)
         return self.answer(request, request_id, scored, degraded)
 
     def rerank(self, request: RankRequest, request_id: str,
@@ -99,10 +95,9 @@ class Recommender:
         """`ranker` in process: the caller's candidates reordered for the user."""
         at = now if now is not None else pd.Timestamp.now(tz="UTC")
         user, fresh, degraded = self.prepare(request.user_id)
-        assert self._scorer is not None, "built with score_locally=False"
         columns, unknown = self.split_candidates(request)
-        retrieved = self._scorer.retrieve(request.user_id, fresh, at)
-        scored = self._scorer.rank(retrieved, user, self.join, at, len(columns), only=columns)
+        retrieved = self.scorer.retrieve(request.user_id, fresh, at)
+        scored = self.scorer.rank(retrieved, user, self.join, at, len(columns), only=columns)
         return self.ranked(request, request_id, scored, unknown, degraded)
 
     def prepare(self, user_id: str, session_items: Sequence[str] = (),
@@ -219,11 +214,6 @@ class Recommender:
         return {"items": [p.as_dict() for p in picks], "request_id": request_id,
                 "model_version": self.version, "variant": variant,
                 "degraded": not complete, "fallback": None if known else "trending"}
-
-    @property
-    def scorer(self) -> OnlineScorer:
-        assert self._scorer is not None, "built with score_locally=False"
-        return self._scorer
 
     def split_candidates(self, request: RankRequest) -> tuple[np.ndarray, list[str]]:
         """The caller's candidates the version knows (as item columns), and the rest."""
