@@ -172,8 +172,9 @@ def _id(entry_id: bytes | str) -> tuple[int, int]:
 
 
 def _vanished(exc: redis.ResponseError) -> bool:
-    """The stream or the group is gone (deleted, the database flushed)."""
-    return "NOGROUP" in str(exc) or "no such key" in str(exc)
+    """The stream or the group is gone (deleted, the database flushed); a read blocked
+    on the stream when it went is answered UNBLOCKED."""
+    return any(sign in str(exc) for sign in ("NOGROUP", "no such key", "UNBLOCKED"))
 
 
 class StreamConsumer:

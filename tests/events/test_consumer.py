@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -370,3 +371,43 @@ def test_the_cli_consumes_until_idle_and_names_a_missing_feature_repo(
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def test_a_stream_deleted_under_a_blocked_read_is_recreated(world: Path,
+                                                           settings: Settings) -> None:
+    """Deleting the stream (a flushed database) while the consumer blocks in XREADGROUP
+    answers it with an UNBLOCKED error: it recreates the group and keeps consuming."""
+    client = redis_client(settings)
+    project = settings.feast_project
+    worker = consumer(world, settings, block_ms=200)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def consumed(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while worker.counters.consumed < n:
+            assert not failures, failures
+            assert time.monotonic() < deadline, "the consumer made no progress"
+            time.sleep(0.02)
+
+    try:
+        xadd(client, project, [record("gone-1", "u001", "i001")])
+        consumed(1)
+        time.sleep(0.3)  # blocked in XREADGROUP now
+        client.delete(stream_key(project))
+        time.sleep(0.5)
+        xadd(client, project, [record("gone-2", "u001", "i002", at=AFTER + pd.Timedelta(1, "s"))])
+        consumed(2)
+    finally:
+        worker.stop.set()
+        thread.join(10)
+    assert not failures and not thread.is_alive()
+    assert {"gone-1", "gone-2"} <= set(read_stream_events(world)["event_id"].to_pylist())
