@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector_load import REDIS, synthetic_batches
-from consumer_lag import ENV, GROUP, POST_BATCH, PROJECT, build_world, lag, post_paced
+from consumer_lag import ENV, POST_BATCH, PROJECT, build_world, lag, post_paced
 from serve_load import OUT, Server
 
 from models.data.dataset import read_dataset
@@ -46,7 +46,7 @@ from models.features.build import user_realtime
 from recstack.feature_store import online_features, open_store
 from recstack.redis_address import RedisAddress
 from recstack.settings import Settings
-from serving.event_stream import stream_key
+from serving.consumer import group_progress
 
 REALTIME = ("recent_items", "session_id", "session_event_count", "last_event_type",
             "last_event_ts")
@@ -72,13 +72,9 @@ def consumer(world: Path, name: str, log: Path) -> Server:
 
 
 def acked(client: Any) -> int:
-    """Entries the consumer group has acknowledged so far (0 before the stream exists)."""
-    if not client.exists(stream_key(PROJECT)):
-        return 0
-    for group in client.xinfo_groups(stream_key(PROJECT)):
-        if group["name"] in (GROUP, GROUP.encode()):
-            return int(group["entries-read"] or 0) - int(group["pending"])
-    return 0
+    """Entries the consumer group has acknowledged so far (0 before it exists)."""
+    progress = group_progress(client, PROJECT)
+    return 0 if progress is None else progress.acked
 
 
 async def kill_repeatedly(world: Path, out: Path, kills: int, client: Any,

@@ -29,34 +29,23 @@ import aiohttp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collector_load import API_KEY, REDIS, synthetic_batches
+from collector_load import API_KEY, REDIS, synthetic_batches, unlink_matching
 from serve_load import OUT, Server, _run
 
 from recstack.redis_address import RedisAddress
-from serving.event_stream import stream_key
+from serving.consumer import group_progress
 
 PROJECT = "recstack_bench_lag"
 ENV = {"RECSTACK_REDIS": REDIS, "RECSTACK_FEAST_PROJECT": PROJECT,
        "RECSTACK_ONLINE_STORE": "redis", "RECSTACK_API_KEYS": API_KEY}
 POST_BATCH = 500
-GROUP = "recstack-consumers"
 
 
 def lag(client: Any) -> int | None:
     """Events accepted and not yet consumed (undelivered + pending); None before the
-    consumer made its group. Redis reports no lag once entries were trimmed out of
-    order; then the stream's length stands in (the consumer trims what it acked)."""
-    try:
-        groups = client.xinfo_groups(stream_key(PROJECT))
-    except Exception:  # no stream yet
-        return None
-    for group in groups:
-        if group["name"] in (GROUP, GROUP.encode()):
-            value = group.get("lag")
-            if value is None:
-                return int(client.xlen(stream_key(PROJECT)))
-            return int(value) + int(group.get("pending", 0))
-    return None
+    consumer made its group."""
+    progress = group_progress(client, PROJECT)
+    return None if progress is None else progress.left
 
 
 def clear_project_keys(client: Any) -> None:
@@ -64,15 +53,7 @@ def clear_project_keys(client: Any) -> None:
     would post only duplicates), the response cache's marks, and Feast's online rows
     (keys ending in the project's name): a row left by an earlier run would be folded
     onto as if it held this world's history."""
-    for pattern in (f"recstack:{PROJECT}:*", f"*{PROJECT}"):
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=pattern, count=10000):
-            batch.append(key)
-            if len(batch) >= 10000:
-                client.unlink(*batch)
-                batch = []
-        if batch:
-            client.unlink(*batch)
+    unlink_matching(client, [f"recstack:{PROJECT}:*", f"*{PROJECT}"])
 
 
 def build_world(out: Path, client: Any) -> Path:

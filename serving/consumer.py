@@ -426,6 +426,32 @@ class StreamConsumer:
             return None
 
 
+@dataclass(frozen=True)
+class GroupProgress:
+    acked: int  # entries the group has acknowledged
+    left: int  # entries not yet acknowledged: never delivered, plus pending
+
+
+def group_progress(client: redis.Redis, project: str, group: str = DEFAULT_GROUP
+                   ) -> GroupProgress | None:
+    """Where a consumer group of the project's stream stands (for the benchmarks and
+    the demo, which watch the consumer from outside); None before the stream or the
+    group exists. Redis reports no lag once entries were trimmed out of order; the
+    stream's length stands in then (the consumer trims what it acknowledged)."""
+    key = stream_key(project)
+    try:
+        groups = client.xinfo_groups(key)
+    except redis.ResponseError:  # no stream yet
+        return None
+    for info in groups:
+        name = info["name"]
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            pending, lag = int(info["pending"]), info.get("lag")
+            left = int(client.xlen(key)) if lag is None else int(lag) + pending
+            return GroupProgress(int(info["entries-read"] or 0) - pending, left)
+    return None
+
+
 def stream_client(settings: Settings, block_ms: int) -> redis.Redis:
     # The socket must outlast a blocking read.
     return RedisAddress.parse(settings.redis).client(2.0, read_timeout=block_ms / 1000 + 5.0)

@@ -348,24 +348,17 @@ def simulate(client: httpx.Client, services: Services, users: list[str],
 
 
 def stream_counts(redis: Redis, project: str) -> tuple[int, int | None]:
-    """(entries ever added to the events stream, the consumer group's lag: entries not
-    yet delivered plus those pending; None before the group exists). Redis reports no
-    lag once entries were trimmed out of order; the stream's length stands in then (the
-    consumer trims what it acknowledged). As benchmarks/consumer_lag.py's `lag`."""
+    """(entries ever added to the events stream, entries the consumer group has not yet
+    acknowledged; None before the group exists)."""
+    from serving.consumer import group_progress
     from serving.event_stream import stream_key
 
-    key = stream_key(project)
     try:
-        added = int(redis.xinfo_stream(key)["entries-added"])
-        groups = redis.xinfo_groups(key)
+        added = int(redis.xinfo_stream(stream_key(project))["entries-added"])
     except RedisError:  # no stream yet
         return 0, None
-    for group in groups:
-        if group["name"] in (GROUP, GROUP.encode()):
-            lag = group.get("lag")
-            lag = int(redis.xlen(key)) if lag is None else int(lag)
-            return added, lag + int(group.get("pending", 0))
-    return added, None
+    progress = group_progress(redis, project, GROUP)
+    return added, None if progress is None else progress.left
 
 
 def drain(services: Services, expected: int, timeout: float = DRAIN_TIMEOUT_S) -> int:
