@@ -82,8 +82,9 @@ def synthetic_batches(count: int, size: int, seed: int = 0) -> list[bytes]:
     return bodies
 
 
-def delete_bench_keys(client: redis.Redis) -> None:
-    for pattern in (f"recstack:{PROJECT}:*", f"recstack:{LUA_PROJECT}:*"):
+def unlink_matching(client: redis.Redis, patterns: list[str]) -> None:
+    """UNLINK every key matching any of the patterns, 10,000 at a time."""
+    for pattern in patterns:
         batch: list[bytes] = []
         for key in client.scan_iter(match=pattern, count=10000):
             batch.append(key)
@@ -92,6 +93,10 @@ def delete_bench_keys(client: redis.Redis) -> None:
                 batch = []
         if batch:
             client.unlink(*batch)
+
+
+def delete_bench_keys(client: redis.Redis) -> None:
+    unlink_matching(client, [f"recstack:{PROJECT}:*", f"recstack:{LUA_PROJECT}:*"])
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -80,8 +80,6 @@ STEPS = [
     ("online: recompute, fold", "realtime_sink.py", "state_from_history"),
     ("online: Feast write", "realtime_sink.py", "write"),
     ("online: invalidate cache", "cache.py", "invalidate_many"),
-    ("online: Feast get_online_features (before)", "realtime_sink.py", "read_rows"),
-    ("online: Feast push (before)", "feature_store.py", "push"),
     ("acknowledge (XACK)", "core.py", "xack"),
 ]
 

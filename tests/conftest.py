@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from recstack.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MOVIELENS_SMALL = Path(os.environ.get("RECSTACK_MOVIELENS_SMALL",
@@ -24,6 +28,22 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("world")
     generate(out, GenerateConfig(users=300, items=200, days=30, seed=7))
     return out
+
+
+def applied_copy(world: Path, into: Path, settings: Settings) -> Path:
+    """A copy of `world` at `into` (its streamed events left behind), its features
+    built, applied and materialized for `settings`."""
+    import shutil
+
+    from models.features.build import build_features
+    from recstack.feature_store import apply_definitions, materialize_all, open_store
+
+    shutil.copytree(world, into, ignore=shutil.ignore_patterns(
+        "feature_store", "features", "events_stream"))
+    build_features(into)
+    store = open_store(into, settings, announce=lambda _: None)
+    materialize_all(store, apply_definitions(store, into), engine="direct")
+    return into
 
 
 @pytest.fixture()

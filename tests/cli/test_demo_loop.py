@@ -16,12 +16,11 @@ import pandas as pd
 import pytest
 
 from models.data.dataset import read_dataset
-from models.features.build import build_features
 from recstack.cli.demo_loop import run_loop, run_or_skip, unavailable
-from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from recstack.feature_store import RedisAddress
 from recstack.registry import Registry
 from recstack.settings import Settings
-from tests.conftest import TEST_REDIS
+from tests.conftest import TEST_REDIS, applied_copy
 from tests.serving.conftest import served_version  # noqa: F401  (a fixture, used below)
 
 REALTIME_ACTIONS = {"click", "add_to_cart", "purchase"}
@@ -65,12 +64,7 @@ def test_the_loop_serves_collects_consumes_and_reports_per_variant(
         tmp_path: Path) -> None:
     # The demo's state after step 5: a data directory with its features in Redis and a
     # registry whose dev stage is a version trained on it (copies: the loop adds events).
-    data = tmp_path / "world"
-    shutil.copytree(small_world, data, ignore=shutil.ignore_patterns(
-        "feature_store", "features", "events_stream"))
-    build_features(data)
-    store = open_store(data, settings, announce=lambda _: None)
-    materialize_all(store, apply_definitions(store, data), engine="direct")
+    data = applied_copy(small_world, tmp_path / "world", settings)
     registry = tmp_path / "registry"
     shutil.copytree(served_version.parent.parent, registry)
     Registry(str(registry)).promote(served_version.name, "dev")

@@ -27,11 +27,9 @@ import redis
 
 from models.data.dataset import read_dataset
 from models.data.event_log import read_stream_events, stream_parts
-from models.features.build import build_features, user_realtime
+from models.features.build import user_realtime
 from recstack.feature_store import (
     RedisAddress,
-    apply_definitions,
-    materialize_all,
     online_features,
     open_store,
 )
@@ -45,7 +43,7 @@ from serving.consumer import (
     dead_letter_key,
 )
 from serving.event_stream import stream_key
-from tests.conftest import TEST_REDIS
+from tests.conftest import TEST_REDIS, applied_copy
 
 pytestmark = pytest.mark.integration
 
@@ -72,13 +70,7 @@ def settings() -> Iterator[Settings]:
 @pytest.fixture()
 def world(small_world: Path, tmp_path: Path, settings: Settings) -> Path:
     """A copy of the small world, its features applied and materialized for `settings`."""
-    data = tmp_path / "world"
-    shutil.copytree(small_world, data, ignore=shutil.ignore_patterns(
-        "feature_store", "features", "events_stream"))
-    build_features(data)
-    store = open_store(data, settings, announce=lambda _: None)
-    materialize_all(store, apply_definitions(store, data), engine="direct")
-    return data
+    return applied_copy(small_world, tmp_path / "world", settings)
 
 
 def record(event_id: str, user: str, item: str | None, event_type: str = "view",
