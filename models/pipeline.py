@@ -31,7 +31,7 @@ from feast import FeatureStore
 
 from models.bundle import Bundle
 from models.candidates.als import ALS
-from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.base import SCORE_CHUNK, CandidateGenerator, TrainingData
 from models.candidates.content import ContentSimilarity
 from models.candidates.ease import EASE
 from models.candidates.knn import ItemKNN
@@ -48,7 +48,7 @@ from models.ranker.exposure import (
     ranked_lists,
     visit_order,
 )
-from models.ranker.features import matrix, numeric_columns, with_store_features
+from models.ranker.features import compact, matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
 from models.scoring import as_table
 from models.text_embeddings import TextEmbedder
@@ -57,6 +57,8 @@ from models.two_tower.train import TwoTowerConfig
 
 Progress = Callable[[str], None]
 BASELINES = ("ease", "item_knn", "popularity")  # also fitted as sources; ALS is added
+FRAME_CHUNK = 4 * SCORE_CHUNK  # users per candidate frame part (~1.2M rows); whole
+# score blocks, so that each user is scored in the same block as in one part
 
 
 @dataclass
@@ -148,13 +150,22 @@ def _boundary(split: Split, users: np.ndarray) -> pd.Series:
 def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfig,
                 users: np.ndarray, seen: sp.csr_matrix, at: pd.Series, store: FeatureStore,
                 split: Split) -> pd.DataFrame:
-    pooled = pool(generators, config.per_source, users, seen)
+    """Every user's pooled candidates with their features, built `FRAME_CHUNK` users at
+    a time and kept as the numeric columns only (models.ranker.features.compact): the
+    full frame with its joined text and list columns held 17 GB at 20k users."""
     tower = generators["two_tower"]
     assert isinstance(tower, TwoTowerGenerator)
-    pooled[AFFINITY] = tower.pair_scores(pooled["user"].to_numpy(), pooled["item"].to_numpy())
-    times = pooled["user"].map(at)
-    return with_store_features(pooled, store, split.users.ids, split.items.ids, times,
-                               config.join_engine)
+    parts = []
+    for start in range(0, len(users), FRAME_CHUNK):
+        chunk = users[start:start + FRAME_CHUNK]
+        pooled = pool(generators, config.per_source, chunk, seen)
+        pooled[AFFINITY] = tower.pair_scores(pooled["user"].to_numpy(),
+                                             pooled["item"].to_numpy())
+        times = pooled["user"].map(at)
+        parts.append(compact(with_store_features(
+            pooled, store, split.users.ids, split.items.ids, times, config.join_engine),
+            keep={"user", "item"}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int, blend: Blend,

@@ -50,7 +50,16 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
             keys = list(view.join_keys)
             features = [f.name for f in projection.features]
             prefix = projection.name_to_use()
-            lookups = out[keys].assign(_ts=at, _row=range(len(out)))
+            # One lookup per distinct (key, time), spread back over the rows by position:
+            # training frames repeat each user's time on every candidate row, and rows
+            # that share a lookup then share its list values instead of each holding a
+            # copy (20k users x 300 candidates of per-row lists ran a 23 GB box out of
+            # memory).
+            keyed = out[keys].assign(_ts=at)
+            lookup_of_row = keyed.groupby([*keys, "_ts"], sort=False, dropna=False
+                                          ).ngroup().to_numpy()
+            lookups = keyed.drop_duplicates().reset_index(drop=True)
+            lookups["_row"] = range(len(lookups))
             con.register("lookups", lookups)
             key_cols = ", ".join(_quoted(k) for k in keys)
             ts, created = _quoted(source.timestamp_field), source.created_timestamp_column
@@ -75,7 +84,8 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
                 expired = (pd.to_datetime(joined["_ts"], utc=True)
                            - pd.to_datetime(joined["_fts"], utc=True)) > view.ttl
                 joined[columns] = joined[columns].astype(object).where(~expired, None)
-            out = pd.concat([out, joined[columns]], axis=1)
+            spread = joined[columns].take(lookup_of_row).reset_index(drop=True)
+            out = pd.concat([out, spread], axis=1)
     finally:
         con.close()
     return out

@@ -114,10 +114,26 @@ def numeric_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
     for column in frame.columns:
         if column in exclude:
             continue
-        dtype = frame[column].dtype
-        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        if _numeric(frame[column].dtype):
             out.append(column)
     return out
+
+
+def _numeric(dtype: Any) -> bool:
+    return bool(pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype))
+
+
+def compact(frame: pd.DataFrame, keep: set[str]) -> pd.DataFrame:
+    """The numeric (and boolean) columns as float32, `keep` as they are, the rest
+    dropped: what training reads of a candidate frame once its crosses are added.
+    float32 is what `matrix` hands the ranker, so its values are unchanged."""
+    out = {}
+    for column in frame.columns:
+        if column in keep:
+            out[column] = frame[column]
+        elif _numeric(frame[column].dtype):
+            out[column] = frame[column].astype(np.float32)
+    return pd.DataFrame(out)
 
 
 def matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
