@@ -17,7 +17,7 @@ from recstack.feature_store import (
     open_store,
     training_frame,
 )
-from serving.features import OnlineFeatureJoin
+from serving.features import OnlineFeatureJoin, ServiceReader
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +79,23 @@ def test_online_join_equals_the_training_join_at_the_end_of_the_data(
     while fresh.item_reads < 2 * distinct:  # within ~0.3 s, unless the box is starved
         assert time.monotonic() < deadline, "keep_fresh never re-read the rows"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("service, key", [("user_online", "user_id"), ("item_online", "item_id")])
+def test_service_reader_answers_what_get_online_features_does(
+        online_store, small_world: Path, service: str, key: str) -> None:
+    """The direct read (each view's online_read, Feast's type map) against Feast's own
+    `get_online_features`, value for value: known ids, unknown ids, a repeated one."""
+    events = pd.read_parquet(small_world / "events.parquet")
+    known = list(events[key].dropna().unique()[:40])
+    ids = [*known, "nobody-has-this-id", known[0]]
+    direct = ServiceReader(online_store, service).read(key, ids)
+    feast = online_store.get_online_features(
+        features=online_store.get_feature_service(service),
+        entity_rows=[{key: i} for i in ids], full_feature_names=True).to_dict()
+    assert set(direct) == set(feast) and len(feast) > 5
+    for name, values in feast.items():
+        assert len(direct[name]) == len(values)
+        for row, (a, b) in enumerate(zip(values, direct[name], strict=True)):
+            assert _same(a, b), f"{name} row {row}: Feast {a!r}, direct {b!r}"
+    assert all(direct[name][len(known)] is None for name in direct if name != key)
