@@ -71,8 +71,8 @@ def serve_graph(port: int) -> None:
             return True
 
         async def recommend(self, body: dict[str, Any], *args: Any) -> dict[str, Any]:
-            retrieved, _ = await self.retriever.retrieve.remote(body["user_id"])
-            await self.ranker.rank.remote(retrieved)
+            # Chained as RecStack's ingress chains them (serving/graph.py).
+            await self.ranker.rank.remote(self.retriever.retrieve.remote(body["user_id"]))
             return _answer(body)
 
     class Front(RayModel):

@@ -92,19 +92,19 @@ class Ranker:
             item_staleness_s=store.item_staleness_s)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
-    def recommend(self, request: RecommendRequest, found: Found, at: pd.Timestamp,
-                  rules: RuleConfig, variant: str | None, request_id: str
+    def recommend(self, request: RecommendRequest, retrieved: tuple[Found, Timings],
+                  at: pd.Timestamp, rules: RuleConfig, variant: str | None, request_id: str
                   ) -> dict[str, Any]:
-        timings: Timings = {}
+        found, timings = retrieved[0], dict(retrieved[1])
         scored = self.recommender.scorer.rank(found.retrieved, found.user,
                                               self.recommender.join, at, DEPTH, timings)
         answer = self.recommender.answer(request, request_id, scored, found.degraded,
                                          rules, variant, timings)
         return answer | {"timings": timings, "candidates": len(scored.items)}
 
-    def rank(self, request: RankRequest, found: Found, at: pd.Timestamp,
+    def rank(self, request: RankRequest, retrieved: tuple[Found, Timings], at: pd.Timestamp,
              variant: str | None, request_id: str) -> dict[str, Any]:
-        timings: Timings = {}
+        found, timings = retrieved[0], dict(retrieved[1])
         columns, unknown = self.recommender.split_candidates(request)
         scored = self.recommender.scorer.rank(found.retrieved, found.user,
                                               self.recommender.join, at, len(columns),
@@ -123,7 +123,9 @@ class Ranker:
 @serve.deployment
 class RecommenderIngress:
     """One version's entry point: `recommend`, `rank` and `similar`, one request each.
-    It only validates and awaits; the work is in the Retriever and the Ranker."""
+    It only validates and awaits; the work is in the Retriever and the Ranker. The
+    Retriever's answer goes to the Ranker as a reference (Serve resolves a
+    DeploymentResponse passed as an argument), not through this replica's Python."""
 
     def __init__(self, retriever: DeploymentHandle, ranker: DeploymentHandle,
                  version: str) -> None:
@@ -136,18 +138,17 @@ class RecommenderIngress:
                         ) -> dict[str, Any]:
         request = RecommendRequest.model_validate(body)
         at = pd.Timestamp.now(tz="UTC")
-        found, timings = await self.retriever.retrieve.remote(
-            request.user_id, list(request.session_items), at)
-        answer = await self.ranker.recommend.remote(request, found, at, rules, variant,
-                                                    uuid.uuid4().hex)
-        return answer | {"timings": timings | answer["timings"]}
+        found = self.retriever.retrieve.remote(request.user_id, list(request.session_items),
+                                               at)
+        return dict(await self.ranker.recommend.remote(request, found, at, rules, variant,
+                                                       uuid.uuid4().hex))
 
     async def rank(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
         request = RankRequest.model_validate(body)
         at = pd.Timestamp.now(tz="UTC")
-        found, timings = await self.retriever.retrieve.remote(request.user_id, [], at)
-        answer = await self.ranker.rank.remote(request, found, at, variant, uuid.uuid4().hex)
-        return answer | {"timings": timings | answer["timings"]}
+        found = self.retriever.retrieve.remote(request.user_id, [], at)
+        return dict(await self.ranker.rank.remote(request, found, at, variant,
+                                                  uuid.uuid4().hex))
 
     async def similar(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
         request = SimilarItemsRequest.model_validate(body)

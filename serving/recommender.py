@@ -118,7 +118,8 @@ class Recommender:
                 degraded: bool, rules: RuleConfig, variant: str | None) -> dict[str, Any]:
         if len(scored.items):
             ids = self.bundle.item_ids[scored.items].astype(str)
-            candidates, complete = self._candidates(ids, scored.scores, scored.sources)
+            candidates, complete = self._candidates(ids, scored.scores, scored.sources,
+                                                    scored.items)
         else:  # cold start: nothing known about this user
             ids, scores, in_context = self._trending_for(request.context)
             candidates, complete = self._candidates(ids, scores, [["trending"] for _ in ids])
@@ -175,11 +176,14 @@ class Recommender:
         self._by_category = (now, by_category)
         return by_category
 
-    def _candidates(self, ids: np.ndarray, scores: np.ndarray, sources: list[list[str]]
-                    ) -> tuple[Candidates, bool]:
-        """The rules' view of these items, and whether their rows could all be read."""
+    def _candidates(self, ids: np.ndarray, scores: np.ndarray, sources: list[list[str]],
+                    columns: np.ndarray | None = None) -> tuple[Candidates, bool]:
+        """The rules' view of these items, and whether their rows could all be read.
+        `columns`: the items' columns in the version, when the caller has them (pandas'
+        get_indexer costs ~0.3 ms a call)."""
         rows = self.join.lookup(ids)
-        columns = self.columns.get_indexer(ids)
+        if columns is None:
+            columns = self.columns.get_indexer(ids)
         vectors = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
         vectors[columns >= 0] = self.vectors[columns[columns >= 0]]
         available = rows.field("item_content__available")
