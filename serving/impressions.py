@@ -11,7 +11,10 @@ variant and the model version.
 Writes are fire-and-forget from the KServe front's event loop: an answer never
 waits for its impressions, and a failing Redis costs lost impressions (counted
 in `recstack_impressions_total{result="failed"}`), never a slower or failed
-answer.
+answer. `log` only notes what was shown; the events are built and appended
+together, `BATCH_DELAY_S` later, after the answer has gone: building ten
+validated events and packing their append took ~0.3 ms of the front's loop per
+answer, on the request's path.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +32,7 @@ from serving.telemetry import telemetry
 
 log = logging.getLogger("recstack.serving")
 WARN_EVERY_S = 30.0  # a failing Redis would otherwise log once per request
+BATCH_DELAY_S = 0.02  # how long shown answers wait to be written together
 
 
 def impression_events(user_id: str, answer: dict[str, Any],
@@ -44,16 +49,41 @@ def impression_events(user_id: str, answer: dict[str, Any],
         for position, item in enumerate(answer.get("items", []), start=1)]
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What one answer showed, captured when it was given."""
+
+    user_id: str
+    answer: dict[str, Any]  # request_id, variant, model_version, items (id, sources)
+    at: datetime
+
+
 class ImpressionLog:
     def __init__(self, stream: EventStream) -> None:
         self.stream = stream
         self.counts = {"logged": 0, "failed": 0}
+        self._shown: list[Shown] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: set[asyncio.Task[None]] = set()  # held, so none is collected early
         self._warned_at = -WARN_EVERY_S
 
     def log(self, user_id: str, answer: dict[str, Any]) -> None:
-        """Schedule the answer's impressions; returns at once."""
-        events = impression_events(user_id, answer)
+        """Note the answer's impressions, to be written shortly; returns at once."""
+        if not answer.get("items"):
+            return
+        self._shown.append(Shown(user_id, {
+            "request_id": answer["request_id"], "variant": answer.get("variant"),
+            "model_version": answer.get("model_version"),
+            "items": [{"item_id": i["item_id"], "sources": list(i.get("sources", []))}
+                      for i in answer["items"]]}, datetime.now(UTC)))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(BATCH_DELAY_S, self._write_shown)
+
+    def _write_shown(self) -> None:
+        """Append what was shown since the last write, in one append."""
+        self._timer = None
+        shown, self._shown = self._shown, []
+        events = [e for s in shown for e in impression_events(s.user_id, s.answer, s.at)]
         if events:
             task = asyncio.get_running_loop().create_task(self._write(events))
             self._pending.add(task)
@@ -74,7 +104,10 @@ class ImpressionLog:
         telemetry().impressions(len(events), "logged")
 
     async def flush(self) -> None:
-        """Wait for the writes scheduled so far (tests, shutdown)."""
+        """Write what was shown so far and wait for it (tests, shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._write_shown()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
