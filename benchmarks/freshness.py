@@ -13,7 +13,7 @@ The consumer appends the clicks to the world's offline history
 (events_stream/); delete that directory to undo them.
 
 Usage:
-    python benchmarks/freshness.py [--trials 100] [--users 5000] [--items 10000]
+    python benchmarks/freshness.py [--trials 100] [--users 20000] [--items 10000]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--items", type=int, default=10000)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()

@@ -5,7 +5,7 @@ world, without Ray or HTTP, timed per stage; with --cprofile, the top functions.
 Run benchmarks/serve_load.py once first: it builds the world and the version.
 
 Usage:
-    python benchmarks/profile_serving.py [--users 5000] [--items 10000]
+    python benchmarks/profile_serving.py [--users 20000] [--items 10000]
         [--requests 300] [--cprofile]
 """
 # ruff: noqa: E402  (the thread count must be set before numpy loads)
@@ -45,7 +45,7 @@ from serving.timing import Timings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--items", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--cprofile", action="store_true")
