@@ -25,8 +25,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -36,6 +34,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import Server
 
 from recstack.processes import free_port
 from recstack.redis_address import RedisAddress
@@ -106,22 +107,6 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"recstack collect exited; see {log}")
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.5)
-    raise TimeoutError("recstack collect not ready in 120 s")
 
 
 async def drive(port: int, bodies: list[bytes], clients: int, seconds: float
@@ -216,27 +201,21 @@ def main() -> None:
     warmup, bodies = bodies[:args.clients * 2], bodies[args.clients * 2:]
 
     port, log = free_port(), args.out / "collector_load.log"
-    env = {**os.environ, "RECSTACK_REDIS": REDIS, "RECSTACK_FEAST_PROJECT": PROJECT,
-           "RECSTACK_API_KEYS": API_KEY}
-    env.pop("RECSTACK_API_KEYS_FILE", None)
+    os.environ.pop("RECSTACK_API_KEYS_FILE", None)  # the key below is the only one
     command = [sys.executable, "-m", "recstack", "collect", "--port", str(port)]
     print("$", " ".join(command[1:]), flush=True)
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True, cwd=ROOT)
-        try:
-            asyncio.run(wait_ready(port, process, log))
-            asyncio.run(drive(port, warmup, args.clients, 60))
-            measured_from = client.xlen(stream_key(PROJECT))
-            cpu_before = cpu_seconds(process.pid)
-            collector = asyncio.run(drive(port, bodies, args.clients, args.seconds))
-            cpu_after = cpu_seconds(process.pid)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+    server = Server("recstack collect", command, port, log, {
+        "RECSTACK_REDIS": REDIS, "RECSTACK_FEAST_PROJECT": PROJECT,
+        "RECSTACK_API_KEYS": API_KEY}, uses_ray=False)
+    try:
+        asyncio.run(server.ready(120, "/readyz"))
+        asyncio.run(drive(port, warmup, args.clients, 60))
+        measured_from = client.xlen(stream_key(PROJECT))
+        cpu_before = cpu_seconds(server.process.pid)
+        collector = asyncio.run(drive(port, bodies, args.clients, args.seconds))
+        cpu_after = cpu_seconds(server.process.pid)
+    finally:
+        server.stop(30)
     if cpu_before is not None and cpu_after is not None:
         collector["collector_cpu_share"] = (cpu_after - cpu_before) / collector["seconds"]
 
