@@ -6,7 +6,9 @@
     python benchmarks/noop_serving.py graph --port 8082
         the same parsing in a `kserve.ray.RayModel` over a Ray Serve graph of
         RecStack's shape (ingress -> Retriever -> Ranker, one call each per
-        request, one replica each), where every deployment returns at once.
+        request, one replica each), where every deployment returns at once;
+    python benchmarks/noop_serving.py graph-fused --port 8083
+        the fused shape (`graph.fused` in serve.yaml): ingress -> Ranker only.
 
 The difference between RecStack and the graph floor is the work; between the
 graph floor and the model floor, the Ray hops.
@@ -43,7 +45,7 @@ def serve_model(port: int) -> None:
     ModelServer(http_port=port, enable_grpc=False, workers=1).start([Noop()])
 
 
-def serve_graph(port: int) -> None:
+def serve_graph(port: int, fused: bool = False) -> None:
     from kserve import ModelServer
     from kserve.model import InferenceVerb
     from kserve.ray import RayModel
@@ -71,6 +73,9 @@ def serve_graph(port: int) -> None:
             return True
 
         async def recommend(self, body: dict[str, Any], *args: Any) -> dict[str, Any]:
+            if self.retriever is None:  # fused: the Ranker's one call
+                await self.ranker.rank.remote(body["user_id"])
+                return _answer(body)
             # Chained as RecStack's ingress chains them (serving/graph.py).
             await self.ranker.rank.remote(self.retriever.retrieve.remote(body["user_id"]))
             return _answer(body)
@@ -88,7 +93,8 @@ def serve_graph(port: int) -> None:
             return {"predictions": list(answers)}, {}
 
     ensure_ray()
-    app = Ingress.bind(Retriever.bind(), Ranker.bind())  # type: ignore[attr-defined]
+    app = Ingress.bind(None if fused else Retriever.bind(),  # type: ignore[attr-defined]
+                       Ranker.bind())  # type: ignore[attr-defined]
     handle = serve.run(app, name="noop", route_prefix=None)
     model = Front(MODEL, handle)
     model.load()
@@ -98,11 +104,14 @@ def serve_graph(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["model", "graph"])
+    parser.add_argument("kind", choices=["model", "graph", "graph-fused"])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
-    (serve_model if args.kind == "model" else serve_graph)(args.port)
+    if args.kind == "model":
+        serve_model(args.port)
+    else:
+        serve_graph(args.port, fused=args.kind == "graph-fused")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ Servers, started one after another, each driven from this process over HTTP:
 - `recstack-cached` (with --cached): the same with the cache on (emptied first),
   users drawn from 500, so that requests repeat.
 
+With --fused, the same for the fused shape (`graph.fused: true`: ingress -> Ranker,
+which retrieves too): `noop-fused` is the floor, `recstack-fused` RecStack; figures
+go to serve_load_fused.json / .png.
+
 The world: a synthetic catalog of 10k items and 20k users (30 days), its features
 in Redis (db 15, project recstack_bench), and a version trained on it with the
 default config; built once under OUT and reused. Requests: `k=10` (the graph ranks
@@ -29,7 +33,7 @@ Between servers it runs `ray stop --force`, which stops every Ray process on the
 machine: do not run it beside other Ray work.
 
 Usage:
-    python benchmarks/serve_load.py [--requests 600] [--rounds 3] [--cached]
+    python benchmarks/serve_load.py [--requests 600] [--rounds 3] [--cached] [--fused]
         [--users 20000] [--items 10000] [--out benchmarks/out]
 """
 
@@ -197,9 +201,10 @@ async def measure(server: Server, data: Path, requests: int, seed: int,
     return result
 
 
-def _serve_yaml(out: Path, cache: bool) -> Path:
-    path = out / f"serve-bench-{'cache' if cache else 'nocache'}.yaml"
-    path.write_text(f"cache: {{enabled: {str(cache).lower()}}}\nwatch_interval_s: 0\n")
+def _serve_yaml(out: Path, cache: bool, fused: bool = False) -> Path:
+    path = out / f"serve-bench-{'cache' if cache else 'nocache'}{'-fused' if fused else ''}.yaml"
+    path.write_text(f"cache: {{enabled: {str(cache).lower()}}}\nwatch_interval_s: 0\n"
+                    + ("graph: {fused: true}\n" if fused else ""))
     return path
 
 
@@ -224,7 +229,8 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-ROUNDED = ("noop-graph", "recstack")  # measured every round; the others once
+# (floor, RecStack) of each graph shape: measured in turn every round; the others once
+PAIRS = {"split": ("noop-graph", "recstack"), "fused": ("noop-fused", "recstack-fused")}
 FIGURES = (("c1", "p50_ms"), ("c1", "p99_ms"), ("c16", "p50_ms"), ("c16", "p99_ms"),
            ("c16", "rps"))
 
@@ -240,11 +246,13 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def ratios(results: dict[str, list[dict[str, Any]]], name: str) -> dict[str, float]:
-    """`name`'s figures over noop-graph's: the median of per-round ratios for a server
+def ratios(results: dict[str, list[dict[str, Any]]], name: str, floor: str
+           ) -> dict[str, float]:
+    """`name`'s figures over `floor`'s: the median of per-round ratios for a server
     measured every round, else against the floor's median."""
-    graph = results["noop-graph"]
-    pairs = (list(zip(results[name], graph, strict=True)) if name in ROUNDED
+    graph = results[floor]
+    pairs = (list(zip(results[name], graph, strict=True))
+             if len(results[name]) == len(graph) > 1
              else [(median_round(results[name]), median_round(graph))])
     return {
         "p50": float(np.median([a["c1"]["p50_ms"] / b["c1"]["p50_ms"] for a, b in pairs])),
@@ -252,14 +260,15 @@ def ratios(results: dict[str, list[dict[str, Any]]], name: str) -> dict[str, flo
         "rps": float(np.median([a["c16"]["rps"] / b["c16"]["rps"] for a, b in pairs]))}
 
 
-def report(results: dict[str, list[dict[str, Any]]]) -> str:
+def report(results: dict[str, list[dict[str, Any]]], floor: str, ours: str) -> str:
     model = median_round(results["noop-model"])
     rows = ["| server | rounds | c=1 p50 ms | c=1 p99 ms | c=16 p50 ms | c=16 p99 ms "
-            "| c=16 req/s | errors / degraded | p50 / graph | p99 / graph | req/s / graph "
+            f"| c=16 req/s | errors / degraded | p50 / {floor} | p99 / {floor} "
+            f"| req/s / {floor} "
             "| p50 / model |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rounds in results.items():
-        m, r = median_round(rounds), ratios(results, name)
+        m, r = median_round(rounds), ratios(results, name, floor)
         c1, c16 = m["c1"], m["c16"]
         rows.append(
             f"| {name} | {len(rounds)} | {c1['p50_ms']:.1f} | {c1['p99_ms']:.1f} | "
@@ -267,10 +276,10 @@ def report(results: dict[str, list[dict[str, Any]]]) -> str:
             f"{c1['errors'] + c16['errors']} / {c1['degraded'] + c16['degraded']} | "
             f"{r['p50']:.2f} | {r['p99']:.2f} | {r['rps']:.2f} | "
             f"{c1['p50_ms'] / model['c1']['p50_ms']:.1f} |")
-    rows += ["", "| round | noop-graph c=1 p50 / p99 ms | recstack c=1 p50 / p99 ms "
+    rows += ["", f"| round | {floor} c=1 p50 / p99 ms | {ours} c=1 p50 / p99 ms "
              "| p50 ratio | p99 ratio | c=16 req/s noop / recstack | req/s ratio |",
              "|---|---|---|---|---|---|---|"]
-    for n, (g, s) in enumerate(zip(results["noop-graph"], results["recstack"],
+    for n, (g, s) in enumerate(zip(results[floor], results[ours],
                                    strict=True), start=1):
         rows.append(
             f"| {n} | {g['c1']['p50_ms']:.1f} / {g['c1']['p99_ms']:.1f} | "
@@ -286,24 +295,26 @@ async def main_async(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data, registry = build_world(args.out, args.users, args.items)
     python = sys.executable
+    shape = "fused" if args.fused else "split"
+    floor, ours = PAIRS[shape]
+    recstack = [python, "-m", "recstack", "serve", "--registry", str(registry), "--stage",
+                "dev", "--data", str(data), "--config"]
     servers: list[tuple[str, list[str], dict[str, str], int | None]] = [
         ("noop-model", [python, "benchmarks/noop_serving.py", "model", "--port", "8091"], {},
          None),
-        ("noop-graph", [python, "benchmarks/noop_serving.py", "graph", "--port", "8092"], {},
-         None),
-        ("recstack", [python, "-m", "recstack", "serve", "--registry", str(registry),
-                      "--stage", "dev", "--data", str(data), "--port", "8093", "--config",
-                      str(_serve_yaml(args.out, cache=False))], ENV, None),
+        (floor, [python, "benchmarks/noop_serving.py",
+                 "graph-fused" if args.fused else "graph", "--port", "8092"], {}, None),
+        (ours, [*recstack, str(_serve_yaml(args.out, cache=False, fused=args.fused)),
+                "--port", "8093"], ENV, None),
     ]
     if args.cached:
-        servers.append(("recstack-cached", [
-            python, "-m", "recstack", "serve", "--registry", str(registry), "--stage", "dev",
-            "--data", str(data), "--port", "8094", "--config",
-            str(_serve_yaml(args.out, cache=True))], ENV, 500))
+        servers.append((f"{ours}-cached", [
+            *recstack, str(_serve_yaml(args.out, cache=True, fused=args.fused)),
+            "--port", "8094"], ENV, 500))
     results: dict[str, list[dict[str, Any]]] = {}
     for round_ in range(1, args.rounds + 1):
         for name, command, env, repeat in servers:
-            if round_ > 1 and name not in ROUNDED:
+            if round_ > 1 and name not in (floor, ours):
                 continue
             if repeat is not None:  # a cold cache: no answers left from an earlier run
                 client = RedisAddress.parse(ENV["RECSTACK_REDIS"]).client()
@@ -317,22 +328,23 @@ async def main_async(args: argparse.Namespace) -> None:
                     await measure(server, data, args.requests, args.seed + round_, repeat))
             finally:
                 server.stop()
-    (args.out / "serve_load.json").write_text(json.dumps(results, indent=2))
+    stem = "serve_load" if shape == "split" else "serve_load_fused"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
     plot({name: median_round(rounds) for name, rounds in results.items()},
-         args.out / "serve_load.png")
-    print(report(results))
-    rec, ratio = median_round(results["recstack"]), ratios(results, "recstack")
+         args.out / f"{stem}.png")
+    print(report(results, floor, ours))
+    rec, ratio = median_round(results[ours]), ratios(results, ours, floor)
     checks = {
-        "c=1 p50 <= 1.5x noop graph (median of the rounds' ratios)": ratio["p50"] <= 1.5,
-        "c=1 p99 <= 2x noop graph (median of the rounds' ratios)": ratio["p99"] <= 2.0,
-        "c=16 throughput >= 0.6x noop graph (median of the rounds' ratios)":
+        f"c=1 p50 <= 1.5x {floor} (median of the rounds' ratios)": ratio["p50"] <= 1.5,
+        f"c=1 p99 <= 2x {floor} (median of the rounds' ratios)": ratio["p99"] <= 2.0,
+        f"c=16 throughput >= 0.6x {floor} (median of the rounds' ratios)":
             ratio["rps"] >= 0.6,
         "no errors": rec["c1"]["errors"] + rec["c16"]["errors"] == 0,
         "no degraded answers": rec["c1"]["degraded"] + rec["c16"]["degraded"] == 0,
     }
     for check, ok in checks.items():
         print(f"{'met' if ok else 'NOT MET'}: {check}")
-    print(f"plot: {args.out / 'serve_load.png'}")
+    print(f"plot: {args.out / f'{stem}.png'}")
 
 
 def main() -> None:
@@ -342,6 +354,8 @@ def main() -> None:
                         help="requests at concurrency 1 (twice as many at 16)")
     parser.add_argument("--cached", action="store_true",
                         help="also measure the response cache (500 repeating users)")
+    parser.add_argument("--fused", action="store_true",
+                        help="measure the fused shape (graph.fused) against its own floor")
     parser.add_argument("--rounds", type=int, default=3,
                         help="noop-graph and recstack measured in turn this many times")
     parser.add_argument("--seed", type=int, default=0)

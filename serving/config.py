@@ -77,6 +77,9 @@ class GraphConfig(_Strict):
     retriever: DeploymentConfig = DeploymentConfig()
     ranker: DeploymentConfig = DeploymentConfig()
     ingress: DeploymentConfig = DeploymentConfig()
+    # Retrieval in the Ranker's replicas too (no Retriever deployment, `retriever`
+    # unused): one hop fewer, for small installations that need not scale the two apart.
+    fused: bool = False
 
 
 class CacheConfig(_Strict):

@@ -9,6 +9,10 @@ back whole. `ranker` requests take the same path with the caller's candidates;
 carries the stage timings and the candidate count, for the KServe front's
 telemetry (serving/front.py), which removes them.
 
+With `graph.fused` (serve.yaml) there is no Retriever: the Ranker's replicas do the
+first stage too (`find`), one hop fewer, for small installations that need not scale
+retrieval and ranking apart (BENCHMARKS.md measures both shapes).
+
 Why this split: the ingress had read the user's row and applied the rules itself,
 each in a thread off its event loop, and held a third copy of the item rows,
 renewed in the background; now it does what the no-op graph's ingress does
@@ -72,11 +76,18 @@ class Retriever:
 
     def retrieve(self, user_id: str, session_items: list[str], at: pd.Timestamp,
                  include_seen: bool = False) -> tuple[Found, Timings]:
-        timings: Timings = {}
-        user, fresh, degraded = read_user(self.join, user_id, session_items, timings)
-        with stage(timings, "retrieve"):
-            retrieved = self.scorer.retrieve(user_id, fresh, at, include_seen)
-        return Found(user, degraded, retrieved), timings
+        return find(self.join, self.scorer, user_id, session_items, at, include_seen)
+
+
+def find(join: OnlineFeatureJoin, scorer: OnlineScorer, user_id: str,
+         session_items: list[str], at: pd.Timestamp, include_seen: bool = False
+         ) -> tuple[Found, Timings]:
+    """The first stage: the user's online row, then every source's top list."""
+    timings: Timings = {}
+    user, fresh, degraded = read_user(join, user_id, session_items, timings)
+    with stage(timings, "retrieve"):
+        retrieved = scorer.retrieve(user_id, fresh, at, include_seen)
+    return Found(user, degraded, retrieved), timings
 
 
 @serve.deployment
@@ -113,6 +124,23 @@ class Ranker:
                                          found.degraded, variant)
         return answer | {"timings": timings, "candidates": len(columns)}
 
+    def find(self, user_id: str, session_items: list[str], at: pd.Timestamp
+             ) -> tuple[Found, Timings]:
+        """The Retriever's work, in this replica (fused graphs)."""
+        return find(self.recommender.join, self.recommender.scorer, user_id, session_items,
+                    at)
+
+    def recommend_fused(self, request: RecommendRequest, at: pd.Timestamp, rules: RuleConfig,
+                        variant: str | None, request_id: str) -> dict[str, Any]:
+        return self.recommend(request, self.find(request.user_id,
+                                                 list(request.session_items), at),
+                              at, rules, variant, request_id)
+
+    def rank_fused(self, request: RankRequest, at: pd.Timestamp, variant: str | None,
+                   request_id: str) -> dict[str, Any]:
+        return self.rank(request, self.find(request.user_id, [], at), at, variant,
+                         request_id)
+
     def similar(self, request: SimilarItemsRequest, variant: str | None, request_id: str
                 ) -> dict[str, Any]:
         timings: Timings = {}
@@ -127,8 +155,9 @@ class RecommenderIngress:
     Retriever's answer goes to the Ranker as a reference (Serve resolves a
     DeploymentResponse passed as an argument), not through this replica's Python."""
 
-    def __init__(self, retriever: DeploymentHandle, ranker: DeploymentHandle,
+    def __init__(self, retriever: DeploymentHandle | None, ranker: DeploymentHandle,
                  version: str) -> None:
+        """`retriever` None: a fused graph, whose Ranker retrieves too."""
         self.retriever, self.ranker, self.version = retriever, ranker, version
 
     def ready(self) -> str:
@@ -138,6 +167,9 @@ class RecommenderIngress:
                         ) -> dict[str, Any]:
         request = RecommendRequest.model_validate(body)
         at = pd.Timestamp.now(tz="UTC")
+        if self.retriever is None:
+            return dict(await self.ranker.recommend_fused.remote(request, at, rules, variant,
+                                                                 uuid.uuid4().hex))
         found = self.retriever.retrieve.remote(request.user_id, list(request.session_items),
                                                at)
         return dict(await self.ranker.recommend.remote(request, found, at, rules, variant,
@@ -146,6 +178,9 @@ class RecommenderIngress:
     async def rank(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
         request = RankRequest.model_validate(body)
         at = pd.Timestamp.now(tz="UTC")
+        if self.retriever is None:
+            return dict(await self.ranker.rank_fused.remote(request, at, variant,
+                                                            uuid.uuid4().hex))
         found = self.retriever.retrieve.remote(request.user_id, [], at)
         return dict(await self.ranker.rank.remote(request, found, at, variant,
                                                   uuid.uuid4().hex))
@@ -158,7 +193,7 @@ class RecommenderIngress:
 def build(version_dir: Path, data_dir: Path, config: GraphConfig = GraphConfig(),
           store: StoreOptions = StoreOptions()) -> Any:
     """The bound Serve application of one version."""
-    retriever = Retriever.options(  # type: ignore[attr-defined]
+    retriever = None if config.fused else Retriever.options(  # type: ignore[attr-defined]
         **config.retriever.options()).bind(str(version_dir), str(data_dir), store,
                                            config.retriever.threads)
     ranker = Ranker.options(  # type: ignore[attr-defined]
