@@ -31,7 +31,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,18 +201,23 @@ class ServiceReader:
                                [types[n] for n in names]))
 
     def read(self, key: str, ids: list[str]) -> dict[str, list[Any]]:
-        entity_keys = [EntityKeyProto(join_keys=[key], entity_values=[value])
-                       for value in python_values_to_proto_values(ids, ValueType.STRING)]
+        keys = entity_keys(ids, key)
         out: dict[str, list[Any]] = {key: list(ids)}
         for view, names, full_names, types in self.views:
             # A copy: Redis's online_read appends its timestamp field to the list.
-            rows = self.provider.online_read(self.config, view, entity_keys, list(names))
+            rows = self.provider.online_read(self.config, view, keys, list(names))
             for name, full_name, value_type in zip(names, full_names, types, strict=True):
                 out[full_name] = [
                     feast_value_type_to_python_type(found[name], value_type)
                     if found is not None and name in found else None
                     for _, found in rows]
         return out
+
+
+def entity_keys(ids: Sequence[str], key: str = "user_id") -> list[EntityKeyProto]:
+    """Feast entity keys of these string ids under join key `key`."""
+    values = python_values_to_proto_values(list(ids), ValueType.STRING)
+    return [EntityKeyProto(join_keys=[key], entity_values=[value]) for value in values]
 
 
 def _drop_idle_connections(store: FeatureStore) -> None:

@@ -52,13 +52,13 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.utils import make_tzaware
-from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from models.features.build import user_realtime
 from models.features.realtime import NOT_ACTIONS, RealtimeState, epoch_seconds
 from serving.cache import invalidate_many
 from serving.events import Event
+from serving.features import entity_keys
 
 REALTIME_VIEW = "user_realtime"
 FIELDS = ("recent_items", "session_id", "session_event_count", "last_event_type",
@@ -187,11 +187,6 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-
-
-def entity_keys(users: Sequence[str]) -> list[EntityKeyProto]:
-    values = python_values_to_proto_values(list(users), ValueType.STRING)
-    return [EntityKeyProto(join_keys=["user_id"], entity_values=[value]) for value in values]
 
 
 def state_from_history(history: pd.DataFrame) -> dict[str, RealtimeState]:
