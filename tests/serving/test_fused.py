@@ -4,12 +4,6 @@ the same version scored in process."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +11,6 @@ import pandas as pd
 import pytest
 
 from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
-from recstack.processes import free_port
 from recstack.registry import Registry
 from recstack.settings import Settings
 from serving.features import open_serving_store
@@ -25,7 +18,7 @@ from serving.recommender import Recommender
 from serving.requests import RecommendRequest
 from serving.rules import RuleConfig
 from tests.conftest import TEST_REDIS
-from tests.serving.test_serve import _call
+from tests.serving.test_serve import _call, serving
 
 pytestmark = pytest.mark.integration
 PROJECT = "recstack_test_fused"
@@ -48,35 +41,11 @@ def fused(served_version: Path, small_world: Path, tmp_path_factory: pytest.Temp
     materialize_all(store, apply_definitions(store, small_world))
     registry = Registry(str(served_version.parent.parent))
     registry.promote(served_version.name, "dev")
-    workdir = tmp_path_factory.mktemp("fused")
-    (workdir / "serve.yaml").write_text(SERVE_YAML)
-    port = free_port()
-    env = {**os.environ, "RECSTACK_REDIS": TEST_REDIS, "RECSTACK_ONLINE_STORE": "redis",
+    env = {"RECSTACK_REDIS": TEST_REDIS, "RECSTACK_ONLINE_STORE": "redis",
            "RECSTACK_FEAST_PROJECT": PROJECT}
-    with (workdir / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "recstack", "serve", "--registry", registry.uri,
-             "--stage", "dev", "--port", str(port), "--data", str(small_world), "--config",
-             str(workdir / "serve.yaml")],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 240
-            while True:
-                try:
-                    if _call(port, "/v2/health/ready")[0] == 200:
-                        break
-                except (urllib.error.URLError, ConnectionError):
-                    pass
-                assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "server not ready in 240 s"
-                time.sleep(1)
-            yield port
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+    with serving(registry, small_world, SERVE_YAML, tmp_path_factory.mktemp("fused"),
+                 env) as (port, _):
+        yield port
 
 
 def test_fused_graph_answers_what_the_version_answers_in_process(

@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -115,6 +116,43 @@ class Server:
                      {"instances": list(instances)})
 
 
+@contextmanager
+def serving(registry: Registry, data: Path, serve_yaml: str, workdir: Path,
+            env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`recstack serve` following stage `dev` with this serve.yaml and these environment
+    variables (over os.environ), once ready: its port and process; stopped after. Its
+    log is `workdir / "server.log"`."""
+    config = workdir / "serve.yaml"
+    config.write_text(serve_yaml)
+    port = free_port()
+    # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
+    with (workdir / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "recstack", "serve", "--registry", registry.uri,
+             "--stage", "dev", "--port", str(port), "--data", str(data), "--config",
+             str(config)],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while True:
+                try:
+                    if _call(port, "/v2/health/ready")[0] == 200:
+                        break
+                except (urllib.error.URLError, ConnectionError):
+                    pass
+                assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "server not ready in 240 s"
+                time.sleep(1)
+            yield port, process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def server(served_version: Path, small_world: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
@@ -130,39 +168,15 @@ def server(served_version: Path, small_world: Path, tmp_path_factory: pytest.Tem
     registry = Registry(str(served_version.parent.parent))
     registry.promote(served_version.name, "dev")
     workdir = tmp_path_factory.mktemp("serve")
-    config = workdir / "serve.yaml"
-    config.write_text(SERVE_YAML)
-    # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
-    log = (workdir / "server.log").open("wb")
-    port = free_port()
-    env = {**os.environ, "RECSTACK_REDIS": proxy.address(address.db),
+    env = {"RECSTACK_REDIS": proxy.address(address.db),
            "RECSTACK_ONLINE_STORE": "redis", "RECSTACK_FEAST_PROJECT": PROJECT,
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_port}",
            "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recstack", "serve", "--registry", registry.uri, "--stage",
-         "dev", "--port", str(port), "--data", str(small_world), "--config", str(config)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if _call(port, "/v2/health/ready")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "server not ready in 240 s"
-            time.sleep(1)
-        yield Server(port, proxy, registry, served_version.name, small_world, process,
-                     workdir / "server.log")
+        with serving(registry, small_world, SERVE_YAML, workdir, env) as (port, process):
+            yield Server(port, proxy, registry, served_version.name, small_world, process,
+                         workdir / "server.log")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
         proxy.stop()
         receiver.shutdown()
 
