@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
-from recstack.processes import free_port
+from recstack.processes import Service, free_port
 from recstack.registry import Manifest, Registry
 from recstack.settings import Settings
 from serving.cache import invalidate, key_prefix
@@ -125,32 +124,24 @@ def serving(registry: Registry, data: Path, serve_yaml: str, workdir: Path,
     config = workdir / "serve.yaml"
     config.write_text(serve_yaml)
     port = free_port()
-    # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
-    with (workdir / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "recstack", "serve", "--registry", registry.uri,
-             "--stage", "dev", "--port", str(port), "--data", str(data), "--config",
-             str(config)],
-            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        try:
-            deadline = time.monotonic() + 240
-            while True:
-                try:
-                    if _call(port, "/v2/health/ready")[0] == 200:
-                        break
-                except (urllib.error.URLError, ConnectionError):
-                    pass
-                assert process.poll() is None, (workdir / "server.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "server not ready in 240 s"
-                time.sleep(1)
-            yield port, process
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
+    service = Service("recstack serve", [
+        sys.executable, "-m", "recstack", "serve", "--registry", registry.uri, "--stage",
+        "dev", "--port", str(port), "--data", str(data), "--config", str(config)],
+        workdir / "server.log", env)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                if _call(port, "/v2/health/ready")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert service.process.poll() is None, service.log_tail()
+            assert time.monotonic() < deadline, "server not ready in 240 s"
+            time.sleep(1)
+        yield port, service.process
+    finally:
+        service.stop(30)
 
 
 @pytest.fixture(scope="module")
