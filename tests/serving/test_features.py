@@ -84,12 +84,18 @@ def test_online_join_equals_the_training_join_at_the_end_of_the_data(
 @pytest.mark.parametrize("service, key", [("user_online", "user_id"), ("item_online", "item_id")])
 def test_service_reader_answers_what_get_online_features_does(
         online_store, small_world: Path, service: str, key: str) -> None:
-    """The direct read (each view's online_read, Feast's type map) against Feast's own
-    `get_online_features`, value for value: known ids, unknown ids, a repeated one."""
+    """The direct read (every view in one Redis pipeline, Feast's type map) and the
+    view-by-view one (each view's online_read, as on stores other than Redis) against
+    Feast's own `get_online_features`, value for value: known ids, unknown ids, a
+    repeated one."""
     events = pd.read_parquet(small_world / "events.parquet")
     known = list(events[key].dropna().unique()[:40])
     ids = [*known, "nobody-has-this-id", known[0]]
-    direct = ServiceReader(online_store, service).read(key, ids)
+    reader = ServiceReader(online_store, service)
+    assert reader.redis is not None  # the one-pipeline read
+    direct = reader.read(key, ids)
+    reader.redis = None
+    by_view = reader.read(key, ids)
     feast = online_store.get_online_features(
         features=online_store.get_feature_service(service),
         entity_rows=[{key: i} for i in ids], full_feature_names=True).to_dict()
@@ -99,3 +105,6 @@ def test_service_reader_answers_what_get_online_features_does(
         for row, (a, b) in enumerate(zip(values, direct[name], strict=True)):
             assert _same(a, b), f"{name} row {row}: Feast {a!r}, direct {b!r}"
     assert all(direct[name][len(known)] is None for name in direct if name != key)
+    assert set(by_view) == set(direct)
+    for name, values in direct.items():
+        assert all(_same(a, b) for a, b in zip(values, by_view[name], strict=True)), name
