@@ -208,6 +208,14 @@ class ServiceReader:
             names = [f.name for f in projection.features]
             self.views.append((view, names, [f"{projection.name_to_use()}__{n}" for n in names],
                                [types[n] for n in names]))
+        # Each view's Redis hash fields (hashed names, then its timestamp), once.
+        self._fields: list[tuple[str, tuple[str, ...], list[Any]]] = []
+        if self.redis is not None:
+            for view, names, _, _ in self.views:
+                fv_name = _versioned_fv_name(view, self.config)
+                requested, hset_keys = self.redis._generate_hset_keys_for_features(
+                    view, list(names), fv_name_override=fv_name)
+                self._fields.append((fv_name, tuple(requested), hset_keys))
 
     def read(self, key: str, ids: list[str]) -> dict[str, list[Any]]:
         keys = entity_keys(ids, key)
@@ -228,18 +236,13 @@ class ServiceReader:
             return [self.provider.online_read(self.config, view, keys, list(names))
                     for view, names, _, _ in self.views]
         redis_keys = self.redis._generate_redis_keys_for_entities(self.config, keys)
-        commands, fields = [], []
-        for view, names, _, _ in self.views:
-            fv_name = _versioned_fv_name(view, self.config)
-            requested, hset_keys = self.redis._generate_hset_keys_for_features(
-                view, list(names), fv_name_override=fv_name)
-            fields.append((fv_name, requested))
-            commands += [(redis_key, hset_keys) for redis_key in redis_keys]
+        commands = [(redis_key, hset_keys) for _, _, hset_keys in self._fields
+                    for redis_key in redis_keys]
         replies = self.redis._read_hash_fields(self.config, commands)
         n = len(redis_keys)
         return [self.redis._convert_redis_values_to_protobuf(
-                    replies[v * n:(v + 1) * n], fv_name, requested)
-                for v, (fv_name, requested) in enumerate(fields)]
+                    replies[v * n:(v + 1) * n], fv_name, list(requested))
+                for v, (fv_name, requested, _) in enumerate(self._fields)]
 
 
 def entity_keys(ids: Sequence[str], key: str = "user_id") -> list[EntityKeyProto]:
