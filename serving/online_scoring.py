@@ -53,6 +53,7 @@ class Scored:
     scores: np.ndarray  # blended scores, same order
     sources: list[list[str]]  # the sources that retrieved each item
     degraded: bool = False  # some item features could not be read
+    rows: ItemRows | None = None  # the items' feature rows, same order, for the rules
 
 
 class OnlineScorer:
@@ -128,7 +129,8 @@ class OnlineScorer:
                 best = best[np.isin(items[best], only)]
             best = best[:k]
         return Scored(items[best], scores[best], [retrieved_by[i] for i in best],
-                      degraded=not rows.complete)
+                      degraded=not rows.complete,
+                      rows=ItemRows(rows.table, rows.slots[best], rows.complete))
 
     def _history(self, row: int, fresh: list[int]) -> sp.csr_matrix:
         n = len(self.items)
@@ -191,7 +193,7 @@ class OnlineScorer:
         for name, (ids, values) in lists.items():
             score = np.full(len(items), np.nan, np.float32)
             rank = np.full(len(items), MISSING_RANK, np.float32)
-            keep = np.isin(ids, items)  # every listed id (-1 pads are not items)
+            keep = ids >= 0  # every listed id is pooled (-1 pads are not items)
             where = np.searchsorted(items, ids[keep])
             score[where] = values[keep]
             rank[where] = np.flatnonzero(keep) + 1
