@@ -70,6 +70,7 @@ class HistoryScorer(ABC):
 
     params: tuple[str, ...] = ()
     fitted: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # fitted names that versions saved before them lack
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,8 @@ class HistoryScorer(ABC):
                 setattr(loaded, name, meta["fitted"][name])
             elif (directory / f"{name}.npz").exists():
                 setattr(loaded, name, sp.load_npz(directory / f"{name}.npz").tocsr())
+            elif name in cls.optional and not (directory / f"{name}.npy").exists():
+                setattr(loaded, name, None)
             else:
                 setattr(loaded, name, np.load(directory / f"{name}.npy"))
         return loaded

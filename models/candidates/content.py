@@ -3,6 +3,17 @@
 A user's profile is the recency-weighted mean of the vectors of items they
 interacted with; an item's score is its cosine with that profile. Items need
 no interactions to be scored, so new items reach users from day one.
+
+The text embeddings are projected onto their catalog's top `text_dims` singular
+directions (a truncated SVD, uncentred: it keeps inner products, which is what
+cosines are made of). Serving scores every item against a profile per request, and
+that product reads the whole matrix: 404 dimensions on a 10k-item catalog were
+16 MB, 1.2-1.8 ms of a request from a cold cache; 128 text dimensions keep 97% of
+the embeddings' energy, and 98% of a 20-item profile's top 50 (measured on the
+load test's catalog). Catalogs under `project_from` items keep every dimension: their
+matrix is small anyway, and a 200-item catalog has too few items for 128 directions
+to hold what separates them (the test world's two-stage gt-NDCG@10 fell from 1.24x
+popularity's to 1.14x).
 """
 
 from __future__ import annotations
@@ -18,23 +29,37 @@ from models.vectors import unit_rows
 
 
 class ContentSimilarity(CandidateGenerator, HistoryScorer):
-    params = ("category_weight", "half_life_days")
-    fitted = ("vectors",)
+    params = ("category_weight", "half_life_days", "text_dims", "project_from")
+    fitted = ("vectors", "text_basis")
+    optional = ("text_basis",)  # versions saved before it kept every text dimension
     name = "content"
 
     def __init__(self, embedder: TextEmbedder | None = None, category_weight: float = 0.5,
-                 half_life_days: float = 90.0) -> None:
+                 half_life_days: float = 90.0, text_dims: int | None = 128,
+                 project_from: int = 2_000) -> None:
+        """`text_dims`: None keeps the embedder's every dimension, as does a catalog of
+        fewer than `project_from` items."""
         self.embedder = embedder or TextEmbedder()
         self.category_weight = category_weight
         self.half_life_days = half_life_days
+        self.text_dims = text_dims
+        self.project_from = project_from
+        self.text_basis: np.ndarray | None = None  # (embedding dims, kept dims), from fit
 
     def item_vectors(self, items: pd.DataFrame) -> np.ndarray:
-        text = self.embedder.encode(item_text(items))
+        return self._vectors(self.embedder.encode(item_text(items)), items)
+
+    def _vectors(self, text: np.ndarray, items: pd.DataFrame) -> np.ndarray:
+        if self.text_basis is not None:
+            text = text @ self.text_basis
         cats = unit_rows(category_vectors(items))
         return unit_rows(np.hstack([text, self.category_weight * cats])).astype(np.float32)
 
     def fit(self, data: TrainingData) -> ContentSimilarity:
-        self.vectors = self.item_vectors(data.items)
+        text = self.embedder.encode(item_text(data.items))
+        self.text_basis = (None if self.text_dims is None or len(text) < self.project_from
+                           else text_basis(text, self.text_dims))
+        self.vectors = self._vectors(text, data.items)
         self.profiles = self._profiles(self.decayed_history(data))
         return self
 
@@ -78,3 +103,12 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
         sims[item] = -np.inf
         order = np.argsort(-sims)[:k]
         return order, sims[order]
+
+
+def text_basis(text: np.ndarray, dims: int) -> np.ndarray | None:
+    """The top `dims` right singular vectors of the (items, dims) text embeddings, as
+    columns; None when that keeps every dimension anyway."""
+    if dims >= text.shape[1]:
+        return None
+    _, _, directions = np.linalg.svd(np.asarray(text, np.float64), full_matrices=False)
+    return directions[:dims].T.astype(np.float32)

@@ -155,3 +155,57 @@ def test_history_scoring_matches_training_users_and_serves_new_ones(small_world:
     expected, _ = ease.recommend(users[:1], 10, seen=training.matrix)
     assert ids.tolist() == expected.tolist()
     assert not set(ids[0]) & set(history.indices)
+
+
+def test_content_text_projection_keeps_inner_products_and_loads_old_versions(
+        tmp_path: Path) -> None:
+    """The truncated SVD of the catalog's text embeddings: fewer dimensions, the
+    catalog's cosines kept closely, the basis saved with the vectors; a version saved
+    before the projection existed (no basis file) loads and scores as it was fitted."""
+    from models.candidates.content import ContentSimilarity, text_basis
+
+    rng = np.random.default_rng(0)
+    # 300 "embeddings" whose energy sits mostly in 20 directions, as real ones' does.
+    text = (rng.normal(size=(300, 20)) @ rng.normal(size=(20, 384))
+            + 0.05 * rng.normal(size=(300, 384)))
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    basis = text_basis(text, 32)
+    assert basis is not None and basis.shape == (384, 32)
+    np.testing.assert_allclose((text @ basis) @ (text @ basis).T, text @ text.T, atol=0.02)
+    assert text_basis(text, 384) is None  # nothing to drop
+
+    class Fixed:  # the embedder: these vectors, in catalog order
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return text[:len(texts)]
+
+    items = pd.DataFrame({"item_id": [f"i{n}" for n in range(300)],
+                          "title": [f"item {n}" for n in range(300)],
+                          "description": [f"item number {n}" for n in range(300)],
+                          "category": [f"c{n % 5}" for n in range(300)],
+                          "categories": [[f"c{n % 5}"] for n in range(300)]})
+    events = pd.DataFrame({"user_id": ["u0", "u1"], "item_id": ["i3", "i4"],
+                           "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02"])})
+    training = TrainingData(sp.csr_matrix(([1.0, 1.0], ([0, 1], [3, 4])), shape=(2, 300)),
+                            events, items, np.array(["u0", "u1"]))
+    small = ContentSimilarity(Fixed(), text_dims=32).fit(training)  # type: ignore[arg-type]
+    assert small.text_basis is None  # under project_from items: every dimension kept
+    model = ContentSimilarity(Fixed(), text_dims=32,  # type: ignore[arg-type]
+                              project_from=100).fit(training)
+    assert model.vectors.shape == (300, 32 + 5)
+    np.testing.assert_allclose(np.linalg.norm(model.vectors, axis=1), 1.0, rtol=1e-5)
+    model.save(tmp_path / "content")
+    loaded = ContentSimilarity.load(tmp_path / "content")
+    assert loaded.text_basis is not None
+    np.testing.assert_array_equal(loaded.text_basis, model.text_basis)
+    # An old version: every dimension, and no basis saved beside the vectors.
+    full = ContentSimilarity(Fixed(), text_dims=None).fit(training)  # type: ignore[arg-type]
+    full.save(tmp_path / "old")
+    (tmp_path / "old" / "params.json").write_text(
+        (tmp_path / "old" / "params.json").read_text()
+        .replace(', "text_dims": null, "project_from": 2000', "")
+        .replace('"text_basis": null', ""))
+    assert "text_dims" not in (tmp_path / "old" / "params.json").read_text()
+    old = ContentSimilarity.load(tmp_path / "old")
+    assert old.text_basis is None and old.vectors.shape == (300, 384 + 5)
+    history = sp.csr_matrix(([1.0], ([0], [7])), shape=(1, 300))
+    np.testing.assert_array_equal(old.score_history(history), full.score_history(history))
