@@ -122,13 +122,10 @@ def test_ranker_reorders_the_callers_candidates(
     assert answer["items"][-1]["score"] is None
     scores = [i["score"] for i in answer["items"][:-1]]
     assert scores == sorted(scores, reverse=True)
-    # The model's own top pick comes first, and its picks rank above the least popular
-    # items on average. (Not each one: the ranker's retrieval features depend on the
-    # pool, which here includes the caller's candidates.)
-    position = {item: n for n, item in enumerate(got)}
-    assert got[0] == best[0]
-    rest = [i for i in tail if i not in best]
-    assert sum(position[i] for i in best) / len(best) < sum(position[i] for i in rest) / len(rest)
+    # The model's own picks come first, above the least popular items. (Not in the same
+    # order: the blend's z-scores and the retrieval features depend on the pool, which
+    # here includes the caller's candidates.)
+    assert set(got[:len(best)]) == set(best)
 
 
 def test_redis_unreachable_gives_degraded_answers_not_errors(
