@@ -28,6 +28,9 @@ drift by more than the margins in question (recstack's c=1 p50 moved between 19.
 and 25.2 ms over six identical runs in half an hour), so a floor measured minutes
 apart from one run of RecStack decides little; alternating cancels the drift that
 is slower than a round. Every round's figures are printed and kept in the JSON.
+A target is "met" when every round meets it, "NOT MET" when the median misses
+it, and "UNSETTLED" in between: drift faster than a round still moves single
+rounds by a third.
 
 Between servers it runs `ray stop --force`, which stops every Ray process on the
 machine: do not run it beside other Ray work.
@@ -48,6 +51,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -246,18 +250,36 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def ratios(results: dict[str, list[dict[str, Any]]], name: str, floor: str
-           ) -> dict[str, float]:
-    """`name`'s figures over `floor`'s: the median of per-round ratios for a server
-    measured every round, else against the floor's median."""
+def round_ratios(results: dict[str, list[dict[str, Any]]], name: str, floor: str
+                 ) -> dict[str, list[float]]:
+    """`name`'s figures over `floor`'s, round by round for a server measured every
+    round, else one ratio against the floor's median."""
     graph = results[floor]
     pairs = (list(zip(results[name], graph, strict=True))
              if len(results[name]) == len(graph) > 1
              else [(median_round(results[name]), median_round(graph))])
-    return {
-        "p50": float(np.median([a["c1"]["p50_ms"] / b["c1"]["p50_ms"] for a, b in pairs])),
-        "p99": float(np.median([a["c1"]["p99_ms"] / b["c1"]["p99_ms"] for a, b in pairs])),
-        "rps": float(np.median([a["c16"]["rps"] / b["c16"]["rps"] for a, b in pairs]))}
+    return {"p50": [a["c1"]["p50_ms"] / b["c1"]["p50_ms"] for a, b in pairs],
+            "p99": [a["c1"]["p99_ms"] / b["c1"]["p99_ms"] for a, b in pairs],
+            "rps": [a["c16"]["rps"] / b["c16"]["rps"] for a, b in pairs]}
+
+
+def ratios(results: dict[str, list[dict[str, Any]]], name: str, floor: str
+           ) -> dict[str, float]:
+    """The median of `round_ratios`."""
+    return {k: float(np.median(v)) for k, v in round_ratios(results, name, floor).items()}
+
+
+def verdict(per_round: list[float], meets: Callable[[float], bool]) -> str:
+    """'met' when every round meets the target, 'NOT MET' when the median does not,
+    else 'UNSETTLED': a median that passes on some rounds only is the drift talking
+    as much as the server (one run gave p50 ratios of 1.47, 2.19 and 1.47, its floor
+    moving 13.3-18.0 ms between rounds)."""
+    hits = sum(meets(r) for r in per_round)
+    if hits == len(per_round):
+        return "met"
+    if not meets(float(np.median(per_round))):
+        return "NOT MET"
+    return f"UNSETTLED (met in {hits} of {len(per_round)} rounds)"
 
 
 def report(results: dict[str, list[dict[str, Any]]], floor: str, ours: str) -> str:
@@ -333,17 +355,17 @@ async def main_async(args: argparse.Namespace) -> None:
     plot({name: median_round(rounds) for name, rounds in results.items()},
          args.out / f"{stem}.png")
     print(report(results, floor, ours))
-    rec, ratio = median_round(results[ours]), ratios(results, ours, floor)
+    rec, per_round = median_round(results[ours]), round_ratios(results, ours, floor)
     checks = {
-        f"c=1 p50 <= 1.5x {floor} (median of the rounds' ratios)": ratio["p50"] <= 1.5,
-        f"c=1 p99 <= 2x {floor} (median of the rounds' ratios)": ratio["p99"] <= 2.0,
-        f"c=16 throughput >= 0.6x {floor} (median of the rounds' ratios)":
-            ratio["rps"] >= 0.6,
-        "no errors": rec["c1"]["errors"] + rec["c16"]["errors"] == 0,
-        "no degraded answers": rec["c1"]["degraded"] + rec["c16"]["degraded"] == 0,
+        f"c=1 p50 <= 1.5x {floor}": verdict(per_round["p50"], lambda r: r <= 1.5),
+        f"c=1 p99 <= 2x {floor}": verdict(per_round["p99"], lambda r: r <= 2.0),
+        f"c=16 throughput >= 0.6x {floor}": verdict(per_round["rps"], lambda r: r >= 0.6),
+        "no errors": "met" if rec["c1"]["errors"] + rec["c16"]["errors"] == 0 else "NOT MET",
+        "no degraded answers":
+            "met" if rec["c1"]["degraded"] + rec["c16"]["degraded"] == 0 else "NOT MET",
     }
-    for check, ok in checks.items():
-        print(f"{'met' if ok else 'NOT MET'}: {check}")
+    for check, outcome in checks.items():
+        print(f"{outcome}: {check}")
     print(f"plot: {args.out / f'{stem}.png'}")
 
 
