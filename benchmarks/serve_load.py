@@ -301,15 +301,14 @@ def report(results: dict[str, list[dict[str, Any]]], floor: str, ours: str) -> s
     rows += ["", f"| round | {floor} c=1 p50 / p99 ms | {ours} c=1 p50 / p99 ms "
              "| p50 ratio | p99 ratio | c=16 req/s noop / recstack | req/s ratio |",
              "|---|---|---|---|---|---|---|"]
+    per_round = round_ratios(results, ours, floor)
     for n, (g, s) in enumerate(zip(results[floor], results[ours],
-                                   strict=True), start=1):
+                                   strict=True)):
         rows.append(
-            f"| {n} | {g['c1']['p50_ms']:.1f} / {g['c1']['p99_ms']:.1f} | "
+            f"| {n + 1} | {g['c1']['p50_ms']:.1f} / {g['c1']['p99_ms']:.1f} | "
             f"{s['c1']['p50_ms']:.1f} / {s['c1']['p99_ms']:.1f} | "
-            f"{s['c1']['p50_ms'] / g['c1']['p50_ms']:.2f} | "
-            f"{s['c1']['p99_ms'] / g['c1']['p99_ms']:.2f} | "
-            f"{g['c16']['rps']:.0f} / {s['c16']['rps']:.0f} | "
-            f"{s['c16']['rps'] / g['c16']['rps']:.2f} |")
+            f"{per_round['p50'][n]:.2f} | {per_round['p99'][n]:.2f} | "
+            f"{g['c16']['rps']:.0f} / {s['c16']['rps']:.0f} | {per_round['rps'][n]:.2f} |")
     return "\n".join(rows)
 
 
