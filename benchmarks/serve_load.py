@@ -1,7 +1,7 @@
 """Serving load test: `recommender` latency and throughput against floors measured in
 the same run (issue 4's targets).
 
-Servers, started one after another, each driven from this process over HTTP:
+Servers, each driven from this process over HTTP:
 - `noop-model`: KServe with a model that parses the request and does nothing;
 - `noop-graph`: the same KServe front over a no-op Ray Serve graph of RecStack's
   shape (ingress -> Retriever -> Ranker), benchmarks/noop_serving.py;
@@ -22,22 +22,27 @@ default config; built once under OUT and reused. Requests: `k=10` (the graph ran
 Targets, at concurrency 1: recstack p50 <= 1.5x and p99 <= 2x noop-graph's; at
 concurrency 16: throughput >= 0.6x noop-graph's, no errors.
 
-Rounds (--rounds, default 3): noop-graph and recstack are measured in turn, round
-after round, and each ratio is the median of the rounds' ratios. These machines
-drift by more than the margins in question (recstack's c=1 p50 moved between 19.6
-and 25.2 ms over six identical runs in half an hour), so a floor measured minutes
-apart from one run of RecStack decides little; alternating cancels the drift that
-is slower than a round. Every round's figures are printed and kept in the JSON.
-A target is "met" when every round meets it, "NOT MET" when the median misses
-it, and "UNSETTLED" in between: drift faster than a round still moves single
-rounds by a third.
+Rounds (--rounds, default 3): noop-graph and recstack run side by side on one Ray
+cluster (`ray start`, which this script starts), and every round measures them
+together: at concurrency 1 each request goes to both, one after the other, the
+order swapped every other request; at concurrency 16 one block each, in turn.
+These machines drift by more than the margins in question (the floor's c=1 p50
+moved between 13.3 and 18.0 ms within one run; recstack's between 19.6 and 25.2
+ms over six identical runs in half an hour), so only figures taken side by side
+compare: alternating request by request cancels all drift slower than a request.
+Each ratio is the median of the rounds' ratios, and every round's figures are
+printed and kept in the JSON. A target is "met" when every round meets it, "NOT
+MET" when the median misses it, and "UNSETTLED" in between. With --sequential,
+the earlier design: the two measured in turn, each alone on its own Ray, round
+after round (drift between them stays in the ratios). noop-model and
+recstack-cached are measured alone either way.
 
 Between servers it runs `ray stop --force`, which stops every Ray process on the
 machine: do not run it beside other Ray work.
 
 Usage:
     python benchmarks/serve_load.py [--requests 600] [--rounds 3] [--cached] [--fused]
-        [--users 20000] [--items 10000] [--out benchmarks/out]
+        [--sequential] [--users 20000] [--items 10000] [--out benchmarks/out]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from recstack.feature_store import RedisAddress
-from recstack.processes import Service
+from recstack.processes import Service, free_port, ray_stop
 from serving.cache import key_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,37 +120,72 @@ class Server(Service):
         raise TimeoutError(f"{self.name} not ready in {timeout:.0f} s")
 
 
+async def _send(session: aiohttp.ClientSession, url: str, body: bytes
+                ) -> tuple[float, bool, bool]:
+    """One request: (seconds, ok, degraded)."""
+    began = time.perf_counter()
+    try:
+        async with session.post(url, data=body,
+                                headers={"content-type": "application/json"}) as response:
+            text = await response.read()
+            ok = response.status == 200
+    except aiohttp.ClientError:
+        ok = False
+    elapsed = time.perf_counter() - began
+    # A degraded answer is not an error, but must not pass unseen.
+    return elapsed, ok, ok and bool(json.loads(text)["predictions"][0]["degraded"])
+
+
+@dataclass
+class Tally:
+    """One server's requests in a phase."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    degraded: int = 0
+
+    def add(self, seconds: float, ok: bool, degraded: bool) -> None:
+        self.latencies.append(seconds)
+        self.errors += not ok
+        self.degraded += degraded
+
+    def figures(self, elapsed: float) -> dict[str, Any]:
+        ms = np.array(self.latencies) * 1000
+        return {"requests": len(ms), "errors": self.errors, "degraded": self.degraded,
+                "p50_ms": float(np.percentile(ms, 50)),
+                "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+                "rps": len(ms) / elapsed}
+
+
 async def drive(port: int, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
     """Send every body once with `concurrency` clients; latencies and throughput."""
-    latencies: list[float] = []
-    errors = degraded = 0
+    tally = Tally()
     queue = list(reversed(bodies))
     url = f"http://127.0.0.1:{port}{PATH}"
-    headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def client() -> None:
-            nonlocal errors, degraded
             while queue:
-                body = queue.pop()
-                began = time.perf_counter()
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        text = await response.read()
-                        ok = response.status == 200
-                except aiohttp.ClientError:
-                    ok = False
-                latencies.append(time.perf_counter() - began)
-                errors += not ok
-                if ok:  # a degraded answer is not an error, but must not pass unseen
-                    degraded += bool(json.loads(text)["predictions"][0]["degraded"])
+                tally.add(*await _send(session, url, queue.pop()))
         began = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    ms = np.array(latencies) * 1000
-    return {"requests": len(bodies), "errors": errors, "degraded": degraded,
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean()), "rps": len(bodies) / elapsed}
+    return tally.figures(elapsed)
+
+
+async def drive_alternating(ports: tuple[int, int], bodies: list[bytes]
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Concurrency 1 against two servers at once: each body goes to one, then the
+    other, the order swapped every other body, so that both see the same drift.
+    Each server's figures (its rps over its own requests' time)."""
+    tallies = (Tally(), Tally())
+    urls = [f"http://127.0.0.1:{port}{PATH}" for port in ports]
+    async with aiohttp.ClientSession() as session:
+        for n, body in enumerate(bodies):
+            for side in ((0, 1) if n % 2 == 0 else (1, 0)):
+                tallies[side].add(*await _send(session, urls[side], body))
+    first, second = (t.figures(sum(t.latencies)) for t in tallies)
+    return first, second
 
 
 def request_bodies(data: Path, n: int, seed: int, repeat_users: int | None = None
@@ -179,30 +220,67 @@ async def server_counters(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
+def _ours(server: Server) -> bool:
+    return server.name.startswith("recstack")
+
+
+async def stage_figures(server: Server, before: dict[tuple[str, str], float]
+                        ) -> dict[str, Any]:
+    """RecStack's own figures for a phase, from its counters before and now: mean ms
+    per stage of its uncached requests, and its cache hit rate."""
+    if not _ours(server):
+        return {}
+    # This phase's own figures: the server's are cumulative.
+    delta = {key: value - before.get(key, 0.0)
+             for key, value in (await server_counters(server.port)).items()}
+    means = {stage: 1000 * delta[("sum", stage)] / count
+             for (kind, stage), count in delta.items() if kind == "count" and count > 0}
+    lookups = sum(v for (kind, _), v in delta.items() if kind == "cache")
+    hits = delta.get(("cache", "hit"), 0.0)
+    print(f"  {server.name} mean ms per stage (uncached requests): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in means.items())
+          + (f"; cache hit rate {hits / lookups:.2f}" if lookups else ""), flush=True)
+    return {"stages_ms": means, "cache_hit_rate": hits / lookups if lookups else None}
+
+
+async def counters(server: Server) -> dict[tuple[str, str], float]:
+    return await server_counters(server.port) if _ours(server) else {}
+
+
 async def measure(server: Server, data: Path, requests: int, seed: int,
                   repeat_users: int | None = None) -> dict[str, Any]:
+    """One server alone: warm-up, then concurrency 1 and 16."""
     await server.ready()
     await drive(server.port, request_bodies(data, 50, seed + 99, repeat_users), 4)  # warm-up
     result: dict[str, Any] = {}
-    ours = server.name.startswith("recstack")
     for concurrency, n in ((1, requests), (16, requests * 2)):
-        before = await server_counters(server.port) if ours else {}
         bodies = request_bodies(data, n, seed + concurrency, repeat_users)
-        result[f"c{concurrency}"] = phase = await drive(server.port, bodies, concurrency)
+        before = await counters(server)
+        phase = await drive(server.port, bodies, concurrency)
+        result[f"c{concurrency}"] = phase = phase | await stage_figures(server, before)
         print(f"  {server.name} c={concurrency}: {phase}", flush=True)
-        if ours:  # this phase's own figures: the server's are cumulative
-            delta = {key: value - before.get(key, 0.0)
-                     for key, value in (await server_counters(server.port)).items()}
-            phase["stages_ms"] = means = {
-                stage: 1000 * delta[("sum", stage)] / count
-                for (kind, stage), count in delta.items() if kind == "count" and count > 0}
-            lookups = sum(v for (kind, _), v in delta.items() if kind == "cache")
-            hits = delta.get(("cache", "hit"), 0.0)
-            phase["cache_hit_rate"] = hits / lookups if lookups else None
-            print(f"  {server.name} c={concurrency} mean ms per stage (uncached requests): "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in means.items())
-                  + (f"; cache hit rate {hits / lookups:.2f}" if lookups else ""), flush=True)
     return result
+
+
+async def measure_pair(floor: Server, ours: Server, data: Path, requests: int, seed: int,
+                       round_: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One interleaved round of two running servers: at concurrency 1, request by
+    request (`drive_alternating`); at 16, one block each, in turn, the first swapped
+    every round."""
+    bodies = request_bodies(data, requests, seed + 1)
+    before = await counters(ours)
+    c1_floor, c1_ours = await drive_alternating((floor.port, ours.port), bodies)
+    c1_ours |= await stage_figures(ours, before)
+    results: dict[str, dict[str, Any]] = {floor.name: {"c1": c1_floor},
+                                          ours.name: {"c1": c1_ours}}
+    bodies = request_bodies(data, requests * 2, seed + 16)
+    for server in ((floor, ours) if round_ % 2 else (ours, floor)):
+        before = await counters(server)
+        phase = await drive(server.port, bodies, 16)
+        results[server.name]["c16"] = phase | await stage_figures(server, before)
+    for name, figures in results.items():
+        print(f"  {name}: {figures}", flush=True)
+    return results[floor.name], results[ours.name]
 
 
 def _serve_yaml(out: Path, cache: bool, fused: bool = False) -> Path:
@@ -312,6 +390,45 @@ def report(results: dict[str, list[dict[str, Any]]], floor: str, ours: str) -> s
     return "\n".join(rows)
 
 
+async def interleaved(pair: list[tuple[str, list[str], dict[str, str], int | None]],
+                      data: Path, args: argparse.Namespace
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """The floor and RecStack running side by side on one Ray cluster (`ray start`),
+    measured together round after round (`measure_pair`)."""
+    ray_stop()
+    # Replicas take the environment of the node that starts them, not their driver's:
+    # the cluster carries the world's RECSTACK_* settings.
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head",
+                    f"--port={free_port()}",  # Ray's default, 6379, is Redis's
+                    f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True,
+                   env={**os.environ, **ENV})
+    servers = []
+    try:
+        for name, command, env, _ in pair:
+            port = int(command[command.index("--port") + 1])
+            # "auto": this machine's cluster (an explicit address also needs the
+            # cluster's auth token, which Ray only finds by itself this way).
+            servers.append(Server(name, command, port, args.out / f"{name}.log",
+                                  {**env, "RAY_ADDRESS": "auto"}, uses_ray=False))
+            await servers[-1].ready()
+        for server in servers:
+            await drive(server.port, request_bodies(data, 50, args.seed + 99), 4)  # warm-up
+        results: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}/{args.rounds}: {servers[0].name} and {servers[1].name}, "
+                  "interleaved", flush=True)
+            first, second = await measure_pair(servers[0], servers[1], data, args.requests,
+                                               args.seed + round_, round_)
+            results[servers[0].name].append(first)
+            results[servers[1].name].append(second)
+        return results
+    finally:
+        for server in servers:
+            server.stop()
+        ray_stop()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data, registry = build_world(args.out, args.users, args.items)
@@ -333,8 +450,11 @@ async def main_async(args: argparse.Namespace) -> None:
             *recstack, str(_serve_yaml(args.out, cache=True, fused=args.fused)),
             "--port", "8094"], ENV, 500))
     results: dict[str, list[dict[str, Any]]] = {}
+    sequential = servers if args.sequential else [servers[0], *servers[3:]]
+    if not args.sequential:
+        results |= await interleaved(servers[1:3], data, args)
     for round_ in range(1, args.rounds + 1):
-        for name, command, env, repeat in servers:
+        for name, command, env, repeat in sequential:
             if round_ > 1 and name not in (floor, ours):
                 continue
             if repeat is not None:  # a cold cache: no answers left from an earlier run
@@ -378,7 +498,10 @@ def main() -> None:
     parser.add_argument("--fused", action="store_true",
                         help="measure the fused shape (graph.fused) against its own floor")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="noop-graph and recstack measured in turn this many times")
+                        help="noop-graph and recstack measured together this many times")
+    parser.add_argument("--sequential", action="store_true",
+                        help="noop-graph and recstack in turn, each alone on its own Ray "
+                             "(the design before the interleaved one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--items", type=int, default=10000)
