@@ -63,8 +63,11 @@ FRAME_CHUNK = 4 * SCORE_CHUNK  # users per candidate frame part (~1.2M rows); wh
 
 @dataclass
 class PipelineConfig:
+    # Top-n per source; ~200 distinct candidates per user after overlap. On the 20k x
+    # 10k world, against 150/100/50/30/50 (293 distinct): NDCG@10 and recall@20 the
+    # same or better, coverage@10 0.72 -> 0.70, a third less ranking per request.
     per_source: dict[str, int] = field(default_factory=lambda: {
-        "two_tower": 150, "ease": 100, "item_knn": 50, "popularity": 30, "content": 50})
+        "two_tower": 100, "ease": 70, "item_knn": 35, "popularity": 20, "content": 35})
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ease_l2: float = 500.0
     # Evaluation protocol, applied twice (P3, then P2): "per_user" or "global"
