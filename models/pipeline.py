@@ -75,7 +75,9 @@ class PipelineConfig:
     split: str = "per_user"
     # Point-in-time join for ranker features: "asof" (fast) or "feast" (Feast's own).
     join_engine: str = "asof"
-    ranker_rounds: int = 150
+    # 150 -> 100 on the 20k x 10k world: NDCG@10 0.0341 -> 0.0342, recall@20 0.0531 ->
+    # 0.0525, coverage@10 0.70 -> 0.73; a third fewer trees to walk per request.
+    ranker_rounds: int = 100
     # Exposure (models/ranker/exposure.py), chosen on calibration users: keep the 95%
     # lower bound of NDCG@10 over the best baseline's there at least `accuracy_floor`,
     # and within that reach `coverage_target` catalog coverage@10 if any setting can.
