@@ -88,9 +88,9 @@ def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
     chosen = _diverse(candidates, pool, k, config)
     picks = [Pick(str(candidates.item_ids[i]), float(candidates.scores[i]),
                   list(candidates.sources[i])) for i in chosen]
-    taken = set(chosen)
-    rest = [int(i) for i in pool if i not in taken]
-    if rest and _explores(request_key, config.exploration_rate):
+    rest = (np.setdiff1d(pool, chosen, assume_unique=True)  # only when exploring
+            if _explores(request_key, config.exploration_rate) else np.zeros(0, np.int64))
+    if len(rest):
         slot = min(config.exploration_slot, k, len(picks) + 1) - 1  # within the list
         rng = np.random.default_rng(zlib.crc32(request_key.encode()))
         extra = rest[int(rng.integers(len(rest)))]
