@@ -7,6 +7,11 @@ popularity z-scores, and where each ranker feature comes from. Per request it ad
 the user's fresh items (real-time features, the session) to their history,
 retrieves from every source, pools, fills the ranker's feature matrix from the
 user's online row and the cached item rows, ranks and blends.
+
+The two sources that score the whole catalog from one vector (two-tower, content)
+search an ANN index instead (models/two_tower/ann.py) on catalogs of 2,000 items or
+more: the exact products read 8.4 MB of vectors per request on the 10k-item load
+test, and that traffic slows the other processes on the box, not only this one.
 `tests/serving/test_online_scoring.py` checks it against `Scorer`, the reference.
 
 One user at a time, unique slots have nobody to share with, so the list is the
@@ -30,6 +35,7 @@ from models.ranker.candidates import AFFINITY, MISSING_RANK
 from models.ranker.exposure import blend_scores
 from models.ranker.features import crosses
 from models.scoring import Scorer
+from models.two_tower.ann import ItemIndex
 from models.two_tower.data import HISTORY
 from serving.features import OnlineFeatureJoin
 from serving.item_table import ItemRows, number
@@ -71,6 +77,11 @@ class OnlineScorer:
         self.content = {name: g.decayed_history(history)
                         for name, g in bundle.generators.items()
                         if isinstance(g, ContentSimilarity)}
+        # ANN indexes, by source (none: exact search): the two-tower's, saved with it;
+        # content's, built here (about 3 s for 10k items), as versions carry none.
+        indexes = {name: ItemIndex(bundle.generators[name].vectors)  # type: ignore[attr-defined]
+                   for name in self.content} | {self.tower.name: self.tower.index}
+        self.indexes = {name: index for name, index in indexes.items() if not index.exact}
         self.trained_until = history.now
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
@@ -147,15 +158,23 @@ class OnlineScorer:
         lists = {}
         for name, generator in self.bundle.generators.items():
             n = self.bundle.per_source[name]
+            index = self.indexes.get(name)  # None: exact search
             if generator is self.tower:
-                scores = (self.tower.item_vectors @ vector)[None]
-                if seen is not None:
-                    exclude(scores, seen)
-                ids, values = top_k(scores, n)
+                if index is not None:
+                    ids, values = nearest(index, vector, n, seen)
+                else:
+                    scores = (self.tower.item_vectors @ vector)[None]
+                    if seen is not None:
+                        exclude(scores, seen)
+                    ids, values = top_k(scores, n)
             elif name in self.content:
                 assert isinstance(generator, ContentSimilarity)
-                ids, values = generator.recommend_history(
-                    self._content_row(name, generator, row, fresh, at), n, seen=seen)
+                content_row = self._content_row(name, generator, row, fresh, at)
+                if index is not None:
+                    ids, values = nearest(index, generator.profile_of(content_row)[0], n,
+                                          seen)
+                else:
+                    ids, values = generator.recommend_history(content_row, n, seen=seen)
             else:
                 assert isinstance(generator, HistoryScorer)
                 ids, values = generator.recommend_history(history, n, seen=seen)
@@ -216,6 +235,22 @@ class OnlineScorer:
         for n, name in enumerate(self.features):
             x[:, n] = columns[name] if name in columns else number(user.get(name))
         return x, retrieved_by
+
+
+def nearest(index: ItemIndex, query: np.ndarray, n: int, seen: sp.csr_matrix | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of the query's inner products, from an ANN index: (1, n) item columns
+    and scores, best first, seen items left out (the index is asked for as many more),
+    -1 pads where the index returned fewer."""
+    skip = (seen.indices[seen.data != 0] if seen is not None and seen.nnz
+            else np.zeros(0, np.int32))
+    found, values = index.search(query[None], n + len(skip))
+    keep = ~np.isin(found[0], skip) if len(skip) else np.ones(found.shape[1], bool)
+    ids = np.full((1, n), -1, np.int64)
+    scores = np.full((1, n), -np.inf, np.float32)
+    kept = found[0][keep][:n]
+    ids[0, :len(kept)], scores[0, :len(kept)] = kept, values[0][keep][:n]
+    return ids, scores
 
 
 def _row(matrix: sp.csr_matrix, row: int) -> sp.csr_matrix:

@@ -78,6 +78,10 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
         """The weight of an interaction this many days old: 0.5 ** (age / half-life)."""
         return np.power(0.5, age_days / self.half_life_days)
 
+    def profile_of(self, history: sp.csr_matrix) -> np.ndarray:
+        """Each history row's profile (an ANN index's query)."""
+        return self._profiles(history)
+
     def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
         """Unit-length weighted sums of the item vectors in each row's history."""
         profiles = np.asarray(history @ self._vectors64())
