@@ -56,7 +56,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,11 +391,14 @@ def report(results: dict[str, list[dict[str, Any]]], floor: str, ours: str) -> s
     return "\n".join(rows)
 
 
-async def interleaved(pair: list[tuple[str, list[str], dict[str, str], int | None]],
-                      data: Path, args: argparse.Namespace
-                      ) -> dict[str, list[dict[str, Any]]]:
-    """The floor and RecStack running side by side on one Ray cluster (`ray start`),
-    measured together round after round (`measure_pair`)."""
+Spec = tuple[str, list[str], dict[str, str], int | None]  # name, command, env, users
+
+
+@asynccontextmanager
+async def side_by_side(pair: list[Spec], data: Path, out: Path, seed: int
+                       ) -> AsyncIterator[list[Server]]:
+    """Servers running side by side on one Ray cluster (`ray start`, stopped with
+    them), ready and warmed up."""
     ray_stop()
     # Replicas take the environment of the node that starts them, not their driver's:
     # the cluster carries the world's RECSTACK_* settings.
@@ -409,35 +413,42 @@ async def interleaved(pair: list[tuple[str, list[str], dict[str, str], int | Non
             port = int(command[command.index("--port") + 1])
             # "auto": this machine's cluster (an explicit address also needs the
             # cluster's auth token, which Ray only finds by itself this way).
-            servers.append(Server(name, command, port, args.out / f"{name}.log",
+            servers.append(Server(name, command, port, out / f"{name}.log",
                                   {**env, "RAY_ADDRESS": "auto"}, uses_ray=False))
             await servers[-1].ready()
         for server in servers:
-            await drive(server.port, request_bodies(data, 50, args.seed + 99), 4)  # warm-up
-        results: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
-        for round_ in range(1, args.rounds + 1):
-            print(f"round {round_}/{args.rounds}: {servers[0].name} and {servers[1].name}, "
-                  "interleaved", flush=True)
-            first, second = await measure_pair(servers[0], servers[1], data, args.requests,
-                                               args.seed + round_, round_)
-            results[servers[0].name].append(first)
-            results[servers[1].name].append(second)
-        return results
+            await drive(server.port, request_bodies(data, 50, seed + 99), 4)  # warm-up
+        yield servers
     finally:
         for server in servers:
             server.stop()
         ray_stop()
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    data, registry = build_world(args.out, args.users, args.items)
+async def interleaved(pair: list[Spec], data: Path, args: argparse.Namespace
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """The floor and RecStack side by side, measured together round after round
+    (`measure_pair`)."""
+    async with side_by_side(pair, data, args.out, args.seed) as (floor, ours):
+        results: dict[str, list[dict[str, Any]]] = {floor.name: [], ours.name: []}
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}/{args.rounds}: {floor.name} and {ours.name}, "
+                  "interleaved", flush=True)
+            first, second = await measure_pair(floor, ours, data, args.requests,
+                                               args.seed + round_, round_)
+            results[floor.name].append(first)
+            results[ours.name].append(second)
+        return results
+
+
+def specs(args: argparse.Namespace, data: Path, registry: Path) -> list[Spec]:
+    """noop-model, the shape's floor, RecStack (cache off), and with --cached RecStack
+    with its cache on."""
     python = sys.executable
-    shape = "fused" if args.fused else "split"
-    floor, ours = PAIRS[shape]
+    floor, ours = PAIRS["fused" if args.fused else "split"]
     recstack = [python, "-m", "recstack", "serve", "--registry", str(registry), "--stage",
                 "dev", "--data", str(data), "--config"]
-    servers: list[tuple[str, list[str], dict[str, str], int | None]] = [
+    servers: list[Spec] = [
         ("noop-model", [python, "benchmarks/noop_serving.py", "model", "--port", "8091"], {},
          None),
         (floor, [python, "benchmarks/noop_serving.py",
@@ -449,6 +460,15 @@ async def main_async(args: argparse.Namespace) -> None:
         servers.append((f"{ours}-cached", [
             *recstack, str(_serve_yaml(args.out, cache=True, fused=args.fused)),
             "--port", "8094"], ENV, 500))
+    return servers
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    data, registry = build_world(args.out, args.users, args.items)
+    shape = "fused" if args.fused else "split"
+    floor, ours = PAIRS[shape]
+    servers = specs(args, data, registry)
     results: dict[str, list[dict[str, Any]]] = {}
     sequential = servers if args.sequential else [servers[0], *servers[3:]]
     if not args.sequential:
