@@ -16,8 +16,9 @@ go to serve_load_fused.json / .png.
 
 The world: a synthetic catalog of 10k items and 20k users (30 days), its features
 in Redis (db 15, project recstack_bench), and a version trained on it with the
-default config; built once under OUT and reused. Requests: `k=10` (the graph ranks
-200 candidates), 90% known users drawn at random, 10% new ids.
+default config; built once under OUT and reused (delete its registry after changing
+the training defaults). Requests: `k=10` (the default pool is ~200 candidates a
+user, 203 on this world), 90% known users drawn at random, 10% new ids.
 
 Targets, at concurrency 1: recstack p50 <= 1.5x and p99 <= 2x noop-graph's; at
 concurrency 16: throughput >= 0.6x noop-graph's, no errors.
