@@ -7,12 +7,13 @@ popularity z-scores, and where each ranker feature comes from. Per request it ad
 the user's fresh items (real-time features, the session) to their history,
 retrieves from every source, pools, fills the ranker's feature matrix from the
 user's online row and the cached item rows, ranks and blends.
+`tests/serving/test_online_scoring.py` checks it against `Scorer`, the reference.
 
 The two sources that score the whole catalog from one vector (two-tower, content)
 search an ANN index instead (models/two_tower/ann.py) on catalogs of 2,000 items or
 more: the exact products read 8.4 MB of vectors per request on the 10k-item load
 test, and that traffic slows the other processes on the box, not only this one.
-`tests/serving/test_online_scoring.py` checks it against `Scorer`, the reference.
+The reference stays exact; `nearest` is tested against exact search.
 
 One user at a time, unique slots have nobody to share with, so the list is the
 blended score's order; serving-wide exposure budgets are a separate rule.
