@@ -96,11 +96,13 @@ class Ranker:
     beside the item rows they read, so the ingress holds no catalog of its own."""
 
     def __init__(self, version_dir: str, data_dir: str, store: StoreOptions,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, fused: bool = False) -> None:
+        """`fused`: this Ranker retrieves too (no Retriever deployment); otherwise it
+        builds no retrieval index."""
         use_threads(threads)
         self.recommender = Recommender(
             Path(version_dir), open_serving_store(Path(data_dir), store.timeout_s),
-            item_staleness_s=store.item_staleness_s)
+            item_staleness_s=store.item_staleness_s, retrieves=fused)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
     def recommend(self, request: RecommendRequest, retrieved: tuple[Found, Timings],
@@ -198,6 +200,6 @@ def build(version_dir: Path, data_dir: Path, config: GraphConfig = GraphConfig()
                                            config.retriever.threads)
     ranker = Ranker.options(  # type: ignore[attr-defined]
         **config.ranker.options()).bind(str(version_dir), str(data_dir), store,
-                                        config.ranker.threads)
+                                        config.ranker.threads, config.fused)
     return RecommenderIngress.options(  # type: ignore[attr-defined]
         **config.ingress.options()).bind(retriever, ranker, version_of(version_dir))

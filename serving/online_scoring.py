@@ -64,7 +64,9 @@ class Scored:
 
 
 class OnlineScorer:
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, retrieves: bool = True) -> None:
+        """`retrieves` False: a scorer that only ranks what another retrieved (the split
+        graph's Ranker), so no ANN index is built for it; retrieval still works, exact."""
         self.bundle = bundle
         assert bundle.ranker.booster is not None
         # One thread per prediction: a request ranks a few hundred rows, and with torch
@@ -80,9 +82,12 @@ class OnlineScorer:
                         if isinstance(g, ContentSimilarity)}
         # ANN indexes, by source (none: exact search): the two-tower's, saved with it;
         # content's, built here (about 3 s for 10k items), as versions carry none.
-        indexes = {name: ItemIndex(bundle.generators[name].vectors)  # type: ignore[attr-defined]
-                   for name in self.content} | {self.tower.name: self.tower.index}
-        self.indexes = {name: index for name, index in indexes.items() if not index.exact}
+        self.indexes: dict[str, ItemIndex] = {}
+        if retrieves:
+            indexes = {name: ItemIndex(g.vectors)  # type: ignore[attr-defined]
+                       for name, g in bundle.generators.items() if name in self.content}
+            indexes[self.tower.name] = self.tower.index
+            self.indexes = {name: ix for name, ix in indexes.items() if not ix.exact}
         self.trained_until = history.now
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)

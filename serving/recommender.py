@@ -67,10 +67,12 @@ def read_user(join: OnlineFeatureJoin, user_id: str, session_items: Sequence[str
 class Recommender:
     def __init__(self, version_dir: Path, store: FeatureStore,
                  rules: RuleConfig | None = None, variant: str | None = None,
-                 item_staleness_s: float | None = None) -> None:
+                 item_staleness_s: float | None = None, retrieves: bool = True) -> None:
+        """`retrieves` False: this recommender only ranks what another retrieved
+        (`OnlineScorer`'s)."""
         self.version = version_of(version_dir)
         self.bundle = load_bundle(version_dir)
-        self.scorer = OnlineScorer(self.bundle)
+        self.scorer = OnlineScorer(self.bundle, retrieves)
         self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
                      else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()
