@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import ENV, OUT
+from serve_load import ENV, OUT, world_paths
 
 os.environ.update(ENV)
 
@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--cprofile", action="store_true")
     args = parser.parse_args()
-    data = OUT / f"serve_world_{args.users}x{args.items}"
-    registry = Registry(str(OUT / f"serve_reg_{args.users}x{args.items}"))
+    data, registry_dir = world_paths(OUT, args.users, args.items)
+    registry = Registry(str(registry_dir))
     version = Path(registry.fetch(registry.resolve(stage="dev").version))
     recommender = Recommender(version, open_serving_store(data))
     scorer = recommender.scorer

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from serve_load import OUT, drive, request_bodies, side_by_side, specs
+from serve_load import OUT, drive, request_bodies, side_by_side, specs, world_paths
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -42,8 +42,7 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    data = args.out / f"serve_world_{args.users}x{args.items}"
-    registry = args.out / f"serve_reg_{args.users}x{args.items}"
+    data, registry = world_paths(args.out, args.users, args.items)
     if not registry.exists():
         raise SystemExit(f"{registry}: no benchmark version; run benchmarks/serve_load.py")
     args.cached = args.fused = False

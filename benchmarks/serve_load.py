@@ -84,9 +84,14 @@ def _run(args: list[str], env: dict[str, str]) -> None:
     subprocess.run(args, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
+def world_paths(out: Path, users: int, items: int) -> tuple[Path, Path]:
+    """Where the world of this size keeps its data and its registry, under `out`."""
+    return out / f"serve_world_{users}x{items}", out / f"serve_reg_{users}x{items}"
+
+
 def build_world(out: Path, users: int, items: int) -> tuple[Path, Path]:
     """Data, features in Redis and a trained version promoted to dev (once)."""
-    data, registry = out / f"serve_world_{users}x{items}", out / f"serve_reg_{users}x{items}"
+    data, registry = world_paths(out, users, items)
     cli = [sys.executable, "-m", "recstack"]
     if not (data / "events.parquet").exists():
         _run([*cli, "data", "generate", "--out", str(data), "--users", str(users), "--items",
