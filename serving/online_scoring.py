@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.bundle import Bundle
-from models.candidates.base import HistoryScorer, exclude, top_k
+from models.candidates.base import HistoryScorer, top_k
 from models.candidates.content import ContentSimilarity
 from models.ranker.candidates import AFFINITY, MISSING_RANK
 from models.ranker.exposure import blend_scores
@@ -89,6 +89,7 @@ class OnlineScorer:
             indexes[self.tower.name] = self.tower.index
             self.indexes = {name: ix for name, ix in indexes.items() if not ix.exact}
         self.trained_until = history.now
+        self._trained_until_ns = pd.Timestamp(history.now).value
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
         # Dicts for a request's few ids: pandas' get_indexer costs ~0.3 ms a call.
@@ -113,11 +114,11 @@ class OnlineScorer:
         row = self._user_rows.get(user_id, -1)
         fresh = [c for c in map(self._item_columns.get, fresh_items) if c is not None]
         history = self._history(row, fresh)
-        if row < 0 and not history.nnz:
+        if row < 0 and not len(history.columns):
             return Retrieved({}, np.zeros(self.tower.item_vectors.shape[1], np.float32))
         vector = (self.tower.user_vectors[row] if row >= 0
                   else self.tower.embed_history(fresh[:HISTORY]))
-        seen = None if include_seen else history
+        seen = None if include_seen else history.seen()
         return Retrieved(self._retrieve(row, fresh, history, vector, seen, at), vector)
 
     def rank(self, retrieved: Retrieved, user_features: dict[str, Any],
@@ -149,63 +150,69 @@ class OnlineScorer:
                       degraded=not rows.complete,
                       rows=ItemRows(rows.table, rows.slots[best], rows.complete))
 
-    def _history(self, row: int, fresh: list[int]) -> sp.csr_matrix:
-        n = len(self.items)
-        base = (_row(self.positives, row) if row >= 0
-                else sp.csr_matrix((1, n), dtype=np.float32))
+    def _history(self, row: int, fresh: list[int]) -> Row:
+        """The user's training positives, with the fresh items added (then every item
+        counts 1, as the reference's fresh history does)."""
+        base = (_slice(self.positives, row) if row >= 0
+                else Row(np.zeros(0, np.int32), np.zeros(0, np.float32)))
         if not fresh:
             return base
-        columns = np.union1d(base.indices, fresh)
-        return _one_row(np.ones(len(columns), np.float32), columns, n)
+        columns = np.union1d(base.columns, fresh)
+        return Row(columns, np.ones(len(columns), np.float32))
 
-    def _retrieve(self, row: int, fresh: list[int], history: sp.csr_matrix,
-                  vector: np.ndarray, seen: sp.csr_matrix | None, at: pd.Timestamp
+    def _retrieve(self, row: int, fresh: list[int], history: Row, vector: np.ndarray,
+                  seen: np.ndarray | None, at: pd.Timestamp
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         lists = {}
         for name, generator in self.bundle.generators.items():
             n = self.bundle.per_source[name]
-            index = self.indexes.get(name)  # None: exact search
             if generator is self.tower:
-                if index is not None:
-                    ids, values = nearest(index, vector, n, seen)
-                else:
-                    scores = (self.tower.item_vectors @ vector)[None]
-                    if seen is not None:
-                        exclude(scores, seen)
-                    ids, values = top_k(scores, n)
+                lists[name] = self._closest(name, self.tower.item_vectors, vector, n, seen)
             elif name in self.content:
                 assert isinstance(generator, ContentSimilarity)
-                content_row = self._content_row(name, generator, row, fresh, at)
-                if index is not None:
-                    ids, values = nearest(index, generator.profile_of(content_row)[0], n,
-                                          seen)
-                else:
-                    ids, values = generator.recommend_history(content_row, n, seen=seen)
+                content = self._content_row(name, generator, row, fresh, at)
+                profile = generator.profile_row(content.columns, content.values)
+                lists[name] = self._closest(name, generator.vectors, profile, n, seen)
             else:
                 assert isinstance(generator, HistoryScorer)
-                ids, values = generator.recommend_history(history, n, seen=seen)
-            lists[name] = (ids[0], values[0])
+                lists[name] = generator.recommend_row(history.columns, history.values,
+                                                      len(self.items), n, seen)
         return lists
 
+    def _closest(self, name: str, vectors: np.ndarray, query: np.ndarray, n: int,
+                 seen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The n items of largest inner product with the query: from the source's ANN
+        index when it has one, else exactly."""
+        index = self.indexes.get(name)
+        if index is not None:
+            return nearest(index, query, n, seen)
+        scores = (vectors @ query)[None]
+        if seen is not None:
+            scores[0, seen] = -np.inf
+        ids, values = top_k(scores, n)
+        return ids[0], values[0]
+
     def _content_row(self, name: str, generator: ContentSimilarity, row: int,
-                     fresh: list[int], at: pd.Timestamp) -> sp.csr_matrix:
+                     fresh: list[int], at: pd.Timestamp) -> Row:
         """Training weights aged to `at`, fresh items at full weight."""
-        n = len(self.items)
         if row >= 0:
-            age = (at - self.trained_until) / pd.Timedelta(days=1)
-            trained = _row(self.content[name], row)
-            columns = trained.indices
-            weights = trained.data * float(generator.decay(np.array([age]))[0])
-            known = _row(self.positives, row).indices
+            age = (at.value - self._trained_until_ns) / 86_400e9
+            trained = _slice(self.content[name], row)
+            columns = trained.columns
+            weights = trained.values * float(generator.decay(np.array([age]))[0])
+            known = self.positives.indices[self.positives.indptr[row]:
+                                           self.positives.indptr[row + 1]]
         else:
             columns, weights, known = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int32)
         # Only items the training history lacks: the real-time view's recent items
         # overlap training, and a training item must not count twice.
         new = np.setdiff1d(np.asarray(fresh, np.int64), known)
-        if len(new):  # a new item the content row holds adds to its weight
-            columns = np.concatenate([columns, new])
-            weights = np.concatenate([weights, np.ones(len(new))])
-        return _one_row(weights, columns, n)
+        if not len(new):
+            return Row(columns, weights)
+        # A new item the content row holds adds to its weight.
+        columns, where = np.unique(np.concatenate([columns, new]), return_inverse=True)
+        return Row(columns, np.bincount(where, np.concatenate([weights, np.ones(len(new))]),
+                                        len(columns)))
 
     def _matrix(self, items: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray]],
                 vector: np.ndarray, user: dict[str, Any], rows: ItemRows,
@@ -243,32 +250,38 @@ class OnlineScorer:
         return x, retrieved_by
 
 
-def nearest(index: ItemIndex, query: np.ndarray, n: int, seen: sp.csr_matrix | None
+def nearest(index: ItemIndex, query: np.ndarray, n: int, seen: np.ndarray | None
             ) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k` of the query's inner products, from an ANN index: (1, n) item columns
-    and scores, best first, seen items left out (the index is asked for as many more),
+    """`top_k` of the query's inner products, from an ANN index: (n,) item columns and
+    scores, best first, `seen` columns left out (the index is asked for as many more),
     -1 pads where the index returned fewer."""
-    skip = (seen.indices[seen.data != 0] if seen is not None and seen.nnz
-            else np.zeros(0, np.int32))
-    found, values = index.search(query[None], n + len(skip))
-    keep = ~np.isin(found[0], skip) if len(skip) else np.ones(found.shape[1], bool)
-    ids = np.full((1, n), -1, np.int64)
-    scores = np.full((1, n), -np.inf, np.float32)
-    kept = found[0][keep][:n]
-    ids[0, :len(kept)], scores[0, :len(kept)] = kept, values[0][keep][:n]
+    found, values = index.search(query[None], n + (0 if seen is None else len(seen)))
+    found, values = found[0], values[0]
+    if seen is not None and len(seen):
+        keep = ~np.isin(found, seen)
+        found, values = found[keep], values[keep]
+    ids = np.full(n, -1, np.int64)
+    scores = np.full(n, -np.inf, np.float32)
+    ids[:min(n, len(found))], scores[:min(n, len(found))] = found[:n], values[:n]
     return ids, scores
 
 
-def _row(matrix: sp.csr_matrix, row: int) -> sp.csr_matrix:
-    """One row, sliced from the CSR arrays (scipy's indexing costs ~0.4 ms a row)."""
+@dataclass(frozen=True)
+class Row:
+    """One user's history over the catalog's columns: distinct columns, ascending, and
+    their weights. Served requests score one row at a time, and scipy's per-matrix
+    checks cost more than the arithmetic on a row of a few dozen items."""
+
+    columns: np.ndarray
+    values: np.ndarray
+
+    def seen(self) -> np.ndarray:
+        """The columns that count as interacted with: stored and nonzero, as
+        `models.candidates.base.exclude` reads a matrix."""
+        return self.columns[self.values != 0]
+
+
+def _slice(matrix: sp.csr_matrix, row: int) -> Row:
+    """One row of a canonical CSR matrix (sorted, distinct columns)."""
     start, end = matrix.indptr[row], matrix.indptr[row + 1]
-    return sp.csr_matrix((matrix.data[start:end], matrix.indices[start:end],
-                          np.array([0, end - start])), shape=(1, matrix.shape[1]))
-
-
-def _one_row(values: np.ndarray, columns: np.ndarray, n: int) -> sp.csr_matrix:
-    """A 1 x n CSR row; repeated columns are summed, as scipy's addition would."""
-    row = sp.csr_matrix((values, np.asarray(columns, np.int32), np.array([0, len(columns)])),
-                        shape=(1, n))
-    row.sum_duplicates()
-    return row
+    return Row(matrix.indices[start:end], matrix.data[start:end])

@@ -118,6 +118,24 @@ class HistoryScorer(ABC):
             exclude(scores, seen)
         return top_k(scores, k)
 
+    def score_row(self, columns: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+        """(n,) float32 scores of one history row, given as its distinct item columns
+        (ascending) and their values: `score_history` of that row. A served request
+        scores one row, where building a scipy matrix costs more than the arithmetic,
+        so generators override this where a direct form is cheap."""
+        row = sp.csr_matrix((values, columns, np.array([0, len(columns)])), shape=(1, n))
+        return self.score_history(row)[0]
+
+    def recommend_row(self, columns: np.ndarray, values: np.ndarray, n: int, k: int,
+                      seen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`recommend_history` of one row (see `score_row`): (k,) item columns and
+        scores, best first, `seen` columns left out, -1 pads."""
+        scores = self.score_row(columns, values, n)[None]
+        if seen is not None:
+            scores[0, seen] = -np.inf
+        ids, found = top_k(scores, k)
+        return ids[0], found[0]
+
 
 def chunks(users: np.ndarray) -> Iterator[np.ndarray]:
     for start in range(0, len(users), SCORE_CHUNK):

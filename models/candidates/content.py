@@ -78,9 +78,11 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
         """The weight of an interaction this many days old: 0.5 ** (age / half-life)."""
         return np.power(0.5, age_days / self.half_life_days)
 
-    def profile_of(self, history: sp.csr_matrix) -> np.ndarray:
-        """Each history row's profile (an ANN index's query)."""
-        return self._profiles(history)
+    def profile_row(self, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The unit-length profile of one history row given as its columns and weights
+        (see `HistoryScorer.score_row`): an ANN index's query."""
+        profile = np.asarray(values, np.float64) @ self._vectors64()[columns]
+        return unit_rows(profile[None]).astype(np.float32)[0]
 
     def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
         """Unit-length weighted sums of the item vectors in each row's history."""

@@ -31,6 +31,9 @@ class Popularity(CandidateGenerator, HistoryScorer):
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self.score(np.zeros(history.shape[0], dtype=np.int64))
 
+    def score_row(self, columns: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+        return self.item_scores.copy()  # the same for everyone; `values` do not matter
+
 
 def item_weights(data: TrainingData, half_life_days: float | None) -> np.ndarray:
     if half_life_days is None:

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from models.candidates.als import ALS
-from models.candidates.base import CandidateGenerator, TrainingData, top_k
+from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData, top_k
 from models.candidates.ease import EASE
 from models.candidates.knn import ItemKNN, UserKNN
 from models.candidates.popularity import CategoryPopularity, Popularity
@@ -140,6 +140,7 @@ def test_history_scoring_matches_training_users_and_serves_new_ones(small_world:
         np.testing.assert_allclose(generator.score_history(history),
                                    generator.score(users), rtol=1e-4, atol=1e-5,
                                    err_msg=generator.name)
+        _one_row_scoring_matches(generator, history)
         # Saved as plain files and loaded back, it scores histories identically.
         generator.save(tmp_path / generator.name)
         loaded = type(generator).load(tmp_path / generator.name)
@@ -155,6 +156,30 @@ def test_history_scoring_matches_training_users_and_serves_new_ones(small_world:
     expected, _ = ease.recommend(users[:1], 10, seen=training.matrix)
     assert ids.tolist() == expected.tolist()
     assert not set(ids[0]) & set(history.indices)
+
+
+def _one_row_scoring_matches(generator: HistoryScorer, history: sp.csr_matrix) -> None:
+    """Serving's one-row forms (`score_row`, `recommend_row`, content's `profile_row`)
+    give each row what the matrix forms give it."""
+    from models.candidates.content import ContentSimilarity
+
+    n = history.shape[1]
+    for r in range(history.shape[0]):
+        row = history[r]
+        row.sum_duplicates()
+        columns, values = row.indices, row.data
+        np.testing.assert_allclose(generator.score_row(columns, values, n),
+                                   generator.score_history(row)[0], rtol=1e-5, atol=1e-6,
+                                   err_msg=generator.name)
+        ids, scores = generator.recommend_row(columns, values, n, 20, columns[values != 0])
+        expected_ids, expected = generator.recommend_history(row, 20, seen=row)
+        np.testing.assert_allclose(scores, expected[0], rtol=1e-5, atol=1e-6)
+        clear = scores > scores[-1] + 1e-5  # above the last place, where ties may swap
+        assert set(ids[clear]) == set(expected_ids[0][clear]), generator.name
+        assert not set(ids) & set(columns), "seen items are left out"
+        if isinstance(generator, ContentSimilarity):
+            np.testing.assert_allclose(generator.profile_row(columns, values),
+                                       generator._profiles(row)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_content_text_projection_keeps_inner_products_and_loads_old_versions(
