@@ -72,6 +72,10 @@ def standardise(scores: np.ndarray, users: np.ndarray) -> np.ndarray:
     user's scores are all equal, and a lone row keeps its distance from itself, 0).
     Plain numpy: serving calls this once per request."""
     x = scores.astype(np.float64)
+    if len(x) and (users == users[0]).all():  # one user (a served request): no grouping
+        deviation = x - x.mean()
+        spread1 = np.sqrt((deviation ** 2).sum() / (len(x) - 1)) if len(x) > 1 else 0.0
+        return deviation / (spread1 if np.isfinite(spread1) and spread1 > 0 else 1.0)
     _, group = np.unique(users, return_inverse=True)
     counts = np.bincount(group)
     deviation = x - (np.bincount(group, weights=x) / counts)[group]

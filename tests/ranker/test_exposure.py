@@ -16,6 +16,7 @@ from models.ranker.exposure import (
     ranked_lists,
     ratio_lower_bound,
     spread,
+    standardise,
     top_lists,
 )
 
@@ -144,3 +145,16 @@ def test_ratio_lower_bound_is_cautious_on_few_users() -> None:
 
     assert 0 < margin(2000) < margin(100)  # fewer users, a wider margin
     assert ratio_lower_bound(np.stack([better]), baseline, 0.95)[0] > 1.1
+
+
+def test_one_users_scores_standardise_as_within_a_group() -> None:
+    """Serving standardises one user's rows at a time (a shortcut): the same z-scores as
+    when that user is one group among others, and 0 for a lone or constant row."""
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=30)
+    users = np.repeat([3, 8], 15)
+    grouped = standardise(scores, users)
+    np.testing.assert_allclose(standardise(scores[15:], users[15:]), grouped[15:],
+                               rtol=1e-12)
+    assert standardise(np.array([2.5]), np.array([1])).tolist() == [0.0]
+    assert standardise(np.full(4, 7.0), np.zeros(4)).tolist() == [0.0] * 4
