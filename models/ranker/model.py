@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from models.ranker.dense_predict import predict_dense
+
 PARAMS: dict[str, Any] = {
     "objective": "rank:ndcg",
     "eval_metric": "ndcg@10",
@@ -55,7 +57,7 @@ class Ranker:
             raise ValueError(f"{x.shape[1]} feature columns for a ranker of "
                              f"{len(self.features)}")
         # In place: no DMatrix to build, which is most of the cost per request.
-        return np.asarray(self.booster.inplace_predict(x))
+        return predict_dense(self.booster, x)
 
     def importance(self, top: int = 15) -> dict[str, float]:
         assert self.booster is not None

@@ -86,6 +86,13 @@ def test_ranker_learns_and_round_trips(tmp_path: Path) -> None:
     ranker.save(tmp_path / "ranker")
     again = Ranker.load(tmp_path / "ranker")
     assert np.allclose(again.predict(x), scores)
+    # The direct C call gives what XGBoost's own in-place prediction gives, NaNs
+    # (missing features) and float64 or Fortran-ordered input included.
+    assert ranker.booster is not None
+    holes = np.where(np.random.default_rng(2).random(x.shape) < 0.2, np.nan, x)
+    for matrix in (x, holes, holes.astype(np.float64), np.asfortranarray(holes), x[:1]):
+        np.testing.assert_array_equal(ranker.predict(matrix),
+                                      ranker.booster.inplace_predict(matrix))
 
 
 @pytest.mark.integration
