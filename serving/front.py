@@ -183,6 +183,8 @@ class Front:
     async def answer(self, endpoint: str, requests: list[BaseModel],
                      headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
         parent = telemetry().parent(headers)
+        if len(requests) == 1:  # in the caller's task, so that `_after` runs after the reply
+            return [await self._one(endpoint, requests[0], parent)]
         return list(await asyncio.gather(*(self._one(endpoint, r, parent) for r in requests)))
 
     async def _one(self, endpoint: str, request: BaseModel, parent: Any) -> dict[str, Any]:
@@ -212,9 +214,7 @@ class Front:
             telemetry().cache_lookup(result)
             if hit is not None:
                 answer = hit | {"request_id": uuid.uuid4().hex, "cached": True}
-                telemetry().record(endpoint, answer, {}, 0, start, time.time_ns(), True,
-                                   parent)
-                self._shown(user_id, answer)
+                self._after(endpoint, user_id, answer, {}, 0, start, True, parent)
                 return answer
         try:
             raw = await self._call(endpoint, running, body, variant)
@@ -238,15 +238,25 @@ class Front:
         if cache_field is not None and not answer["degraded"]:
             assert self.cache is not None and user_id is not None
             await self.cache.put(user_id, cache_field, raw, began)
-        telemetry().record(endpoint, answer, timings, candidates, start, time.time_ns(),
-                           False, parent)
-        if endpoint == "recommend" and user_id is not None:
-            self._shown(user_id, answer)
+        self._after(endpoint, user_id, answer, timings, candidates, start, False, parent)
         return answer
 
-    def _shown(self, user_id: str, answer: dict[str, Any]) -> None:
-        if self.impressions is not None:
-            self.impressions.log(user_id, answer)
+    def _after(self, endpoint: str, user_id: str | None, answer: dict[str, Any],
+               timings: dict[str, Any], candidates: int, start: int, cached: bool,
+               parent: Any) -> None:
+        """The answer's metrics, spans and impressions, noted on the event loop's next
+        turn: for a one-instance request, after the reply is written (KServe, FastAPI
+        and uvicorn write it in the request's task without yielding), not before;
+        recording cost each reply ~0.15 ms (ten OpenTelemetry records)."""
+        end = time.time_ns()
+
+        def record() -> None:
+            telemetry().record(endpoint, answer, timings, candidates, start, end, cached,
+                               parent)
+            if endpoint == "recommend" and user_id is not None and self.impressions:
+                self.impressions.log(user_id, answer)
+
+        asyncio.get_running_loop().call_soon(record)
 
     async def _call(self, endpoint: str, running: Running, body: dict[str, Any],
                     variant: Variant) -> dict[str, Any]:
