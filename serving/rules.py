@@ -79,7 +79,9 @@ def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
                 categories: Sequence[str] | None, available_only: bool, config: RuleConfig,
                 request_key: str) -> list[Pick]:
     """The final list. `request_key` makes exploration reproducible per request."""
-    keep = ~np.isin(candidates.item_ids, np.asarray(list(exclude), dtype=object))
+    keep = np.ones(len(candidates.item_ids), dtype=bool)
+    if len(exclude):  # np.isin sorts object arrays even against nothing
+        keep &= ~np.isin(candidates.item_ids, np.asarray(list(exclude), dtype=object))
     if categories is not None:
         keep &= np.isin(candidates.categories, np.asarray(list(categories), dtype=object))
     if available_only:
@@ -136,14 +138,15 @@ def _mmr(candidates: Candidates, pool: np.ndarray, k: int, weight: float) -> lis
     span = scores.max() - scores.min()
     relevance = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
     vectors = candidates.vectors[pool]
-    closest = np.full(len(pool), -np.inf)
+    gain = (1 - weight) * relevance
+    value = gain  # nothing picked yet: no penalty
+    closest: np.ndarray | None = None
     chosen: list[int] = []
-    available = np.ones(len(pool), dtype=bool)
     for _ in range(min(k, len(pool))):
-        penalty = np.where(np.isfinite(closest), closest, 0.0)
-        value = np.where(available, (1 - weight) * relevance - weight * penalty, -np.inf)
         best = int(np.argmax(value))
         chosen.append(best)
-        available[best] = False
-        closest = np.maximum(closest, vectors @ vectors[best])
+        similar = (vectors @ vectors[best]).astype(np.float64)
+        closest = similar if closest is None else np.maximum(closest, similar)
+        value = gain - weight * closest
+        value[chosen] = -np.inf
     return [int(pool[i]) for i in chosen]
