@@ -99,6 +99,15 @@ class OnlineScorer:
         self.item_features = tuple(dict.fromkeys(
             [n for n in self.features if n.split("__")[0] in ITEM_VIEWS]
             + ["item_content__price", "item_content__created_ts"]))
+        # Where the ranker's columns come from: (its columns, the item rows' columns) for
+        # item features, its columns for the user's online row, and the rest.
+        view = [name.split("__")[0] if "__" in name else None for name in self.features]
+        item = [n for n, v in enumerate(view) if v in ITEM_VIEWS]
+        self._item_block = (np.array(item, np.int64), np.array(
+            [self.item_features.index(self.features[n]) for n in item], np.int64))
+        self._user_block = np.array([n for n, v in enumerate(view)
+                                     if v is not None and v not in ITEM_VIEWS], np.int64)
+        self._computed = [n for n, v in enumerate(view) if v is None]
 
     def score(self, user_id: str, fresh_items: Sequence[str], user_features: dict[str, Any],
               join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
@@ -206,7 +215,8 @@ class OnlineScorer:
             columns, weights, known = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int32)
         # Only items the training history lacks: the real-time view's recent items
         # overlap training, and a training item must not count twice.
-        new = np.setdiff1d(np.asarray(fresh, np.int64), known)
+        new = np.unique(np.asarray(fresh, np.int64))  # setdiff1d, without its sort
+        new = new[~np.isin(new, known, kind="table")] if len(new) else new
         if not len(new):
             return Row(columns, weights)
         # A new item the content row holds adds to its weight.
@@ -236,16 +246,21 @@ class OnlineScorer:
         columns["n_sources"] = found
         columns[AFFINITY] = self.tower.item_vectors[items] @ vector
         values = rows.values(self.item_features)
-        for n, name in enumerate(self.item_features):
-            columns[name] = values[:, n]
+        field = self.item_features.index
         columns |= crosses(
             at.timestamp(), rows.field("item_content__category"),
             user.get("user_profile__top_categories"),
             user.get("user_profile__category_affinity"),
-            columns["item_content__price"], number(user.get("user_profile__avg_purchase_price")),
-            columns["item_content__created_ts"], one_user=True)
+            values[:, field("item_content__price")],
+            number(user.get("user_profile__avg_purchase_price")),
+            values[:, field("item_content__created_ts")], one_user=True)
+        # Whole blocks where the columns are the item rows' and the user's own; the few
+        # computed ones (sources, affinity, crosses) one by one.
         x = np.empty((len(items), len(self.features)), dtype=np.float32)
-        for n, name in enumerate(self.features):
+        x[:, self._item_block[0]] = values[:, self._item_block[1]]
+        x[:, self._user_block] = [number(user.get(self.features[n])) for n in self._user_block]
+        for n in self._computed:
+            name = self.features[n]
             x[:, n] = columns[name] if name in columns else number(user.get(name))
         return x, retrieved_by
 
@@ -258,7 +273,7 @@ def nearest(index: ItemIndex, query: np.ndarray, n: int, seen: np.ndarray | None
     found, values = index.search(query[None], n + (0 if seen is None else len(seen)))
     found, values = found[0], values[0]
     if seen is not None and len(seen):
-        keep = ~np.isin(found, seen)
+        keep = ~np.isin(found, seen, kind="table")  # a lookup over item columns: no sort
         found, values = found[keep], values[keep]
     ids = np.full(n, -1, np.int64)
     scores = np.full(n, -np.inf, np.float32)
