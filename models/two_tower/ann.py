@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 
 EXACT_BELOW = 2_000  # items; brute force is faster and exact below this
+# Candidates a search explores (hnswlib's ef; at least the k asked for). 100, not 200:
+# on the 20k x 10k load-test world the two-tower's lists keep 98.6% of what 200 found
+# and content's 99.8%, and a served request's retrieval takes ~0.3 ms less.
+SEARCH_EF = 100
 
 
 class ItemIndex:
-    def __init__(self, vectors: np.ndarray, exact: bool | None = None, ef: int = 200,
-                 m: int = 32, seed: int = 0) -> None:
+    def __init__(self, vectors: np.ndarray, exact: bool | None = None,
+                 ef_construction: int = 200, m: int = 32, seed: int = 0) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.exact = len(vectors) < EXACT_BELOW if exact is None else exact
         self._index = None
@@ -20,10 +24,10 @@ class ItemIndex:
             import hnswlib
 
             index = hnswlib.Index(space="ip", dim=self.vectors.shape[1])
-            index.init_index(max_elements=len(self.vectors), ef_construction=ef, M=m,
-                             random_seed=seed)
+            index.init_index(max_elements=len(self.vectors), ef_construction=ef_construction,
+                             M=m, random_seed=seed)
             index.add_items(self.vectors, np.arange(len(self.vectors)), num_threads=1)
-            index.set_ef(max(ef, 100))
+            index.set_ef(SEARCH_EF)
             self._index = index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +51,7 @@ class ItemIndex:
             self._index.save_index(str(directory / "items.hnsw"))
 
     @classmethod
-    def load(cls, directory: Path, ef: int = 200) -> ItemIndex:
+    def load(cls, directory: Path) -> ItemIndex:
         """What `save` wrote, the graph read back rather than rebuilt."""
         vectors = np.load(directory / "item_vectors.npy")
         loaded = cls(vectors, exact=True)  # exact: nothing is built here
@@ -57,7 +61,7 @@ class ItemIndex:
 
             index = hnswlib.Index(space="ip", dim=vectors.shape[1])
             index.load_index(str(path), max_elements=len(vectors))
-            index.set_ef(max(ef, 100))
+            index.set_ef(SEARCH_EF)
             loaded.exact, loaded._index = False, index
         return loaded
 
