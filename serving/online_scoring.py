@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.bundle import Bundle
-from models.candidates.base import HistoryScorer, top_k
+from models.candidates.base import HistoryScorer, top_k_row
 from models.candidates.content import ContentSimilarity
 from models.ranker.candidates import AFFINITY, MISSING_RANK
 from models.ranker.exposure import blend_scores
@@ -88,7 +88,6 @@ class OnlineScorer:
                        for name, g in bundle.generators.items() if name in self.content}
             indexes[self.tower.name] = self.tower.index
             self.indexes = {name: ix for name, ix in indexes.items() if not ix.exact}
-        self.trained_until = history.now
         self._trained_until_ns = pd.Timestamp(history.now).value
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
@@ -195,11 +194,7 @@ class OnlineScorer:
         index = self.indexes.get(name)
         if index is not None:
             return nearest(index, query, n, seen)
-        scores = (vectors @ query)[None]
-        if seen is not None:
-            scores[0, seen] = -np.inf
-        ids, values = top_k(scores, n)
-        return ids[0], values[0]
+        return top_k_row(vectors @ query, n, seen)
 
     def _content_row(self, name: str, generator: ContentSimilarity, row: int,
                      fresh: list[int], at: pd.Timestamp) -> Row:
@@ -209,13 +204,12 @@ class OnlineScorer:
             trained = _slice(self.content[name], row)
             columns = trained.columns
             weights = trained.values * float(generator.decay(np.array([age]))[0])
-            known = self.positives.indices[self.positives.indptr[row]:
-                                           self.positives.indptr[row + 1]]
+            known = _slice(self.positives, row).columns
         else:
             columns, weights, known = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int32)
         # Only items the training history lacks: the real-time view's recent items
         # overlap training, and a training item must not count twice.
-        new = np.unique(np.asarray(fresh, np.int64))  # setdiff1d, without its sort
+        new = np.unique(np.asarray(fresh, np.int64))  # setdiff1d, with a table for isin
         new = new[~np.isin(new, known, kind="table")] if len(new) else new
         if not len(new):
             return Row(columns, weights)

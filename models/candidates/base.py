@@ -130,11 +130,7 @@ class HistoryScorer(ABC):
                       seen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """`recommend_history` of one row (see `score_row`): (k,) item columns and
         scores, best first, `seen` columns left out, -1 pads."""
-        scores = self.score_row(columns, values, n)[None]
-        if seen is not None:
-            scores[0, seen] = -np.inf
-        ids, found = top_k(scores, k)
-        return ids[0], found[0]
+        return top_k_row(self.score_row(columns, values, n), k, seen)
 
 
 def chunks(users: np.ndarray) -> Iterator[np.ndarray]:
@@ -151,6 +147,16 @@ def exclude(scores: np.ndarray, seen: sp.csr_matrix) -> None:
         return
     rows, cols = seen.nonzero()
     scores[rows, cols] = -np.inf
+
+
+def top_k_row(scores: np.ndarray, k: int, seen: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of one (n,) score vector, the `seen` columns left out (set to -inf in
+    place): (k,) columns and scores."""
+    if seen is not None:
+        scores[seen] = -np.inf
+    ids, values = top_k(scores[None], k)
+    return ids[0], values[0]
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
