@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,12 @@ class Variant:
     config: VariantConfig
     rules: RuleConfig
     running: Running | None = None
+    # The rules as the graph takes them (plain data crosses Ray hops cheaply), and as
+    # the cache key holds them: made once.
+    rule_fields: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rule_fields = asdict(self.rules)
 
 
 class Deployer:
@@ -208,7 +214,7 @@ class Front:
             assert user_id is not None
             params = {k: v for k, v in body.items() if k != "user_id"}
             cache_field = ResponseCache.field(
-                running.version, variant.config.name, params | {"rules": asdict(variant.rules)})
+                running.version, variant.config.name, params | {"rules": variant.rule_fields})
             began = self.cache.now()
             result, hit = await self.cache.get(user_id, cache_field)
             telemetry().cache_lookup(result)
@@ -262,7 +268,7 @@ class Front:
                     variant: Variant) -> dict[str, Any]:
         handle, name = running.handle, variant.config.name
         if endpoint == "recommend":
-            return dict(await handle.recommend.remote(body, variant.rules, name))
+            return dict(await handle.recommend.remote(body, variant.rule_fields, name))
         if endpoint == "rank":
             return dict(await handle.rank.remote(body, name))
         return dict(await handle.similar.remote(body, name))

@@ -17,10 +17,18 @@ Why this split: the ingress had read the user's row and applied the rules itself
 each in a thread off its event loop, and held a third copy of the item rows,
 renewed in the background; now it does what the no-op graph's ingress does
 (BENCHMARKS.md, serving load test).
+
+What crosses a hop is plain data: request bodies and rules as dicts, the request time
+as integer nanoseconds, the retrieved lists as bytes (`Retrieved.__reduce__`). Ray
+pickles every argument and result with cloudpickle, which runs a Python hook for each
+object that is not a builtin: a pydantic request, a rule dataclass or a pandas
+timestamp cost ~50 us each to serialize, the retrieved arrays ~0.2 ms, and as much
+again to load (measured in process, benchmarks/serve_load.py for the effect).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +82,15 @@ class Retriever:
         self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
                                       store.item_staleness_s)
 
-    def retrieve(self, user_id: str, session_items: list[str], at: pd.Timestamp,
+    def retrieve(self, user_id: str, session_items: list[str], at_ns: int,
                  include_seen: bool = False) -> tuple[Found, Timings]:
-        return find(self.join, self.scorer, user_id, session_items, at, include_seen)
+        return find(self.join, self.scorer, user_id, session_items, _at(at_ns),
+                    include_seen)
+
+
+def _at(at_ns: int) -> pd.Timestamp:
+    """The request's time, sent between deployments as nanoseconds since the epoch."""
+    return pd.Timestamp(at_ns, tz="UTC")
 
 
 def find(join: OnlineFeatureJoin, scorer: OnlineScorer, user_id: str,
@@ -105,48 +119,53 @@ class Ranker:
             item_staleness_s=store.item_staleness_s, retrieves=fused)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
-    def recommend(self, request: RecommendRequest, retrieved: tuple[Found, Timings],
-                  at: pd.Timestamp, rules: RuleConfig, variant: str | None, request_id: str
+    def recommend(self, body: dict[str, Any], retrieved: tuple[Found, Timings], at_ns: int,
+                  rules: dict[str, Any], variant: str | None, request_id: str
                   ) -> dict[str, Any]:
+        """`body`: a validated `RecommendRequest`'s fields; `rules`: a RuleConfig's."""
+        request = RecommendRequest.model_validate(body)
         found, timings = retrieved[0], dict(retrieved[1])
         scored = self.recommender.scorer.rank(found.retrieved, found.user,
-                                              self.recommender.join, at, DEPTH, timings)
+                                              self.recommender.join, _at(at_ns), DEPTH,
+                                              timings)
         answer = self.recommender.answer(request, request_id, scored, found.degraded,
-                                         rules, variant, timings)
+                                         RuleConfig(**rules), variant, timings)
         return answer | {"timings": timings, "candidates": len(scored.items)}
 
-    def rank(self, request: RankRequest, retrieved: tuple[Found, Timings], at: pd.Timestamp,
+    def rank(self, body: dict[str, Any], retrieved: tuple[Found, Timings], at_ns: int,
              variant: str | None, request_id: str) -> dict[str, Any]:
+        request = RankRequest.model_validate(body)
         found, timings = retrieved[0], dict(retrieved[1])
         columns, unknown = self.recommender.split_candidates(request)
         scored = self.recommender.scorer.rank(found.retrieved, found.user,
-                                              self.recommender.join, at, len(columns),
-                                              timings, columns)
+                                              self.recommender.join, _at(at_ns),
+                                              len(columns), timings, columns)
         answer = self.recommender.ranked(request, request_id, scored, unknown,
                                          found.degraded, variant)
         return answer | {"timings": timings, "candidates": len(columns)}
 
-    def find(self, user_id: str, session_items: list[str], at: pd.Timestamp
+    def find(self, user_id: str, session_items: list[str], at_ns: int
              ) -> tuple[Found, Timings]:
         """The Retriever's work, in this replica (fused graphs)."""
         return find(self.recommender.join, self.recommender.scorer, user_id, session_items,
-                    at)
+                    _at(at_ns))
 
-    def recommend_fused(self, request: RecommendRequest, at: pd.Timestamp, rules: RuleConfig,
+    def recommend_fused(self, body: dict[str, Any], at_ns: int, rules: dict[str, Any],
                         variant: str | None, request_id: str) -> dict[str, Any]:
-        return self.recommend(request, self.find(request.user_id,
-                                                 list(request.session_items), at),
-                              at, rules, variant, request_id)
+        return self.recommend(body, self.find(body["user_id"],
+                                              list(body.get("session_items", [])), at_ns),
+                              at_ns, rules, variant, request_id)
 
-    def rank_fused(self, request: RankRequest, at: pd.Timestamp, variant: str | None,
+    def rank_fused(self, body: dict[str, Any], at_ns: int, variant: str | None,
                    request_id: str) -> dict[str, Any]:
-        return self.rank(request, self.find(request.user_id, [], at), at, variant,
+        return self.rank(body, self.find(body["user_id"], [], at_ns), at_ns, variant,
                          request_id)
 
-    def similar(self, request: SimilarItemsRequest, variant: str | None, request_id: str
+    def similar(self, body: dict[str, Any], variant: str | None, request_id: str
                 ) -> dict[str, Any]:
         timings: Timings = {}
-        answer = self.recommender.similar(request, request_id, variant, timings)
+        answer = self.recommender.similar(SimilarItemsRequest.model_validate(body),
+                                          request_id, variant, timings)
         return answer | {"timings": timings, "candidates": len(answer["items"])}
 
 
@@ -165,31 +184,32 @@ class RecommenderIngress:
     def ready(self) -> str:
         return self.version
 
-    async def recommend(self, body: dict[str, Any], rules: RuleConfig, variant: str | None
-                        ) -> dict[str, Any]:
-        request = RecommendRequest.model_validate(body)
-        at = pd.Timestamp.now(tz="UTC")
+    async def recommend(self, body: dict[str, Any], rules: dict[str, Any],
+                        variant: str | None) -> dict[str, Any]:
+        """`rules`: a RuleConfig's fields."""
+        body = RecommendRequest.model_validate(body).model_dump()
+        at_ns = time.time_ns()
         if self.retriever is None:
-            return dict(await self.ranker.recommend_fused.remote(request, at, rules, variant,
+            return dict(await self.ranker.recommend_fused.remote(body, at_ns, rules, variant,
                                                                  uuid.uuid4().hex))
-        found = self.retriever.retrieve.remote(request.user_id, list(request.session_items),
-                                               at)
-        return dict(await self.ranker.recommend.remote(request, found, at, rules, variant,
+        found = self.retriever.retrieve.remote(body["user_id"], list(body["session_items"]),
+                                               at_ns)
+        return dict(await self.ranker.recommend.remote(body, found, at_ns, rules, variant,
                                                        uuid.uuid4().hex))
 
     async def rank(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
-        request = RankRequest.model_validate(body)
-        at = pd.Timestamp.now(tz="UTC")
+        body = RankRequest.model_validate(body).model_dump()
+        at_ns = time.time_ns()
         if self.retriever is None:
-            return dict(await self.ranker.rank_fused.remote(request, at, variant,
+            return dict(await self.ranker.rank_fused.remote(body, at_ns, variant,
                                                             uuid.uuid4().hex))
-        found = self.retriever.retrieve.remote(request.user_id, [], at)
-        return dict(await self.ranker.rank.remote(request, found, at, variant,
+        found = self.retriever.retrieve.remote(body["user_id"], [], at_ns)
+        return dict(await self.ranker.rank.remote(body, found, at_ns, variant,
                                                   uuid.uuid4().hex))
 
     async def similar(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
-        request = SimilarItemsRequest.model_validate(body)
-        return dict(await self.ranker.similar.remote(request, variant, uuid.uuid4().hex))
+        body = SimilarItemsRequest.model_validate(body).model_dump()
+        return dict(await self.ranker.similar.remote(body, variant, uuid.uuid4().hex))
 
 
 def build(version_dir: Path, data_dir: Path, config: GraphConfig = GraphConfig(),

@@ -59,7 +59,7 @@ class _Handle:
             raise RuntimeError("replica died")
         rules = args[0] if method == "recommend" else None
         variant = args[-1]
-        return {"items": [{"item_id": f"{self.version}-{rules.diversity_weight if rules else 0}",
+        return {"items": [{"item_id": f"{self.version}-{rules['diversity_weight'] if rules else 0}",
                            "score": 1.0, "sources": ["ease"], "reasons": []}],
                 "request_id": "graph", "model_version": self.version, "variant": variant,
                 "degraded": body.get("user_id") == "unlucky", "fallback": None,
