@@ -18,12 +18,14 @@ each in a thread off its event loop, and held a third copy of the item rows,
 renewed in the background; now it does what the no-op graph's ingress does
 (BENCHMARKS.md, serving load test).
 
-What crosses a hop is plain data: request bodies and rules as dicts, the request time
-as integer nanoseconds, the retrieved lists as bytes (`Retrieved.__reduce__`). Ray
-pickles every argument and result with cloudpickle, which runs a Python hook for each
-object that is not a builtin: a pydantic request, a rule dataclass or a pandas
-timestamp cost ~50 us each to serialize, the retrieved arrays ~0.2 ms, and as much
-again to load (measured in process, benchmarks/serve_load.py for the effect).
+What crosses a hop is plain data, in one argument besides the Retriever's answer: a
+tuple (`Query`, `Call`) of request bodies and rules as dicts, the request time as
+integer nanoseconds, ids as strings; the retrieved lists as bytes
+(`Retrieved.__reduce__`). Ray pickles every argument and result on its own, with
+cloudpickle, which runs a Python hook for each object that is not a builtin: a
+pydantic request, a rule dataclass or a pandas timestamp cost ~50 us each to
+serialize, the retrieved arrays ~0.2 ms, and as much again to load (measured in
+process; BENCHMARKS.md, serving load test, for the hops).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ from serving.recommender import DEPTH, Recommender, read_user, version_of
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
 from serving.timing import Timings, stage
+
+# (user id, session items, request time in ns): what the Retriever is asked.
+Query = tuple[str, list[str], int]
+# (request body, request time in ns, rules or None, variant, request id): what the
+# Ranker is asked besides the Retriever's answer.
+Call = tuple[dict[str, Any], int, dict[str, Any] | None, str | None, str]
 
 
 def use_threads(threads: int | None) -> None:
@@ -82,10 +90,9 @@ class Retriever:
         self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
                                       store.item_staleness_s)
 
-    def retrieve(self, user_id: str, session_items: list[str], at_ns: int,
-                 include_seen: bool = False) -> tuple[Found, Timings]:
-        return find(self.join, self.scorer, user_id, session_items, _at(at_ns),
-                    include_seen)
+    def retrieve(self, query: Query) -> tuple[Found, Timings]:
+        user_id, session_items, at_ns = query
+        return find(self.join, self.scorer, user_id, session_items, _at(at_ns))
 
 
 def _at(at_ns: int) -> pd.Timestamp:
@@ -119,21 +126,21 @@ class Ranker:
             item_staleness_s=store.item_staleness_s, retrieves=fused)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
-    def recommend(self, body: dict[str, Any], retrieved: tuple[Found, Timings], at_ns: int,
-                  rules: dict[str, Any], variant: str | None, request_id: str
-                  ) -> dict[str, Any]:
-        """`body`: a validated `RecommendRequest`'s fields; `rules`: a RuleConfig's."""
+    def recommend(self, retrieved: tuple[Found, Timings], call: Call) -> dict[str, Any]:
+        """`call`'s body: a validated `RecommendRequest`'s fields; its rules: a
+        RuleConfig's."""
+        body, at_ns, rules, variant, request_id = call
         request = RecommendRequest.model_validate(body)
         found, timings = retrieved[0], dict(retrieved[1])
         scored = self.recommender.scorer.rank(found.retrieved, found.user,
                                               self.recommender.join, _at(at_ns), DEPTH,
                                               timings)
         answer = self.recommender.answer(request, request_id, scored, found.degraded,
-                                         RuleConfig(**rules), variant, timings)
+                                         RuleConfig(**(rules or {})), variant, timings)
         return answer | {"timings": timings, "candidates": len(scored.items)}
 
-    def rank(self, body: dict[str, Any], retrieved: tuple[Found, Timings], at_ns: int,
-             variant: str | None, request_id: str) -> dict[str, Any]:
+    def rank(self, retrieved: tuple[Found, Timings], call: Call) -> dict[str, Any]:
+        body, at_ns, _, variant, request_id = call
         request = RankRequest.model_validate(body)
         found, timings = retrieved[0], dict(retrieved[1])
         columns, unknown = self.recommender.split_candidates(request)
@@ -144,22 +151,17 @@ class Ranker:
                                          found.degraded, variant)
         return answer | {"timings": timings, "candidates": len(columns)}
 
-    def find(self, user_id: str, session_items: list[str], at_ns: int
-             ) -> tuple[Found, Timings]:
+    def find(self, query: Query) -> tuple[Found, Timings]:
         """The Retriever's work, in this replica (fused graphs)."""
+        user_id, session_items, at_ns = query
         return find(self.recommender.join, self.recommender.scorer, user_id, session_items,
                     _at(at_ns))
 
-    def recommend_fused(self, body: dict[str, Any], at_ns: int, rules: dict[str, Any],
-                        variant: str | None, request_id: str) -> dict[str, Any]:
-        return self.recommend(body, self.find(body["user_id"],
-                                              list(body.get("session_items", [])), at_ns),
-                              at_ns, rules, variant, request_id)
+    def recommend_fused(self, call: Call) -> dict[str, Any]:
+        return self.recommend(self.find(_query(call)), call)
 
-    def rank_fused(self, body: dict[str, Any], at_ns: int, variant: str | None,
-                   request_id: str) -> dict[str, Any]:
-        return self.rank(body, self.find(body["user_id"], [], at_ns), at_ns, variant,
-                         request_id)
+    def rank_fused(self, call: Call) -> dict[str, Any]:
+        return self.rank(self.find(_query(call)), call)
 
     def similar(self, body: dict[str, Any], variant: str | None, request_id: str
                 ) -> dict[str, Any]:
@@ -167,6 +169,12 @@ class Ranker:
         answer = self.recommender.similar(SimilarItemsRequest.model_validate(body),
                                           request_id, variant, timings)
         return answer | {"timings": timings, "candidates": len(answer["items"])}
+
+
+def _query(call: Call) -> Query:
+    """What the Retriever is asked for this call (a `ranker` body has no session)."""
+    body, at_ns = call[0], call[1]
+    return body["user_id"], list(body.get("session_items", [])), at_ns
 
 
 @serve.deployment
@@ -187,25 +195,20 @@ class RecommenderIngress:
     async def recommend(self, body: dict[str, Any], rules: dict[str, Any],
                         variant: str | None) -> dict[str, Any]:
         """`rules`: a RuleConfig's fields."""
-        body = RecommendRequest.model_validate(body).model_dump()
-        at_ns = time.time_ns()
+        call: Call = (RecommendRequest.model_validate(body).model_dump(), time.time_ns(),
+                      rules, variant, uuid.uuid4().hex)
         if self.retriever is None:
-            return dict(await self.ranker.recommend_fused.remote(body, at_ns, rules, variant,
-                                                                 uuid.uuid4().hex))
-        found = self.retriever.retrieve.remote(body["user_id"], list(body["session_items"]),
-                                               at_ns)
-        return dict(await self.ranker.recommend.remote(body, found, at_ns, rules, variant,
-                                                       uuid.uuid4().hex))
+            return dict(await self.ranker.recommend_fused.remote(call))
+        found = self.retriever.retrieve.remote(_query(call))
+        return dict(await self.ranker.recommend.remote(found, call))
 
     async def rank(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
-        body = RankRequest.model_validate(body).model_dump()
-        at_ns = time.time_ns()
+        call: Call = (RankRequest.model_validate(body).model_dump(), time.time_ns(), None,
+                      variant, uuid.uuid4().hex)
         if self.retriever is None:
-            return dict(await self.ranker.rank_fused.remote(body, at_ns, variant,
-                                                            uuid.uuid4().hex))
-        found = self.retriever.retrieve.remote(body["user_id"], [], at_ns)
-        return dict(await self.ranker.rank.remote(body, found, at_ns, variant,
-                                                  uuid.uuid4().hex))
+            return dict(await self.ranker.rank_fused.remote(call))
+        found = self.retriever.retrieve.remote(_query(call))
+        return dict(await self.ranker.rank.remote(found, call))
 
     async def similar(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
         body = SimilarItemsRequest.model_validate(body).model_dump()
