@@ -79,7 +79,8 @@ class PipelineConfig:
     # 0.0525, coverage@10 0.70 -> 0.73; a third fewer trees to walk per request. 100 ->
     # 60 (retrained on the same world): NDCG@10 0.0340 -> 0.0339, recall@20 0.0525 ->
     # 0.0518, coverage@10 0.60 -> 0.72, gt-NDCG@10 0.366 -> 0.378; the ranker's
-    # prediction, the largest single step of a served request, 1.3 -> ~0.8 ms.
+    # prediction of 200 candidates, the largest single step of a served request, 1.07 ->
+    # 0.87 ms (one paired run; BENCHMARKS.md).
     ranker_rounds: int = 60
     # Exposure (models/ranker/exposure.py), chosen on calibration users: keep the 95%
     # lower bound of NDCG@10 over the best baseline's there at least `accuracy_floor`,

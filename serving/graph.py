@@ -101,13 +101,12 @@ def _at(at_ns: int) -> pd.Timestamp:
 
 
 def find(join: OnlineFeatureJoin, scorer: OnlineScorer, user_id: str,
-         session_items: list[str], at: pd.Timestamp, include_seen: bool = False
-         ) -> tuple[Found, Timings]:
+         session_items: list[str], at: pd.Timestamp) -> tuple[Found, Timings]:
     """The first stage: the user's online row, then every source's top list."""
     timings: Timings = {}
     user, fresh, degraded = read_user(join, user_id, session_items, timings)
     with stage(timings, "retrieve"):
-        retrieved = scorer.retrieve(user_id, fresh, at, include_seen)
+        retrieved = scorer.retrieve(user_id, fresh, at)
     return Found(user, degraded, retrieved), timings
 
 
