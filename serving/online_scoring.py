@@ -111,7 +111,6 @@ class OnlineScorer:
         # Dicts for a request's few ids: pandas' get_indexer costs ~0.3 ms a call.
         self._user_rows = {u: n for n, u in enumerate(self.users)}
         self._item_columns = {i: n for n, i in enumerate(self.items)}
-        self._item_ids = np.asarray(self.items, dtype=object)  # indexed without pandas
         self.features = list(bundle.ranker.features)
         self.item_features = tuple(dict.fromkeys(
             [n for n in self.features if n.split("__")[0] in ITEM_VIEWS]
@@ -160,7 +159,7 @@ class OnlineScorer:
             return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
         lists, items = retrieved.lists, np.unique(np.concatenate(pooled))
         with stage(timings, "features.items"):
-            rows = join.lookup(self._item_ids[items])
+            rows = join.lookup(self.bundle.item_ids[items])  # numpy, not the pandas Index
         with stage(timings, "rank"):
             x, retrieved_by = self._matrix(items, lists, retrieved.vector, user_features,
                                            rows, at)
