@@ -91,8 +91,7 @@ class Retriever:
                                       store.item_staleness_s)
 
     def retrieve(self, query: Query) -> tuple[Found, Timings]:
-        user_id, session_items, at_ns = query
-        return find(self.join, self.scorer, user_id, session_items, _at(at_ns))
+        return find(self.join, self.scorer, query)
 
 
 def _at(at_ns: int) -> pd.Timestamp:
@@ -100,13 +99,14 @@ def _at(at_ns: int) -> pd.Timestamp:
     return pd.Timestamp(at_ns, tz="UTC")
 
 
-def find(join: OnlineFeatureJoin, scorer: OnlineScorer, user_id: str,
-         session_items: list[str], at: pd.Timestamp) -> tuple[Found, Timings]:
+def find(join: OnlineFeatureJoin, scorer: OnlineScorer, query: Query
+         ) -> tuple[Found, Timings]:
     """The first stage: the user's online row, then every source's top list."""
+    user_id, session_items, at_ns = query
     timings: Timings = {}
     user, fresh, degraded = read_user(join, user_id, session_items, timings)
     with stage(timings, "retrieve"):
-        retrieved = scorer.retrieve(user_id, fresh, at)
+        retrieved = scorer.retrieve(user_id, fresh, _at(at_ns))
     return Found(user, degraded, retrieved), timings
 
 
@@ -152,9 +152,7 @@ class Ranker:
 
     def find(self, query: Query) -> tuple[Found, Timings]:
         """The Retriever's work, in this replica (fused graphs)."""
-        user_id, session_items, at_ns = query
-        return find(self.recommender.join, self.recommender.scorer, user_id, session_items,
-                    _at(at_ns))
+        return find(self.recommender.join, self.recommender.scorer, query)
 
     def recommend_fused(self, call: Call) -> dict[str, Any]:
         return self.recommend(self.find(_query(call)), call)
