@@ -6,15 +6,13 @@ them, so `recstack --help` and the data commands start fast.
 
 from __future__ import annotations
 
-import typer
-
 from recstack.cli import collect, consume, data, demo, features, models, report, serve, train
+from recstack.cli.usage import App
 
-app = typer.Typer(
+app = App(
     name="recstack",
     help="RecStack: events in, features in Feast, models out, recommendations served.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
@@ -25,8 +23,12 @@ app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="recommend")(train.recommend)
 app.command(name="evaluate")(train.evaluate)
-app.command(name="serve")(serve.serve)
-app.command(name="collect")(collect.collect)
-app.command(name="consume")(consume.consume)
+# Their docstrings open with a whole paragraph; the command list shows one line.
+app.command(name="serve", short_help="Serve a version: KServe's V1/V2 routes on Ray Serve "
+            "graphs.")(serve.serve)
+app.command(name="collect", short_help="The event collector: events over HTTP into the "
+            "Redis Stream.")(collect.collect)
+app.command(name="consume", short_help="The stream consumer: events into history and "
+            "online features.")(consume.consume)
 
 __all__ = ["app"]

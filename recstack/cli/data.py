@@ -19,12 +19,13 @@ from models.data.dataset import (
 )
 from models.data.validate import DataValidationError, Validated
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, progress_bar
+from recstack.cli.usage import App
 from recstack.schemas import EVENT_FIELDS, ITEM_FIELDS, USER_FIELDS, describe
 
-app = typer.Typer(help="Bring data in: synthetic, MovieLens, or your own events.",
-                  no_args_is_help=True)
-import_app = typer.Typer(help="Import an existing data set into a RecStack data directory.",
-                         no_args_is_help=True)
+app = App(help="Bring data in: synthetic, MovieLens, or your own events.",
+          no_args_is_help=True)
+import_app = App(help="Import an existing data set into a RecStack data directory.",
+                 no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 OUT = typer.Option(..., "--out", help="Data directory to write (created if missing).")
@@ -87,7 +88,9 @@ def generate(
     start: str = typer.Option("2026-01-01T00:00:00Z", help="First instant of the period (UTC)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Generate a realistic synthetic shop: catalog, users, sessions, and the ground truth."""
+    """Generate a synthetic shop and its ground truth.
+
+    Its catalog, users and sessions, and the true preference model behind them."""
     from models.data.synthetic import GenerateConfig
     from models.data.synthetic import generate as run
 
@@ -112,8 +115,10 @@ def import_movielens(
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
 ) -> None:
-    """Import MovieLens: each rating becomes a `rating` event; genres, year, tags become
-    item attributes. IDs are kept verbatim."""
+    """Import MovieLens (ml-latest-small or ml-100k).
+
+    Each rating becomes a `rating` event; genres, year, tags become item attributes.
+    IDs are kept verbatim."""
     from models.data.movielens import detect_layout, read_movielens
 
     try:
@@ -145,8 +150,10 @@ def import_events(
         False, "--append", help="Add to the events already in --out (duplicates by event_id "
         "are kept once)."),
 ) -> None:
-    """Import your own events. Required fields: user_id, event_type, timestamp (and item_id
-    except for searches); see `recstack data schema`."""
+    """Import your own events (CSV, TSV, parquet or JSON lines).
+
+    Required fields: user_id, event_type, timestamp (and item_id except for searches);
+    see `recstack data schema`."""
     from models.data.readers import parse_mapping, read_table
     from models.data.validate import (
         check_references,

@@ -19,7 +19,9 @@ def demo(
                               "collect, consume, simulated sessions, online report)."),
     sessions: int = typer.Option(300, min=1, help="Simulated user sessions in step 8."),
 ) -> None:
-    """Generate a synthetic shop, build and apply its features, read some online, train
+    """The whole loop on a synthetic shop, from data to online reports.
+
+    Generate a synthetic shop, build and apply its features, read some online, train
     the two-stage model into OUT/registry, recommend for two users and a new one, and
     write the evaluation report to OUT/report.html. Then the real-time loop: start
     `recstack serve` (two A/B variants), `collect` and `consume`, show an event change

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 from recstack.cli.console import console, errors, fail, progress_bar, steps
+from recstack.cli.usage import App
 
-app = typer.Typer(help="The Feast feature store: build tables, apply and materialize, read.",
-                  no_args_is_help=True)
+app = App(help="The Feast feature store: build, apply and materialize, read.",
+          no_args_is_help=True)
 
 DATA = typer.Option(..., "--data", help="Data directory (from `recstack data ...`).")
 
@@ -89,7 +90,7 @@ def run_apply(data: Path, engine: str, materialize: bool) -> FeatureStore:
 
 @app.command()
 def build(data: Path = DATA) -> None:
-    """Compute the feature tables that the Feast sources read (DATA/features/*.parquet)."""
+    """Compute the tables the Feast sources read (DATA/features/*.parquet)."""
     run_build(data)
 
 
@@ -101,9 +102,10 @@ def apply(
                                "entity through Feast's online write path; about 2x faster)."),
     materialize: bool = typer.Option(True, help="Load the online store after applying."),
 ) -> None:
-    """Register the feature repo with Feast (`feast apply`) and materialize it online.
+    """Register the feature repo with Feast and materialize it online.
 
-    Builds the feature tables first when they are missing or older than the data."""
+    `feast apply`, then the newest row of every entity into the online store. Builds
+    the feature tables first when they are missing or older than the data."""
     if engine not in ("feast", "direct"):
         fail(f"--engine must be `feast` or `direct`, got {engine!r}", 2)
     run_apply(data, engine, materialize)

@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from recstack.cli.console import console, fail
+from recstack.cli.usage import App
 from recstack.registry import STAGES, Registry, RegistryError
 
-app = typer.Typer(help="Model versions and stages (dev, staging, prod) in a registry.",
-                  no_args_is_help=True)
+app = App(help="Model versions and stages (dev, staging, prod) in a registry.",
+          no_args_is_help=True)
 REGISTRY = typer.Option(..., "--registry", help="Registry: a directory or an fsspec URI "
                         "(s3://bucket/models, ...).")
 STAGE = typer.Option(..., "--stage", help=f"One of {', '.join(STAGES)}.")

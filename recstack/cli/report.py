@@ -11,11 +11,12 @@ import typer
 from rich.table import Table
 
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
+from recstack.cli.usage import App
 
 if TYPE_CHECKING:
     import pandas as pd
 
-app = typer.Typer(help="Reports on what serving did.", no_args_is_help=True)
+app = App(help="Reports on what serving did.", no_args_is_help=True)
 
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
@@ -46,7 +47,10 @@ def online(data: Path = typer.Option(..., "--data", help="Data directory whose h
                                             "8601 time or a span back from now (7d, 24h)."),
            out: Path = typer.Option(Path("online-report.html"), help="The HTML report.")
            ) -> None:
-    """CTR, conversion and revenue per variant and model version, A/B tests, guardrails."""
+    """CTR, conversion and revenue per variant, with A/B tests.
+
+    The same per model version, and beside them the guardrails (diversity, long-tail
+    exposure); tables in the terminal, tables and plots in the HTML report."""
     from models.data.dataset import read_dataset
     from models.evaluation.online import online_metrics
     from models.evaluation.online_report import render

@@ -121,8 +121,10 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
     promote: str | None = typer.Option(None, help="Also point this stage at the new version."),
 ) -> None:
-    """Train candidate generators and the ranker, evaluate on a held-out later period,
-    refit on all the data, and write a new version to the registry."""
+    """Train the two-stage model into the registry as a new version.
+
+    Trains the candidate generators and the ranker, evaluates them on a held-out later
+    period, refits everything on all the data, and writes the version."""
     from models.bundle import save_bundle
     from models.data.dataset import read_dataset
     from models.pipeline import run
@@ -198,9 +200,11 @@ def recommend(
         None, "--data", help="With --include-seen: the data directory to read events "
         "and features from (default: the one the version was trained on)."),
 ) -> None:
-    """Batch recommendations: columns user_id, item_id, rank (from 1), score. Items a user
-    already interacted with are excluded unless --include-seen; unknown users get the
-    cold-start list (trending items).
+    """Batch recommendations for the users in a file.
+
+    Columns user_id, item_id, rank (from 1), score. Items a user already interacted
+    with are excluded unless --include-seen; unknown users get the cold-start list
+    (trending items).
 
     Without --include-seen the answer is the ranked lists the version stored at training
     time; with it, each user is scored on demand (models/scoring.py) as of the end of
@@ -296,8 +300,10 @@ def evaluate(
     k: str = typer.Option("10,20,50", "--k", help="Cut-offs, comma-separated."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
 ) -> None:
-    """A version's held-out evaluation (measured by `recstack train` before the refit):
-    metrics as JSON, and optionally an HTML report with plots."""
+    """A version's held-out evaluation as JSON, and an HTML report.
+
+    The figures are those `recstack train` measured before the refit; the report adds
+    the plots."""
     from models.evaluation.report import render
 
     try:
