@@ -8,6 +8,14 @@ import logging
 import os
 
 
+def max_workers() -> int | None:
+    """How many Ray Train workers can start: one per CPU of the local Ray that
+    `ensure_ray` starts, or None when RAY_ADDRESS names a cluster (its size is its own)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    return os.cpu_count() or 1
+
+
 def ensure_ray(num_cpus: int | None = None) -> None:
     import ray
 

@@ -19,13 +19,15 @@ import subprocess
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, Field
 
-STAGES = ("dev", "staging", "prod")
+# A Literal, so that the CLI's --stage options take exactly these values.
+Stage = Literal["dev", "staging", "prod"]
+STAGES: tuple[str, ...] = get_args(Stage)
 MANIFEST = "manifest.json"
 # What `recstack train` writes beside the manifest for batch answers.
 RECS_FILE = "recommendations.parquet"  # each known user's ranked list

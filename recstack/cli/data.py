@@ -18,6 +18,7 @@ from models.data.dataset import (
     write_dataset,
 )
 from models.data.validate import DataValidationError, Validated
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, progress_bar
 from recstack.cli.usage import App
 from recstack.schemas import EVENT_FIELDS, ITEM_FIELDS, USER_FIELDS, describe
@@ -81,10 +82,11 @@ def _write(out: Path, events: pd.DataFrame, items: pd.DataFrame | None,
 @app.command()
 def generate(
     out: Path = OUT,
-    users: int = typer.Option(2000, help="Number of users."),
-    items: int = typer.Option(1000, help="Number of items in the final catalog."),
-    days: int = typer.Option(60, help="Length of the simulated period in days."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
+    users: int = typer.Option(2000, min=1, help="Number of users."),
+    items: int = typer.Option(1000, min=10, help="Number of items in the final catalog."),
+    days: int = typer.Option(60, min=1, help="Length of the simulated period in days."),
+    seed: int = typer.Option(0, min=0, help="Random seed; the same seed gives byte-identical "
+                             "files."),
     start: str = typer.Option("2026-01-01T00:00:00Z", help="First instant of the period (UTC)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -94,6 +96,7 @@ def generate(
     from models.data.synthetic import GenerateConfig
     from models.data.synthetic import generate as run
 
+    checks.instant("--start", start)
     config = GenerateConfig(users=users, items=items, days=days, seed=seed, start=start)
     try:
         config.validate()

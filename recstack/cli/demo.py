@@ -6,15 +6,15 @@ from pathlib import Path
 
 import typer
 
-from recstack.cli.console import console
+from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
 
 
 def demo(
     out: Path = typer.Option(Path("demo-data"), help="Data directory for the demo."),
-    users: int = typer.Option(1000, help="Synthetic users."),
-    items: int = typer.Option(500, help="Synthetic items."),
-    days: int = typer.Option(30, help="Simulated days."),
-    seed: int = typer.Option(0, help="Random seed."),
+    users: int = typer.Option(1000, min=1, help="Synthetic users."),
+    items: int = typer.Option(500, min=10, help="Synthetic items."),
+    days: int = typer.Option(30, min=1, help="Simulated days."),
+    seed: int = typer.Option(0, min=0, help="Random seed."),
     loop: bool = typer.Option(True, "--loop/--no-loop", help="Run steps 6-9 (serve, "
                               "collect, consume, simulated sessions, online report)."),
     sessions: int = typer.Option(300, min=1, help="Simulated user sessions in step 8."),
@@ -38,6 +38,9 @@ def demo(
     from recstack.cli.features import read_online, run_apply
     from recstack.cli.train import recommend, train
 
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; the demo writes a data directory there",
+             EXIT_INVALID_INPUT)
     total = 9
     console.rule(f"1/{total} data: a synthetic shop")
     # The previous run's streamed events belong to the shop this run replaces.

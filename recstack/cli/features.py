@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -17,6 +17,7 @@ from recstack.cli.usage import App
 app = App(help="The Feast feature store: build, apply and materialize, read.",
           no_args_is_help=True)
 
+Engine = Literal["feast", "direct"]
 DATA = typer.Option(..., "--data", help="Data directory (from `recstack data ...`).")
 
 
@@ -97,7 +98,7 @@ def build(data: Path = DATA) -> None:
 @app.command()
 def apply(
     data: Path = DATA,
-    engine: str = typer.Option("feast", help="Materialization engine: `feast` "
+    engine: Engine = typer.Option("feast", help="Materialization engine: `feast` "
                                "(FeatureStore.materialize) or `direct` (newest row per "
                                "entity through Feast's online write path; about 2x faster)."),
     materialize: bool = typer.Option(True, help="Load the online store after applying."),
@@ -106,8 +107,6 @@ def apply(
 
     `feast apply`, then the newest row of every entity into the online store. Builds
     the feature tables first when they are missing or older than the data."""
-    if engine not in ("feast", "direct"):
-        fail(f"--engine must be `feast` or `direct`, got {engine!r}", 2)
     run_apply(data, engine, materialize)
 
 

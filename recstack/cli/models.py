@@ -10,13 +10,13 @@ from rich.table import Table
 
 from recstack.cli.console import console, fail
 from recstack.cli.usage import App
-from recstack.registry import STAGES, Registry, RegistryError
+from recstack.registry import STAGES, Registry, RegistryError, Stage
 
 app = App(help="Model versions and stages (dev, staging, prod) in a registry.",
           no_args_is_help=True)
 REGISTRY = typer.Option(..., "--registry", help="Registry: a directory or an fsspec URI "
                         "(s3://bucket/models, ...).")
-STAGE = typer.Option(..., "--stage", help=f"One of {', '.join(STAGES)}.")
+STAGE = typer.Option(..., "--stage", help="The stage.")
 
 
 def _stages_of(registry: Registry) -> dict[str, list[str]]:
@@ -58,7 +58,7 @@ def show(version: str = typer.Argument(..., help="A version id."),
 
 @app.command()
 def promote(version: str = typer.Argument(..., help="The version to point the stage at."),
-            registry: str = REGISTRY, stage: str = STAGE,
+            registry: str = REGISTRY, stage: Stage = STAGE,
             note: str = typer.Option("", help="Why, for the stage's history.")) -> None:
     """Point a stage at a version (the stage keeps its history)."""
     try:
@@ -69,7 +69,7 @@ def promote(version: str = typer.Argument(..., help="The version to point the st
 
 
 @app.command()
-def rollback(registry: str = REGISTRY, stage: str = STAGE) -> None:
+def rollback(registry: str = REGISTRY, stage: Stage = STAGE) -> None:
     """Point a stage back at the version it had before."""
     try:
         entry = Registry(registry).rollback(stage, by=getpass.getuser())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
 from recstack.cli.usage import App
 
@@ -56,6 +57,7 @@ def online(data: Path = typer.Option(..., "--data", help="Data directory whose h
     from models.evaluation.online_report import render
 
     start = parse_since(since)
+    checks.output_file("--out", out)
     try:
         dataset = read_dataset(data)
     except FileNotFoundError as exc:

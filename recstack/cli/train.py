@@ -15,6 +15,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, steps
 from recstack.registry import (
     FALLBACK_FILE,
@@ -22,6 +23,7 @@ from recstack.registry import (
     Manifest,
     Registry,
     RegistryError,
+    Stage,
     code_revision,
     new_version_id,
 )
@@ -29,19 +31,36 @@ from recstack.registry import (
 SHOWN = ("ndcg@10", "recall@20", "precision@10", "map@10", "coverage@10", "long_tail_share@10")
 
 
+def read_config(path: Path | None) -> dict[str, Any]:
+    """The config file as a mapping (empty without one); cheap, so checked first."""
+    if path is None:
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"--config {path}: cannot read it: {exc}", EXIT_INVALID_INPUT)
+    if not isinstance(raw, dict):
+        fail(f"--config {path}: must be a mapping", EXIT_INVALID_INPUT)
+    return raw
+
+
+def check_workers(workers: int) -> None:
+    """Ray Train waits forever for workers a local Ray has no CPU for."""
+    from models.ray_runtime import max_workers
+
+    most = max_workers()
+    if most is not None and workers > most:
+        fail(f"--workers must be from 0 to {most} on this machine (one CPU per Ray Train "
+             f"worker; set RAY_ADDRESS to train on a cluster), got {workers}",
+             EXIT_INVALID_INPUT)
+
+
 def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
     """PipelineConfig from an optional YAML/JSON file; unknown keys are errors."""
     from models.pipeline import PipelineConfig
     from models.two_tower.train import TwoTowerConfig
 
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            fail(f"{path}: cannot read config: {exc}", EXIT_INVALID_INPUT)
-        if not isinstance(raw, dict):
-            fail(f"{path}: config must be a mapping", EXIT_INVALID_INPUT)
+    raw = read_config(path)
     known = {f.name for f in fields(PipelineConfig)}
     tower_known = {f.name for f in fields(TwoTowerConfig)}
     for key in raw:
@@ -115,24 +134,31 @@ def _against_truth(data: Path, result: Any, events: pd.DataFrame
 def train(
     data: Path = typer.Option(..., "--data", help="Data directory (generated or imported)."),
     registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
-    workers: int = typer.Option(0, help="Ray Train workers for the two-tower and the ranker; "
-                                "0 trains in this process (fastest on small data)."),
-    epochs: int | None = typer.Option(None, help="Two-tower epochs (overrides the config)."),
+    workers: int = typer.Option(0, min=0, help="Ray Train workers for the two-tower and the "
+                                "ranker; 0 trains in this process (fastest on small data)."),
+    epochs: int | None = typer.Option(None, min=1,
+                                      help="Two-tower epochs (overrides the config)."),
     config: Path | None = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
-    promote: str | None = typer.Option(None, help="Also point this stage at the new version."),
+    promote: Stage | None = typer.Option(None, help="Also point this stage at the new "
+                                         "version."),
 ) -> None:
     """Train the two-stage model into the registry as a new version.
 
     Trains the candidate generators and the ranker, evaluates them on a held-out later
     period, refits everything on all the data, and writes the version."""
+    from recstack.cli.features import _require_data
+
+    # Everything a user typed is checked before the imports and the work (tens of seconds).
+    _require_data(data)
+    check_workers(workers)
+    read_config(config)
     from models.bundle import save_bundle
     from models.data.dataset import read_dataset
     from models.pipeline import run
     from models.text_embeddings import TextEmbedder
-    from recstack.cli.features import _features_stale, _require_data, run_build
+    from recstack.cli.features import _features_stale, run_build
     from recstack.feature_store import apply_definitions, open_store
 
-    _require_data(data)
     pipeline_config = load_config(config, workers, epochs)
     if _features_stale(data):
         run_build(data)
@@ -187,10 +213,11 @@ def train(
 
 def recommend(
     registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
-    version: str | None = typer.Option(None, help="A version id (default: latest)."),
-    stage: str | None = typer.Option(None, help="Or a stage: dev, staging, prod."),
+    version: str | None = typer.Option(None, help="A version id or a unique prefix of one "
+                                       "(default: latest)."),
+    stage: Stage | None = typer.Option(None, help="Or a stage."),
     users: Path = typer.Option(..., "--users", help="A file with one user id per line."),
-    k: int = typer.Option(10, "--k", help="Items per user."),
+    k: int = typer.Option(10, "--k", min=1, help="Items per user."),
     out: Path = typer.Option(..., "--out", help="recs.parquet or recs.csv."),
     include_seen: bool = typer.Option(
         False, "--include-seen", help="Also recommend items a user already interacted "
@@ -209,10 +236,8 @@ def recommend(
     Without --include-seen the answer is the ranked lists the version stored at training
     time; with it, each user is scored on demand (models/scoring.py) as of the end of
     the data in --data."""
-    if out.suffix not in (".parquet", ".csv"):
-        fail(f"--out must end in .parquet or .csv, got {out.name!r}", EXIT_INVALID_INPUT)
-    if k < 1:
-        fail(f"--k must be at least 1, got {k}", EXIT_INVALID_INPUT)
+    checks.output_file("--out", out, (".parquet", ".csv"))
+    checks.not_both("--version", version, "--stage", stage)
     if not users.exists():
         fail(f"{users}: file not found", EXIT_INVALID_INPUT)
     if data is not None and not include_seen:
@@ -293,8 +318,9 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
 
 def evaluate(
     registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
-    version: str | None = typer.Option(None, help="A version id (default: latest)."),
-    stage: str | None = typer.Option(None, help="Or a stage: dev, staging, prod."),
+    version: str | None = typer.Option(None, help="A version id or a unique prefix of one "
+                                       "(default: latest)."),
+    stage: Stage | None = typer.Option(None, help="Or a stage."),
     data: Path | None = typer.Option(None, "--data", help="Check that the figures were "
                                      "measured on this data directory."),
     k: str = typer.Option("10,20,50", "--k", help="Cut-offs, comma-separated."),
@@ -304,12 +330,14 @@ def evaluate(
 
     The figures are those `recstack train` measured before the refit; the report adds
     the plots."""
+    ks = checks.cutoffs("--k", k)
+    checks.not_both("--version", version, "--stage", stage)
+    if data is not None:
+        checks.data_dir("--data", data)
+    if report is not None:
+        checks.output_file("--report", report)
     from models.evaluation.report import render
 
-    try:
-        ks = [int(part) for part in k.split(",") if part.strip()]
-    except ValueError:
-        fail(f"--k must be comma-separated integers, got {k!r}", EXIT_INVALID_INPUT)
     try:
         manifest = Registry(registry).resolve(version, stage)
     except RegistryError as exc:

@@ -79,6 +79,9 @@ def one_line(exc: typer.TyperException) -> str:
         given = _given(exc)
         return f"{name} must be {allowed_range(low, high)}" + (
             f", got {given}" if given is not None else "")
+    invalid = re.match(r"Invalid value for '[^']*': (Value error, )?(.*)", message, re.S)
+    if name and invalid:
+        return f"{name}: {invalid.group(2).rstrip('.')}"
     ctx = getattr(exc, "ctx", None)
     hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
     return message.rstrip(".") + hint

@@ -108,4 +108,6 @@ def test_models_cli(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["models", "show", "v9", *args], env=env)
     assert missing.exit_code == 1 and "no version 'v9'" in missing.stderr
     bad = runner.invoke(app, ["models", "promote", "v1", *args, "--stage", "qa"], env=env)
-    assert bad.exit_code == 1 and "unknown stage 'qa'" in bad.stderr
+    # An unknown stage is a usage error, refused before the registry is read.
+    assert bad.exit_code == 2
+    assert bad.stderr == "error: --stage: 'qa' is not one of 'dev', 'staging', 'prod'\n"

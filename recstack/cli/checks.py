@@ -1,0 +1,55 @@
+"""Checks of what a user typed that Typer's types and ranges cannot express, run
+before a command imports or computes anything, so that a typo costs no wait."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recstack.cli.console import EXIT_INVALID_INPUT, fail
+
+
+def output_file(option: str, path: Path, suffixes: tuple[str, ...] = ()) -> None:
+    """A file the command will write: its directory must exist (found out only at
+    the end otherwise), and it must not be a directory itself."""
+    if suffixes and path.suffix not in suffixes:
+        fail(f"{option} must end in {' or '.join(suffixes)}, got {path.name!r}",
+             EXIT_INVALID_INPUT)
+    if path.is_dir():
+        fail(f"{option} {path}: is a directory; name the file to write",
+             EXIT_INVALID_INPUT)
+    if not path.parent.is_dir():
+        fail(f"{option} {path}: no directory {path.parent}", EXIT_INVALID_INPUT)
+
+
+def not_both(first: str, first_value: Any, second: str, second_value: Any) -> None:
+    if first_value is not None and second_value is not None:
+        fail(f"give {first} or {second}, not both", EXIT_INVALID_INPUT)
+
+
+def data_dir(option: str, path: Path) -> None:
+    if not (path / "events.parquet").exists():
+        fail(f"{option} {path}: not a data directory (no events.parquet)",
+             EXIT_INVALID_INPUT)
+
+
+def cutoffs(option: str, text: str) -> list[int]:
+    """Comma-separated cut-offs such as `10,20,50`, each at least 1."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"{option} must be comma-separated integers, got {text!r}", EXIT_INVALID_INPUT)
+    if not values or min(values) < 1:
+        fail(f"{option} must be integers of at least 1, got {text!r}", EXIT_INVALID_INPUT)
+    return values
+
+
+def instant(option: str, text: str) -> None:
+    """An ISO 8601 time that pandas can hold."""
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except (ValueError, OverflowError) as exc:
+        fail(f"{option} must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got "
+             f"{text!r} ({exc})", EXIT_INVALID_INPUT)
