@@ -33,6 +33,7 @@ MANIFEST = "manifest.json"
 RECS_FILE = "recommendations.parquet"  # each known user's ranked list
 FALLBACK_FILE = "fallback.parquet"  # the cold-start (trending) list
 STAGES_FILE = "stages.json"
+MATCHES_SHOWN = 10  # versions an ambiguous prefix lists
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -113,25 +114,47 @@ class Registry:
         self._write_json(f"{target}/{MANIFEST}", manifest.model_dump(mode="json"))
         return manifest.version
 
-    def versions(self) -> list[Manifest]:
-        """Complete versions, oldest first."""
+    def _names(self) -> list[str]:
+        """The ids of the complete versions, sorted by id."""
         base = self._path("versions")
         if not self.fs.exists(base):
             return []
-        manifests = []
-        for entry in self.fs.ls(base, detail=False):
-            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
-            if self.fs.exists(f"{base}/{name}/{MANIFEST}"):
-                manifests.append(self.manifest(name))
+        names = (str(entry).rstrip("/").rsplit("/", 1)[-1]
+                 for entry in self.fs.ls(base, detail=False))
+        return sorted(n for n in names if self.fs.exists(f"{base}/{n}/{MANIFEST}"))
+
+    def versions(self) -> list[Manifest]:
+        """Complete versions, oldest first."""
+        manifests = [self._load(name) for name in self._names()]
         return sorted(manifests, key=lambda m: (m.created_at, m.version))
 
+    def find(self, ref: str) -> str:
+        """The id of the version that `ref` names: the whole id, or a prefix that only
+        one version's id starts with (ids are long; `v20261206-2148` is enough)."""
+        if not _VERSION.match(ref):  # also keeps `..` and `/` out of the paths
+            raise RegistryError(f"invalid version id {ref!r}")
+        if self.fs.exists(self._path("versions", ref, MANIFEST)):
+            return ref
+        matches = [name for name in self._names() if name.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = ", ".join(matches[:MATCHES_SHOWN]) + (
+                f" and {len(matches) - MATCHES_SHOWN} more"
+                if len(matches) > MATCHES_SHOWN else "")
+            raise RegistryError(f"{ref!r} is the start of {len(matches)} versions in "
+                                f"{self.uri}: {shown}; give more of the id")
+        known = ", ".join(m.version for m in self.versions()[-5:])
+        raise RegistryError(f"no version {ref!r} in {self.uri}"
+                            + (f" (latest: {known})" if known else ""))
+
     def manifest(self, version: str) -> Manifest:
-        path = self._path("versions", version, MANIFEST)
-        if not self.fs.exists(path):
-            known = ", ".join(m.version for m in self.versions()[-5:]) if version else ""
-            raise RegistryError(f"no version {version!r} in {self.uri}"
-                                + (f" (latest: {known})" if known else ""))
-        return Manifest.model_validate(self._read_json(path))
+        """The manifest of a version named by its id or a unique prefix of it."""
+        return self._load(self.find(version))
+
+    def _load(self, version: str) -> Manifest:
+        return Manifest.model_validate(self._read_json(self._path("versions", version,
+                                                                  MANIFEST)))
 
     def latest(self) -> Manifest:
         versions = self.versions()
@@ -141,7 +164,7 @@ class Registry:
 
     def fetch(self, version: str, cache: Path | None = None) -> Path:
         """A local directory with the version's files (the directory itself when local)."""
-        self.manifest(version)
+        version = self.find(version)
         source = self._path("versions", version)
         if isinstance(self.fs, LocalFileSystem):
             return Path(source)
@@ -168,7 +191,8 @@ class Registry:
         return entries[-1].version if entries else None
 
     def resolve(self, version: str | None = None, stage: str | None = None) -> Manifest:
-        """The manifest for an explicit version, a stage, or the latest version."""
+        """The manifest for a version (its id or a unique prefix), a stage, or the latest
+        version."""
         if version and stage:
             raise RegistryError("give a version or a stage, not both")
         if stage:
@@ -180,7 +204,7 @@ class Registry:
         return self.manifest(version) if version else self.latest()
 
     def promote(self, version: str, stage: str, by: str = "cli", note: str = "") -> StageEntry:
-        self.manifest(version)  # must exist
+        version = self.find(version)  # must exist; the stage keeps the whole id
         history = self.history()
         entry = StageEntry(version=version, at=datetime.now(UTC), by=by, note=note)
         history[_check_stage(stage)].append(entry)

@@ -111,3 +111,36 @@ def test_models_cli(tmp_path: Path) -> None:
     # An unknown stage is a usage error, refused before the registry is read.
     assert bad.exit_code == 2
     assert bad.stderr == "error: --stage: 'qa' is not one of 'dev', 'staging', 'prod'\n"
+
+
+def test_a_unique_prefix_names_a_version(registry: Registry, tmp_path: Path) -> None:
+    ids = ["v20261206-214800-a1b2c3", "v20261206-214900-d4e5f6", "v20261207-080000-0719aa",
+           "v20261207-08"]  # an id that is also the start of another
+    for n, version in enumerate(ids):
+        registry.publish(_manifest(version, minutes=n), _artifacts(tmp_path, f"a{n}"))
+    assert registry.find("v20261206-2149") == "v20261206-214900-d4e5f6"
+    assert registry.manifest("v20261206-2148").version == "v20261206-214800-a1b2c3"
+    assert registry.find("v20261207-08") == "v20261207-08"  # a whole id wins
+    assert registry.resolve("v20261207-0800").version == "v20261207-080000-0719aa"
+    local = registry.fetch("v20261206-2149", cache=tmp_path / "cache")
+    assert (local / "ranker" / "model.json").exists()
+    # A stage keeps the whole id, whatever named it.
+    registry.promote("v20261206-2148", "staging")
+    assert registry.stage("staging") == "v20261206-214800-a1b2c3"
+    with pytest.raises(RegistryError) as ambiguous:
+        registry.find("v20261206")
+    assert str(ambiguous.value).startswith("'v20261206' is the start of 2 versions in ")
+    assert str(ambiguous.value).endswith(
+        ": v20261206-214800-a1b2c3, v20261206-214900-d4e5f6; give more of the id")
+    with pytest.raises(RegistryError, match="no version 'v2025'"):
+        registry.promote("v2025", "dev")
+    with pytest.raises(RegistryError, match="invalid version id"):
+        registry.find("../v2026")  # no way out of the registry's directory
+
+
+def test_an_ambiguous_prefix_lists_ten_matches_at_most(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    for n in range(12):
+        registry.publish(_manifest(f"v1-{n:02d}", minutes=n), _artifacts(tmp_path, f"a{n}"))
+    with pytest.raises(RegistryError, match=r"start of 12 versions .*v1-09 and 2 more; give"):
+        registry.find("v1")
