@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def demo(
@@ -36,7 +40,7 @@ def demo(
     from models.data.dataset import read_dataset
     from recstack.cli.data import generate
     from recstack.cli.features import read_online, run_apply
-    from recstack.cli.train import recommend, train
+    from recstack.cli.train import COLD_SCORES, recommend, train
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; the demo writes a data directory there",
@@ -73,7 +77,10 @@ def demo(
               out=recs, include_seen=False, data=None)
     import pandas as pd
 
-    console.print(pd.read_csv(recs, dtype=str).to_string(index=False))
+    console.print(_shown_recommendations(pd.read_csv(recs, dtype={"user_id": str,
+                                                                   "item_id": str}),
+                                         set(dataset.events["user_id"].astype(str))))
+    console.print(COLD_SCORES, highlight=False)
     report = out / "report.html"
     _write_report(str(registry), report)
     console.print(f"evaluation report: {report}")
@@ -92,6 +99,15 @@ def demo(
                   + (f", online A/B report in {online}" if online else "")
                   + f"; try `recstack features get --data {out} --user {busiest[0]}` or "
                   f"`recstack models list --registry {registry}`")
+
+
+def _shown_recommendations(recs: pd.DataFrame, known: set[str]) -> str:
+    """The recommendations as a table, scores to 3 decimals, each row saying which
+    list it comes from: the model's for known users, trending for new ones."""
+    shown = recs.assign(score=recs["score"].map("{:.3f}".format),
+                        list=["model" if u in known else "trending (cold start)"
+                              for u in recs["user_id"]])
+    return shown.to_string(index=False)
 
 
 def _write_report(registry: str, report: Path) -> None:

@@ -28,6 +28,7 @@ from recstack.registry import (
     new_version_id,
 )
 
+SHORT = {"long_tail_share": "long-tail"}  # in a header; the manifest keeps the full name
 SHOWN = ("ndcg@10", "recall@20", "precision@10", "map@10", "coverage@10", "long_tail_share@10")
 
 
@@ -100,11 +101,25 @@ def _snapshot(data: Path, events: pd.DataFrame) -> dict[str, Any]:
             "last_event": str(events["timestamp"].max()), "events_sha256": digest}
 
 
+# The two kinds of rows a recommendation file mixes, said wherever both are printed.
+COLD_SCORES = ("note: cold-start users get the trending list, scored by trending weight "
+               "(interactions, recent ones counting more); known users' scores are the "
+               "model's (z-scores within their candidates). The scales differ: compare "
+               "ranks, not scores.")
+
+
+def _header(metric: str) -> str:
+    """`precision@10` over two lines, `@10` under `precision`: six metric columns and
+    the model's fit 80 columns with every header whole."""
+    name, _, k = metric.partition("@")
+    return f"{SHORT.get(name, name)}\n@{k}"
+
+
 def _table(metrics: dict[str, dict[str, float]], protocol: str) -> Table:
-    table = Table(title=f"Held-out evaluation ({protocol})")
-    table.add_column("model")
+    table = Table(title="Held-out evaluation", caption=protocol)
+    table.add_column("model", no_wrap=True)
     for metric in SHOWN:
-        table.add_column(metric, justify="right")
+        table.add_column(_header(metric), justify="right")
     order = ["two_stage", *sorted((m for m in metrics if m != "two_stage"),
                                   key=lambda m: -metrics[m]["ndcg@10"])]
     for model in order:
@@ -280,6 +295,8 @@ def recommend(
         result.to_parquet(out, index=False)
     errors.print(f"{len(order) - len(cold)} known user(s), {len(cold)} cold-start; "
                  f"{len(result)} rows from version {manifest.version} -> {out}")
+    if cold:
+        errors.print(COLD_SCORES)
 
 
 def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int,

@@ -89,6 +89,7 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path,
     seen = data[data["user_id"] == known[0]]["item_id"].dropna()
     assert not set(recs[recs["user_id"] == known[0]]["item_id"]) & set(seen)
     assert "1 cold-start" in rec.stderr
+    assert "scores are the model's" in rec.stderr  # the two scales are told apart
     # Told to include seen items, it scores on demand: a heavy user's own items come back
     # (this world's users re-buy their taste), and the new user still gets trending.
     again = runner.invoke(app, ["recommend", "--registry", str(registry), "--stage", "dev",
