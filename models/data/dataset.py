@@ -107,16 +107,24 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_dataset(out: Path, events: pd.DataFrame, items: pd.DataFrame,
-                  users: pd.DataFrame, overwrite: bool = False) -> Dataset:
-    """Write the three tables of a data directory (sorted, so output is deterministic)."""
-    out.mkdir(parents=True, exist_ok=True)
-    targets = [out / EVENTS_FILE, out / ITEMS_FILE, out / USERS_FILE]
-    existing = [p for p in targets if p.exists()]
+def check_destination(out: Path, overwrite: bool = False) -> None:
+    """Raise DatasetExistsError if writing a data directory at `out` would replace a
+    table without `overwrite`. Importers call it before reading their input, so that
+    a refusal comes before the work, not after a report of what was read."""
+    existing = [p for p in (out / EVENTS_FILE, out / ITEMS_FILE, out / USERS_FILE)
+                if p.exists()]
     if existing and not overwrite:
         raise DatasetExistsError(
             f"{existing[0]} already exists; pass --overwrite to replace it "
             "(or --append, where the command offers it, to add to it)")
+
+
+def write_dataset(out: Path, events: pd.DataFrame, items: pd.DataFrame,
+                  users: pd.DataFrame, overwrite: bool = False) -> Dataset:
+    """Write the three tables of a data directory (sorted, so output is deterministic)."""
+    check_destination(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / EVENTS_FILE, out / ITEMS_FILE, out / USERS_FILE]
     events = events.sort_values(["timestamp", "event_id"], kind="stable")
     items = items.sort_values("item_id", kind="stable")
     users = users.sort_values("user_id", kind="stable")

@@ -13,6 +13,7 @@ from rich.table import Table
 from models.data.dataset import (
     Dataset,
     DatasetExistsError,
+    check_destination,
     complete_catalogs,
     read_dataset,
     write_dataset,
@@ -70,6 +71,21 @@ def _accept(validated: list[Validated], skip_invalid: bool) -> None:
         errors.print(f"  e.g. {issue}", highlight=False)
 
 
+def _check_out(out: Path, overwrite: bool, append: bool = False) -> None:
+    """Before any input is read: --out takes the new tables (or holds the ones to add to)."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; a data directory goes there", EXIT_INVALID_INPUT)
+    if append:
+        if not (out / "events.parquet").exists():
+            fail(f"--append: {out / 'events.parquet'} not found; there is nothing to add to "
+                 "(leave out --append to create the directory)")
+        return
+    try:
+        check_destination(out, overwrite)
+    except DatasetExistsError as exc:
+        fail(str(exc))
+
+
 def _write(out: Path, events: pd.DataFrame, items: pd.DataFrame | None,
            users: pd.DataFrame | None, overwrite: bool) -> Dataset:
     items_full, users_full = complete_catalogs(events, items, users)
@@ -102,8 +118,7 @@ def generate(
         config.validate()
     except ValueError as exc:
         fail(str(exc), EXIT_INVALID_INPUT)
-    if not overwrite and (out / "events.parquet").exists():
-        fail(f"{out / 'events.parquet'} already exists; pass --overwrite to replace it")
+    _check_out(out, overwrite)
     with progress_bar("simulating users", users) as advance:
         dataset = run(out, config, overwrite=overwrite, progress=advance)
     _print_summary(out, dataset)
@@ -124,6 +139,7 @@ def import_movielens(
     IDs are kept verbatim."""
     from models.data.movielens import detect_layout, read_movielens
 
+    _check_out(out, overwrite)
     try:
         console.print(f"reading {src} ({detect_layout(src)} layout)")
         events, items, users = read_movielens(src)
@@ -167,6 +183,7 @@ def import_events(
 
     if overwrite and append:
         fail("--overwrite and --append exclude each other", EXIT_INVALID_INPUT)
+    _check_out(out, overwrite, append)
     try:
         columns = parse_mapping(mapping)
     except ValueError as exc:

@@ -93,6 +93,30 @@ def test_import_events_skip_invalid_reports_counts(tmp_path: Path) -> None:
     assert sorted(items["item_id"]) == ["s1"]  # catalog derived from the accepted events
 
 
+def test_an_existing_destination_is_refused_before_the_input_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "events.csv"
+    src.write_text(BAD_CSV)
+    out = tmp_path / "d"
+    assert run("data", "import", "events", str(src), "--out", str(out), *MAP,
+               "--skip-invalid").exit_code == 0
+    before = (out / "events.parquet").read_bytes()
+    again = run("data", "import", "events", str(src), "--out", str(out), *MAP,
+                "--skip-invalid")
+    assert again.exit_code == 1
+    # One line, the refusal: no report of skipped rows that then come to nothing.
+    assert again.stderr.startswith(f"error: {out / 'events.parquet'} already exists; pass "
+                                   "--overwrite")
+    assert again.stderr.count("\n") == 1 and "skipped" not in again.stderr
+    assert (out / "events.parquet").read_bytes() == before
+    nothing = run("data", "import", "events", str(src), "--out", str(tmp_path / "new"),
+                  *MAP, "--skip-invalid", "--append")
+    assert nothing.exit_code == 1 and "nothing to add to" in nothing.stderr
+    assert "skipped" not in nothing.stderr
+    movielens = run("data", "import", "movielens", str(tmp_path / "no-such-dir"), "--out",
+                    str(out))
+    assert movielens.exit_code == 1 and "already exists" in movielens.stderr
+
+
 def test_import_events_with_catalog_and_append(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     events.write_text('{"event_id": "a", "user_id": "u", "item_id": "x", '
