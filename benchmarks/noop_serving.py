@@ -1,4 +1,5 @@
-"""The load test's floors: servers that do no work, behind the same KServe front.
+"""The load test's floors: servers that do no work, behind the same KServe front
+(serving/http_server.py, as `recstack serve` runs it).
 
     python benchmarks/noop_serving.py model --port 8081
         a KServe ModelServer with one model, `recommender`, that parses the V1
@@ -29,8 +30,14 @@ def _answer(request: Any) -> dict[str, Any]:
             "degraded": False, "fallback": None, "cached": False}
 
 
+def _run(model: Any, port: int) -> None:
+    from serving.http_server import Access, Health, build_app, run
+
+    run(build_app([model], Health(lambda: None, lambda: None), Access()), "127.0.0.1", port)
+
+
 def serve_model(port: int) -> None:
-    from kserve import Model, ModelServer
+    from kserve import Model
 
     from serving.requests import RecommendRequest, parse_v1
 
@@ -42,11 +49,10 @@ def serve_model(port: int) -> None:
         async def predict(self, payload: Any, headers: Any = None) -> dict[str, Any]:
             return {"predictions": [_answer(r) for r in parse_v1(payload, RecommendRequest)]}
 
-    ModelServer(http_port=port, enable_grpc=False, workers=1).start([Noop()])
+    _run(Noop(), port)
 
 
 def serve_graph(port: int, fused: bool = False) -> None:
-    from kserve import ModelServer
     from kserve.model import InferenceVerb
     from kserve.ray import RayModel
     from ray import serve
@@ -98,7 +104,7 @@ def serve_graph(port: int, fused: bool = False) -> None:
     handle = serve.run(app, name="noop", route_prefix=None)
     model = Front(MODEL, handle)
     model.load()
-    ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
+    _run(model, port)
 
 
 def main() -> None:

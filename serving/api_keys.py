@@ -1,6 +1,7 @@
-"""API keys for the write routes: from `RECSTACK_API_KEYS` (comma-separated) and/or
-the file `RECSTACK_API_KEYS_FILE` names (one key per line; blank lines and `#`
-comments ignored).
+"""API keys: from a variable of comma-separated keys and/or a file of keys (one per
+line; blank lines and `#` comments ignored). The collector's write routes use
+`RECSTACK_API_KEYS` / `RECSTACK_API_KEYS_FILE`; `recstack serve` names its own pair
+for inference and another for model control (serving/http_server.py).
 
 The file is re-read whenever it changes, checked on every request (one `stat`),
 because a mounted Kubernetes secret is rotated in place: the kubelet swaps a
@@ -33,9 +34,12 @@ def read_keys_file(path: Path) -> list[str]:
 
 
 class ApiKeys:
-    def __init__(self, keys: Iterable[str] = (), file: Path | None = None) -> None:
+    def __init__(self, keys: Iterable[str] = (), file: Path | None = None,
+                 names: tuple[str, str] = (KEYS_VAR, KEYS_FILE_VAR)) -> None:
+        """`names`: the two variables, for messages."""
         self._fixed = [k.encode() for k in keys if k]
         self._file = file
+        self._var, self._file_var = names
         self._from_file: list[bytes] = []
         self._signature: tuple[int, int, int] | None = None
         self._failing = False  # log a failing file once, not on every request
@@ -43,18 +47,21 @@ class ApiKeys:
             try:
                 self._reload(file)
             except (OSError, ValueError) as exc:
-                raise ApiKeyError(f"{KEYS_FILE_VAR}={file}: cannot read it: {exc}") from exc
+                raise ApiKeyError(f"{self._file_var}={file}: cannot read it: {exc}") from exc
         if not self._fixed and not self._from_file:
-            raise ApiKeyError(f"{KEYS_VAR} / {KEYS_FILE_VAR} hold no key")
+            raise ApiKeyError(f"{self._var} / {self._file_var} hold no key")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiKeys | None:
-        """The keys the environment names; None when neither variable is set."""
+    def from_env(cls, env: Mapping[str, str] | None = None, var: str = KEYS_VAR,
+                 file_var: str = KEYS_FILE_VAR) -> ApiKeys | None:
+        """The keys the environment names in `var` and `file_var`; None when neither
+        is set."""
         env = os.environ if env is None else env
-        inline, file = env.get(KEYS_VAR, "").strip(), env.get(KEYS_FILE_VAR, "").strip()
+        inline, file = env.get(var, "").strip(), env.get(file_var, "").strip()
         if not inline and not file:
             return None
-        return cls([k.strip() for k in inline.split(",")], Path(file) if file else None)
+        return cls([k.strip() for k in inline.split(",")], Path(file) if file else None,
+                   (var, file_var))
 
     def accepts(self, presented: str) -> bool:
         candidate = presented.encode()
@@ -71,7 +78,7 @@ class ApiKeys:
             except (OSError, ValueError) as exc:  # ValueError: not UTF-8
                 if not self._failing:
                     log.error("%s=%s: cannot read it (%s); keeping the %d key(s) read before",
-                              KEYS_FILE_VAR, self._file, exc, len(self._from_file))
+                              self._file_var, self._file, exc, len(self._from_file))
                 self._failing = True
         return self._fixed + self._from_file
 
@@ -82,5 +89,5 @@ class ApiKeys:
             return
         keys = [k.encode() for k in read_keys_file(file)]
         if self._signature is not None:
-            log.info("%s=%s changed: %d key(s) now", KEYS_FILE_VAR, file, len(keys))
+            log.info("%s=%s changed: %d key(s) now", self._file_var, file, len(keys))
         self._from_file, self._signature = keys, signature

@@ -19,6 +19,7 @@ defaults below. A mistake is reported with the file and the key, for example
     watch_interval_s: 10         # how often stage pointers are re-read (0: never)
     item_staleness_s: 300        # how old a cached item feature row may be
     store_timeout_s: 1.0         # Redis read timeout before answering degraded
+    health: {interval_s: 1, timeout_s: 2, grace_s: 60}  # graph probes (serving/health.py)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from serving.health import HealthConfig
 from serving.rules import RuleConfig
 
 # How old an in-process item feature row may be. Item features are daily popularity
@@ -116,6 +118,7 @@ class ServeConfig(_Strict):
     watch_interval_s: float = Field(default=10.0, ge=0)
     item_staleness_s: float = Field(default=ITEM_STALENESS_S, gt=0)
     store_timeout_s: float = Field(default=STORE_TIMEOUT_S, gt=0)
+    health: HealthConfig = HealthConfig()
 
     def store_options(self) -> StoreOptions:
         return StoreOptions(timeout_s=self.store_timeout_s,

@@ -10,7 +10,6 @@ and INT32 `k` in; BYTES `item_ids` and FP32 `scores` out, [users, k], padded wit
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from pathlib import Path
@@ -27,6 +26,8 @@ from recstack.registry import Registry
 from serving.cache import ResponseCache, key_prefix
 from serving.config import ServeConfig
 from serving.front import Deployer, Front
+from serving.health import GraphHealth
+from serving.http_server import Access, Health, build_app, run
 from serving.requests import (
     RankRequest,
     RecommendRequest,
@@ -127,38 +128,25 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
     return front
 
 
-class InvalidInputAsWarning(logging.Filter):
-    """KServe logs every 400 (InvalidInput) at ERROR with a traceback, which buries
-    real errors under clients' mistakes; this makes each a one-line warning."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, InvalidInput):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg, record.args = "bad request (400): %s", (exc,)
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
 def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path,
-                  version: str | None, stage: str | None, port: int) -> None:
-    """Start local Ray, the graphs and KServe's ModelServer on `port` (blocks)."""
-    from kserve import ModelServer
-
+                  version: str | None, stage: str | None, host: str, port: int,
+                  access: Access) -> None:
+    """Start local Ray, the graphs and the KServe routes on host:port (blocks)."""
     from models.ray_runtime import ensure_ray
 
     ensure_ray()
-    logging.getLogger("kserve").addFilter(InvalidInputAsWarning())  # kept by dictConfig
     telemetry()  # metrics registered before the first scrape
     front = open_front(registry, config, data_dir, version, stage)
     stop = threading.Event()
     if config.watch_interval_s > 0:
         front.watch(stop)
+    health = GraphHealth(front.graphs, config.health)
+    health.watch(stop)
     models = [FrontModel(name, front) for name in MODELS]
     for model in models:
         model.load()
     try:
-        ModelServer(http_port=port, enable_grpc=False, workers=1).start(models)
+        run(build_app(models, Health(health.ready, health.live), access), host, port)
     finally:
         stop.set()
         telemetry().shutdown()

@@ -163,6 +163,12 @@ class Front:
         thread.start()
         return thread
 
+    def graphs(self) -> list[tuple[str, DeploymentHandle]]:
+        """(application, ingress handle) of every graph now served, for the health probe."""
+        running = {v.running.app: v.running.handle for v in self.variants
+                   if v.running is not None}
+        return list(running.items())
+
     def _resolve(self, variant: VariantConfig) -> str:
         if variant.version is not None or variant.stage is not None:
             return self.registry.resolve(variant.version, variant.stage).version

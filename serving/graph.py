@@ -93,6 +93,9 @@ class Retriever:
     def retrieve(self, query: Query) -> tuple[Found, Timings]:
         return find(self.join, self.scorer, query)
 
+    def ready(self) -> bool:
+        return True
+
 
 def _at(at_ns: int) -> pd.Timestamp:
     """The request's time, sent between deployments as nanoseconds since the epoch."""
@@ -150,6 +153,9 @@ class Ranker:
                                          found.degraded, variant)
         return answer | {"timings": timings, "candidates": len(columns)}
 
+    def ready(self) -> bool:
+        return True
+
     def find(self, query: Query) -> tuple[Found, Timings]:
         """The Retriever's work, in this replica (fused graphs)."""
         return find(self.recommender.join, self.recommender.scorer, query)
@@ -186,7 +192,12 @@ class RecommenderIngress:
         """`retriever` None: a fused graph, whose Ranker retrieves too."""
         self.retriever, self.ranker, self.version = retriever, ranker, version
 
-    def ready(self) -> str:
+    async def ready(self) -> str:
+        """The health probe (serving/health.py): this replica and one of each deployment
+        behind it answer."""
+        if self.retriever is not None:
+            await self.retriever.ready.remote()
+        await self.ranker.ready.remote()
         return self.version
 
     async def recommend(self, body: dict[str, Any], rules: dict[str, Any],

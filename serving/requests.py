@@ -14,12 +14,14 @@ MovieLens-style numeric ids send them as numbers. Counts are strict integers:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
+import orjson
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -96,20 +98,26 @@ def _path(prefix: str, loc: Sequence[int | str]) -> str:
 
 
 def _reason(error: ValidationError, prefix: str) -> str:
-    problems = [f"{_path(prefix, e['loc'])}: {e['msg']}" for e in error.errors()]
+    problems = [f"{_path(prefix, e['loc']).lstrip('.') or 'body'}: {e['msg']}"
+                for e in error.errors()]
     more = len(problems) - SHOWN_ERRORS
     return "; ".join(problems[:SHOWN_ERRORS]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _json(body: Any) -> Any:
     """A V1 body as KServe hands it over: parsed already (a dict) or raw bytes when the
-    client sent no JSON content type."""
+    client sent no JSON content type. orjson, as KServe parses: it refuses text that is
+    not Unicode (a lone surrogate such as \\ud800), which no store downstream can hold."""
     if isinstance(body, bytes | bytearray | str):
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from None
+        return parse_json(body)
     return body
+
+
+def parse_json(body: bytes | bytearray | str, what: str = "body") -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
 
 
 def parse_v1(body: Any, model: type[Request]) -> list[Request]:
@@ -199,3 +207,73 @@ def parse_v2_recommend(request: InferRequest) -> list[RecommendRequest]:
             raise InvalidInput("; ".join(f"{e['loc'][0]}[{n}]: {e['msg']}"
                                          for e in exc.errors()[:SHOWN_ERRORS])) from None
     return out
+
+
+class _BinaryInput(BaseModel):
+    """An input of a binary-extension request's JSON header: `data` inline, or
+    `parameters.binary_data_size` bytes of the body after the header."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class _BinaryHeader(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[_BinaryInput]
+    outputs: list[dict[str, Any]] | None = None
+
+
+def decode_v2(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
+    """A V2 infer body into KServe's InferRequest, or InvalidInput saying why not.
+
+    JSON whatever the content type says (tritonclient's JSON mode sends none), or
+    the binary tensor extension when `Inference-Header-Content-Length` is given: a
+    JSON header of that many bytes, then each input's `binary_data_size` bytes, which
+    must add up to the rest of the body."""
+    declared = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+    if declared is None:
+        request = _validated(InferenceRequest, parse_json(body))
+        return _kserve_parse(lambda: InferRequest.from_inference_request(request, model_name))
+    if not declared.isdigit() or int(declared) > len(body):
+        raise InvalidInput(f"{INFERENCE_CONTENT_LENGTH_HEADER}: expected the length of the "
+                           f"JSON header, 0 to {len(body)} bytes, got {declared!r}")
+    length = int(declared)
+    header = _validated(_BinaryHeader, parse_json(body[:length], "the JSON header"))
+    sizes: list[int] = []
+    for n, tensor in enumerate(header.inputs):
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if tensor.data is None and size is None:
+            raise InvalidInput(f"inputs[{n}] ({tensor.name}): neither data nor "
+                               "parameters.binary_data_size")
+        if tensor.data is None and (not isinstance(size, int) or isinstance(size, bool)
+                                    or size < 0):
+            raise InvalidInput(f"inputs[{n}].parameters.binary_data_size: expected a "
+                               f"number of bytes, got {size!r}")
+        sizes.append(size if tensor.data is None else 0)  # type: ignore[arg-type]
+    if sum(sizes) != len(body) - length:
+        raise InvalidInput(f"binary data: the inputs declare {sum(sizes)} bytes "
+                           f"(binary_data_size), the body holds {len(body) - length} "
+                           "after the JSON header")
+    return _kserve_parse(lambda: InferRequest.from_bytes(body, length, model_name))
+
+
+def _validated(model: type[Request], raw: Any) -> Request:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(_reason(exc, "")) from None
+
+
+def _kserve_parse(parse: Callable[[], InferRequest]) -> InferRequest:
+    """KServe's own tensor decoding, whose errors on a client's bytes (struct.error,
+    ValueError from numpy on a short BYTES element) are the client's: a 400."""
+    try:
+        return parse()
+    except InvalidInput:
+        raise
+    except Exception as exc:
+        raise InvalidInput(f"tensor data: {exc}") from None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
 from recstack.registry import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from serving.http_server import Access
 
 
 def serve(
@@ -16,7 +20,14 @@ def serve(
     stage: str | None = typer.Option(
         None, help="Or a stage (dev, staging, prod), followed as it moves: a promotion "
         "is loaded beside the serving version and takes over once ready."),
-    port: int = typer.Option(8080, help="HTTP port for the KServe V1/V2 routes."),
+    port: int = typer.Option(8080, min=1, max=65535,
+                             help="HTTP port for the KServe V1/V2 routes."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: all)."),
+    model_control: bool = typer.Option(
+        False, "--model-control",
+        help="Mount KServe's model-repository routes (POST /v2/repository/models/NAME/"
+        "load and unload), which take a key from RECSTACK_ADMIN_KEYS or "
+        "RECSTACK_ADMIN_KEYS_FILE."),
     data: Path | None = typer.Option(
         None, "--data", help="Data directory holding the Feast repo (default: the one "
         "the version was trained on)."),
@@ -24,11 +35,14 @@ def serve(
         None, "--config", help="serve.yaml: replicas and resources per deployment, rules, "
         "cache, A/B variants (see serving/config.py)."),
 ) -> None:
-    """Serve a version: KServe's ModelServer on PORT with the recommender, similar-items
-    and ranker models, backed by a Ray Serve graph (Retriever, Ranker, ingress) per
-    version, reading features from the online store."""
+    """Serve a version: KServe's V1 and V2 routes on HOST:PORT for the recommender,
+    similar-items and ranker models, each version on a Ray Serve graph (Retriever,
+    Ranker, ingress), features from the online store. With RECSTACK_SERVE_API_KEYS
+    (or RECSTACK_SERVE_API_KEYS_FILE) set, every route but the health probes and
+    /metrics asks for one of those keys."""
     import sys
 
+    from serving.api_keys import ApiKeyError
     from serving.config import ConfigError, load_config
 
     # kserve.model_server parses sys.argv when imported, and argparse reads our
@@ -38,7 +52,8 @@ def serve(
 
     try:
         settings = load_config(config)
-    except ConfigError as exc:
+        access = serve_access(model_control)
+    except (ConfigError, ApiKeyError) as exc:
         fail(str(exc), EXIT_INVALID_INPUT)
     try:
         reg = Registry(registry)
@@ -53,5 +68,27 @@ def serve(
         fail(f"--data {data}: not a data directory (no events.parquet); pass --data DIR",
              EXIT_INVALID_INPUT)
     following = f"stage {stage}" if stage else f"version {manifest.version}"
-    console.print(f"serving {following} ({manifest.version}) on port {port} (data {data})")
-    serve_forever(reg, settings, data, version, stage, port)
+    guarded = "API keys required" if access.api_keys else "no API key asked"
+    control = ", model control on (admin key)" if access.admin_keys else ""
+    console.print(f"serving {following} ({manifest.version}) on http://{host}:{port} "
+                  f"({guarded}{control}; data {data})", highlight=False)
+    serve_forever(reg, settings, data, version, stage, host, port, access)
+
+
+def serve_access(model_control: bool) -> Access:
+    """Who may call what, from the environment (serving/http_server.py)."""
+    from serving.api_keys import ApiKeyError, ApiKeys
+    from serving.http_server import (
+        ADMIN_KEYS_FILE_VAR,
+        ADMIN_KEYS_VAR,
+        SERVE_KEYS_FILE_VAR,
+        SERVE_KEYS_VAR,
+        Access,
+    )
+
+    api_keys = ApiKeys.from_env(var=SERVE_KEYS_VAR, file_var=SERVE_KEYS_FILE_VAR)
+    admin_keys = ApiKeys.from_env(var=ADMIN_KEYS_VAR, file_var=ADMIN_KEYS_FILE_VAR)
+    if model_control and admin_keys is None:
+        raise ApiKeyError(f"--model-control: set {ADMIN_KEYS_VAR} or {ADMIN_KEYS_FILE_VAR} "
+                          "(the keys the load and unload routes ask for)")
+    return Access(api_keys, admin_keys if model_control else None)

@@ -18,7 +18,7 @@ from serving.recommender import Recommender
 from serving.requests import RecommendRequest
 from serving.rules import RuleConfig
 from tests.conftest import TEST_REDIS
-from tests.serving.test_serve import _call, serving
+from tests.serving.live_server import _call, serving
 
 pytestmark = pytest.mark.integration
 PROJECT = "recstack_test_fused"
