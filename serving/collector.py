@@ -4,10 +4,13 @@ Routes (FastAPI; the spec is at `/openapi.json`, browsable at `/docs`):
 - `POST /v1/events`: one event object, or `{"events": [...]}` with 1 to 1000.
   Each event is validated on its own (`serving.events`): 202 once Redis has
   acknowledged the valid ones, with `{"accepted", "duplicates", "rejected"}`, each
-  rejection an index and a reason that names the field; 400 (same body) when none
-  is valid; 413 for a batch or body too large; 401 without a valid API key; 503
-  with `Retry-After` when Redis fails, in which case nothing is reported accepted
-  and a retry is safe (events are stored once per `event_id`).
+  rejection an index and a reason that names the field (a batch whose events are
+  all bad is still a 202, `accepted` 0: its items are checked one by one); 400
+  with the same body for a lone event that is not valid, or `{"detail": ...}` for
+  a malformed body or a batch over 1000 events; 413
+  for a body over 16 MiB; 401 without a valid API key; 503 with `Retry-After` when
+  Redis fails, in which case nothing is reported accepted and a retry is safe
+  (events are stored once per `event_id`).
 - `DELETE /v1/users/{user_id}`: forget a user. Their cached recommendations are
   invalidated at once; a `forget_user` entry in the stream has the consumer delete
   their online features (within about a second) and hide their offline events,
@@ -19,7 +22,6 @@ Routes (FastAPI; the spec is at `/openapi.json`, browsable at `/docs`):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -28,17 +30,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from redis.exceptions import RedisError
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from recstack.redis_address import RedisAddress
 from recstack.settings import Settings
 from serving.api_keys import ApiKeyError, ApiKeys
 from serving.event_stream import DEFAULT_DEDUPE_TTL_S, EventStream
-from serving.events import MAX_ID_LENGTH, Event, parse_events
+from serving.events import ID_PATTERN, MAX_ID_LENGTH, Event, parse_events
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +134,12 @@ def _request_schema() -> dict[str, Any]:
     # The body is read by hand (a bad event must reject only itself), so FastAPI cannot
     # infer its schema; this states it for /openapi.json.
     event = Event.model_json_schema()
+    # A batch's events are checked one by one: any item is well-formed, and a bad one is
+    # rejected alone in the answer (anyOf keeps Event in the docs).
+    item = {"anyOf": [event, {}],
+            "description": "An event; each is checked on its own, a bad one rejected alone."}
     batch = {"type": "object", "additionalProperties": False, "required": ["events"],
-             "properties": {"events": {"type": "array", "items": event, "minItems": 1,
+             "properties": {"events": {"type": "array", "items": item, "minItems": 1,
                                        "maxItems": MAX_BATCH}}}
     return {"required": True,
             "content": {"application/json": {"schema": {"oneOf": [event, batch]}}}}
@@ -152,18 +161,22 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
 
     @app.post("/v1/events", status_code=202, response_model=EventsResult,
               dependencies=guard, openapi_extra={"requestBody": _request_schema()},
-              responses={400: {"model": EventsResult,
-                               "description": "No valid event, or a malformed body"},
-                         401: {"model": Problem}, 413: {"model": Problem},
+              responses={400: {"description": "A lone event that is not valid (the result), "
+                               "or a malformed body (a problem)", "content": {"application/json": {
+                                   "schema": {"anyOf": [
+                                       {"$ref": "#/components/schemas/EventsResult"},
+                                       {"$ref": "#/components/schemas/Problem"}]}}}},
+                         401: {"model": Problem},
+                         413: {"model": Problem, "description": "Body over 16 MiB"},
                          503: {"model": Problem, "description": "Redis failed; retry"}})
     async def post_events(request: Request) -> JSONResponse:
         """Append one event or a batch to the stream, each stored once per event_id."""
         raw, path = _split_body(_parse_json(await _read_body(request)))
         valid, rejected = parse_events(raw, path)
-        if not valid:
+        if not valid:  # a lone bad event is a bad request; a batch answers per event
             result = EventsResult(accepted=0, duplicates=0, rejected=[
                 RejectedEvent(index=r.index, reason=r.reason) for r in rejected])
-            return JSONResponse(result.model_dump(), status_code=400)
+            return JSONResponse(result.model_dump(), status_code=202 if path else 400)
         try:
             appended = await events.append(valid)
         except (RedisError, OSError) as exc:
@@ -177,11 +190,13 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
                                         for r in rejected])
         return JSONResponse(result.model_dump(), status_code=202)
 
-    @app.delete("/v1/users/{user_id:path}", status_code=202, response_model=UserDeletion,
+    @app.delete("/v1/users/{user_id:any}", status_code=202, response_model=UserDeletion,
                 dependencies=guard,
-                responses={401: {"model": Problem}, 422: {"description": "Bad user id"},
+                responses={400: {"model": Problem, "description": "Bad user id"},
+                           401: {"model": Problem},
                            503: {"model": Problem, "description": "Redis failed; retry"}})
     async def delete_user(user_id: str = Path(min_length=1, max_length=MAX_ID_LENGTH,
+                                              pattern=ID_PATTERN,
                                               description="As in events; may hold `/`.")
                           ) -> UserDeletion:
         """Forget a user: their cached recommendations now, their online features and
@@ -197,6 +212,14 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
         return UserDeletion(user_id=user_id, stream_id=stream_id,
                             done_now=["cached recommendations invalidated"],
                             follows=DELETION_FOLLOWS)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """A bad path parameter is a 400 with a reason, as a bad body is (not FastAPI's
+        422 with its own shape)."""
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                    for e in exc.errors()[:5]]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -215,6 +238,15 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
 
     return app
 
+
+class _AnyText(StringConvertor):
+    """A path parameter of any characters, newlines too (Starlette's `path` stops at a
+    newline, which then answers 404), so that the id's own check answers 400."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("any", _AnyText())
 
 _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
@@ -249,20 +281,15 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_json(body: bytes) -> Any:
+    """orjson, strict where Python's parser is lax: no NaN or Infinity, no lone
+    surrogate (\\ud800 is not Unicode, and could not be stored), no invalid UTF-8,
+    at most 1024 levels deep."""
     if not body.strip():
         raise HTTPException(400, "empty body: send an event object or {\"events\": [...]}")
     try:
-        # parse_constant: Python's parser would read NaN and Infinity, which JSON lacks.
-        return json.loads(body, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise HTTPException(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:  # not UTF-8, NaN, nested too deep
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise HTTPException(400, f"body is not valid JSON: {exc}") from None
 
 
@@ -282,8 +309,8 @@ def _split_body(body: Any) -> tuple[list[Any], str]:
                                 f"{_JSON_TYPES.get(type(batch), 'an object')}")
         if not batch:
             raise HTTPException(400, f"events: empty; send 1 to {MAX_BATCH} events")
-        if len(batch) > MAX_BATCH:
-            raise HTTPException(413, f"events: {len(batch)} events; at most {MAX_BATCH} per "
+        if len(batch) > MAX_BATCH:  # the schema's maxItems: a bad request, not a size
+            raise HTTPException(400, f"events: {len(batch)} events; at most {MAX_BATCH} per "
                                 "request, split the batch")
         return batch, "events"
     if isinstance(body, dict):

@@ -9,8 +9,15 @@ than or equal to 0`.
 
 IDs are strings kept verbatim; a JSON integer is read as its decimal string
 (clients holding MovieLens-style numeric ids send numbers), as the serving
-requests do. Timestamps must be ISO 8601 with a timezone: a naive time or a bare
+requests do, except `request_id`, which only ever comes from a recommendation
+answer. Timestamps must be ISO 8601 with a timezone: a naive time or a bare
 epoch number is ambiguous, and guessing would file events at the wrong hour.
+
+What is accepted must be readable by everything downstream, so the checks are
+those of the strictest reader: a timestamp from 1970 to a day after now (pandas
+holds 1677 to 2262 only, and an event from the future would sit in every recency
+feature as the user's latest), text without lone surrogates (not Unicode: no
+UTF-8 encoder, so no Redis, parquet or Feast write, takes it).
 
 An event without an `event_id` gets one derived from its content (every other
 field, the timestamp included), so a retry of the same content is stored once.
@@ -27,7 +34,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -52,6 +59,8 @@ MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1000
 MAX_CONTEXT_CHARS = 4096  # the context as canonical JSON text
 SHOWN_ERRORS = 5  # a reason lists at most this many problems of one event
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_AHEAD = timedelta(days=1)  # clock skew of a client allowed into the future
 
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "search",
                     "impression"]
@@ -79,7 +88,28 @@ def _iso_string(value: Any) -> Any:
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of range
+        utc = EARLIEST - timedelta(days=1)
+    latest = datetime.now(UTC) + MAX_AHEAD
+    if not EARLIEST <= utc <= latest:
+        raise PydanticCustomError(
+            "timestamp_range", "Input should be between {earliest} and a day from now "
+            "({latest}), got {value}", {"earliest": EARLIEST.isoformat(),
+                                        "latest": latest.isoformat(timespec="seconds"),
+                                        "value": value.isoformat()})
+    return utc
+
+
+def _unicode(text: str) -> None:
+    """Text that UTF-8 can encode: a lone surrogate (JSON's \\ud800) is not."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise PydanticCustomError(
+            "unicode", "Input should be valid Unicode text; {char} at {at} is a lone "
+            "surrogate", {"char": repr(text[exc.start]), "at": exc.start}) from None
 
 
 def _context_json(value: Any) -> Any:
@@ -94,6 +124,7 @@ def _context_json(value: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise PydanticCustomError("context_json", "Input should be plain JSON: {error}",
                                   {"error": str(exc)}) from None
+    _unicode(text)
     if len(text) > MAX_CONTEXT_CHARS:
         raise PydanticCustomError("context_size",
                                   "Input should be at most {max} characters as JSON, got {n}",
@@ -101,13 +132,28 @@ def _context_json(value: Any) -> Any:
     return text
 
 
+# No control characters in ids: a newline or NUL in an id breaks logs, CSV exports and
+# URL paths (a user must stay deletable by DELETE /v1/users/{id}).
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+              "pattern": ID_PATTERN}
 # The constraint first, so that the integer-to-string step runs before it.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strict=True),
-               BeforeValidator(_integer_as_id)]
+# (Strict text refuses lone surrogates itself; `context` is checked in `_context_json`.)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strict=True,
+                                     pattern=ID_PATTERN),
+               BeforeValidator(_integer_as_id),
+               WithJsonSchema({"anyOf": [_ID_SCHEMA, {"type": "integer"}]})]
+StrictId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH,
+                                            strict=True, pattern=ID_PATTERN)]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH,
                                          strict=True)]
 Value = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string), AfterValidator(_as_utc)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string), AfterValidator(_as_utc),
+                      WithJsonSchema({"anyOf": [
+                          {"type": "string", "format": "date-time",
+                           "pattern": r"^(19[7-9][0-9]|20[0-9][0-9])-"}, {"type": "null"}],
+                          "description": "ISO 8601 with a timezone, from 1970 to a day "
+                                         "from now (absent or null: the time of arrival)"})]
 Context = Annotated[str | None, BeforeValidator(_context_json),
                     WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "null"}],
                                     "description": "Free-form JSON object (device, page, ...)."})]
@@ -127,7 +173,13 @@ STORED = "stored"
 class Event(BaseModel):
     """One event as a client sends it. Unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update(
+        allOf=[{"if": {"properties": {"event_type": {"const": "search"}}},
+                "then": {"required": ["query"], "properties": {"query": {"type": "string"}}},
+                "else": {"required": ["item_id"], "properties": {
+                    "item_id": {"anyOf": [_ID_SCHEMA, {"type": "integer"}]}}}},
+               {"if": {"properties": {"event_type": {"const": "rating"}}},
+                "then": {"required": ["value"], "properties": {"value": {"type": "number"}}}}]))
     _json: str = PrivateAttr(default="")
 
     event_id: Id | None = None
@@ -140,12 +192,13 @@ class Event(BaseModel):
     value: Value | None = None
     """Rating (required for `rating`), dwell seconds (`view`), amount (`purchase`)."""
     timestamp: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
-    """ISO 8601 with a timezone; absent or null: when the collector received it."""
+    """ISO 8601 with a timezone, from 1970 to a day from now; absent or null: when the
+    collector received it."""
     session_id: Id | None = None
     query: Query | None = None
     """Search text; required for `search`."""
-    request_id: Id | None = None
-    """The recommendation response that caused this event."""
+    request_id: StrictId | None = None
+    """The recommendation response that caused this event (its `request_id`)."""
     context: Context = None
 
     @model_validator(mode="after")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -59,6 +59,37 @@ def test_missing_timestamp_is_now_and_naive_or_epoch_timestamps_are_rejected() -
     for epoch in (1714564800, "1714564800"):
         assert reason({**VIEW, "timestamp": epoch}).startswith(
             "timestamp: Input should be an ISO 8601 date and time with a timezone")
+
+
+@pytest.mark.parametrize("stamp", [
+    "0001-01-01T00:00:00+01:00",  # overflowed converting to UTC: was a 500 (issue 17)
+    "0001-01-01T00:00:00Z", "1677-09-21T00:12:43Z", "1969-12-31T23:59:59Z",
+    "2262-04-12T00:00:00Z",  # beyond pandas: once accepted, it stopped the consumer
+    "9999-12-31T23:59:59-05:00", "3000-01-01T00:00:00Z",
+])
+def test_timestamps_every_reader_cannot_hold_are_refused(stamp: str) -> None:
+    assert reason({**VIEW, "timestamp": stamp}).startswith(
+        "timestamp: Input should be between 1970-01-01T00:00:00+00:00 and a day from now")
+
+
+def test_timestamps_at_the_edges_of_the_range() -> None:
+    assert Event.model_validate({**VIEW, "timestamp": "1970-01-01T00:00:00Z"})
+    soon = (datetime.now(UTC) + timedelta(hours=23)).isoformat()
+    assert Event.model_validate({**VIEW, "timestamp": soon})
+    later = (datetime.now(UTC) + timedelta(hours=25)).isoformat()
+    assert reason({**VIEW, "timestamp": later}).startswith("timestamp: Input should be")
+
+
+def test_text_no_store_can_hold_is_refused() -> None:
+    assert reason({**VIEW, "context": {"note": "a\ud800b"}}) == \
+        "context: Input should be valid Unicode text; '\\ud800' at 10 is a lone surrogate"
+    assert reason({**VIEW, "user_id": "\udfff"}).startswith("user_id: Input should be a valid "
+                                                            "string")
+    for control in ("a\nb", "\x00", "tab\there", "\x7f"):
+        assert reason({**VIEW, "item_id": control}).startswith(
+            "item_id: String should match pattern")
+    assert reason({**VIEW, "request_id": 42}) == "request_id: Input should be a valid string"
+    assert Event.model_validate({**VIEW, "user_id": 42, "item_id": 7}).user_id == "42"
 
 
 def test_contract_rules_by_event_type() -> None:
