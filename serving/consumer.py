@@ -18,8 +18,15 @@ tombstoned (hidden at once, deleted by the next compaction), their Feast online 
 deleted and their cache invalidated; the events after it are written after, and
 kept: they are new data the user sent after the deletion.
 
-When a sink fails (Redis or the store down, a full disk) nothing is acknowledged:
-the batch is retried with backoff, for as long as it takes, and never dropped.
+Failures are of two kinds, told apart by what was raised:
+- the sink's (Redis or the store down or refusing, a full disk: `TRANSIENT`):
+  nothing is acknowledged; the batch is retried with backoff, for as long as it
+  takes, and never dropped;
+- the entry's (anything else, e.g. a value a sink cannot convert): the run is
+  halved until the entries that fail on their own are found; those go to the
+  dead-letter stream with the error as their reason, and the rest is written. One
+  entry can never stall the group. (Entries that are not valid events are found
+  before any write, step 1.)
 Killed at any point, a restarted consumer first re-reads its own pending entries
 (XREADGROUP from id 0), and any consumer claims entries left idle too long by a dead
 one (XAUTOCLAIM). A redelivered entry is harmless: the offline sink skips ids it
@@ -62,7 +69,7 @@ from typing import Any
 
 import redis
 
-from models.data.event_log import EventLog, compact, forget_user
+from models.data.event_log import EventLog, compact, forget_user, hide_dead
 from recstack.feature_store import RedisAddress, open_store
 from recstack.settings import Settings
 from serving.cache import key_prefix
@@ -82,6 +89,7 @@ log = logging.getLogger("recstack.consumer")
 DEFAULT_GROUP = "recstack-consumers"
 TRIM_EVERY_S = 30.0
 Entry = tuple[bytes, dict[bytes, bytes] | None]
+Poison = tuple[bytes, dict[bytes, bytes] | None, str]  # entry id, its fields, the reason
 
 # KEYS[1]: the stream, KEYS[2]: the dead-letter stream; ARGV[1]: the group, ARGV[2]: the
 # entry's id, ARGV[3..]: the dead letter's fields and values. Appends only if the entry
@@ -95,17 +103,24 @@ return 0
 """
 
 
+# Failures of a sink, not of an entry: retried until they pass. Redis errors all
+# (down, timing out, out of memory, read-only replica), disks (full, unmounted), memory.
+TRANSIENT: tuple[type[BaseException], ...] = (redis.RedisError, OSError, MemoryError)
+
+Run = list[tuple[bytes, Event]]
+
+
 def in_order_runs(valid: list[tuple[bytes, Event | ForgetUser]]
-                  ) -> list[list[Event] | tuple[bytes, ForgetUser]]:
+                  ) -> list[Run | tuple[bytes, ForgetUser]]:
     """The batch as runs of consecutive events and single deletions, in stream order."""
-    runs: list[list[Event] | tuple[bytes, ForgetUser]] = []
+    runs: list[Run | tuple[bytes, ForgetUser]] = []
     for entry_id, item in valid:
         if isinstance(item, ForgetUser):
             runs.append((entry_id, item))
         elif runs and isinstance(runs[-1], list):
-            runs[-1].append(item)
+            runs[-1].append((entry_id, item))
         else:
-            runs.append([item])
+            runs.append([(entry_id, item)])
     return runs
 
 
@@ -250,8 +265,9 @@ class StreamConsumer:
         """Dead-letter the poison, write both sinks (deletions in stream order with the
         events), then acknowledge the batch."""
         valid: list[tuple[bytes, Event | ForgetUser]] = []
-        poison: list[tuple[bytes, dict[bytes, bytes] | None, str]] = []
+        poison: list[Poison] = []
         ids: list[bytes] = []
+        fields_of: dict[bytes, dict[bytes, bytes] | None] = {}
         for entry_id, fields in entries:
             if fields is None:  # deleted from the stream while pending: nothing to do
                 ids.append(entry_id)
@@ -259,20 +275,72 @@ class StreamConsumer:
             try:
                 valid.append((entry_id, parse_entry(fields)))
                 ids.append(entry_id)
+                fields_of[entry_id] = fields
             except PoisonMessage as exc:
                 poison.append((entry_id, fields, str(exc)))
         if poison:
             self._retrying("dead-lettering", lambda: self._dead_letter(poison),
                            [p[0] for p in poison])
+        dead: set[bytes] = set()
         for run in in_order_runs(valid):
             if isinstance(run, list):
-                self._retrying("writing the sinks", functools.partial(self._write, run), ids)
+                action = functools.partial(self._write_isolating, run, fields_of, dead, ids)
+                self._retrying("writing the sinks", action, ids)
             else:
-                self._retrying("deleting a user", functools.partial(self._forget, *run), ids)
+                action = functools.partial(self._forget_isolating, *run, fields_of, dead, ids)
+                self._retrying("deleting a user", action, ids)
         if ids:
             self._retrying("acknowledging", lambda: self.client.xack(
                 self.key, self.config.group, *ids), ids)
-            self.counters.consumed += sum(isinstance(v, Event) for _, v in valid)
+            self.counters.consumed += sum(isinstance(v, Event) and entry_id not in dead
+                                          for entry_id, v in valid)
+
+    def _write_isolating(self, run: Run, fields_of: dict[bytes, dict[bytes, bytes] | None],
+                         dead: set[bytes], ids: list[bytes]) -> None:
+        """Write the run; should it fail for its content, halve it until the entries that
+        fail alone are found, and dead-letter those. Sink failures propagate (retried)."""
+        run = [(entry_id, event) for entry_id, event in run if entry_id not in dead]
+        if not run:
+            return
+        try:
+            self._write([event for _, event in run])
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            if len(run) > 1:
+                half = len(run) // 2
+                self._write_isolating(run[:half], fields_of, dead, ids)
+                self._write_isolating(run[half:], fields_of, dead, ids)
+                return
+            self._entry_failed(run[0][0], fields_of, exc, dead, ids, run[0][1])
+
+    def _forget_isolating(self, entry_id: bytes, forget: ForgetUser,
+                          fields_of: dict[bytes, dict[bytes, bytes] | None], dead: set[bytes],
+                          ids: list[bytes]) -> None:
+        if entry_id in dead:
+            return
+        try:
+            self._forget(entry_id, forget)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            self._entry_failed(entry_id, fields_of, exc, dead, ids)
+
+    def _entry_failed(self, entry_id: bytes, fields_of: dict[bytes, dict[bytes, bytes] | None],
+                      exc: Exception, dead: set[bytes], ids: list[bytes],
+                      event: Event | None = None) -> None:
+        log.error("stream entry %s failed on its own (%s: %s): dead-lettered",
+                  entry_id.decode(), type(exc).__name__, exc)
+        reason = f"a sink refused it: {type(exc).__name__}: {exc}"[:2000]
+        if event is not None and event.event_id in self.event_log.seen:
+            # The offline sink took it before the online one refused it: hidden from
+            # every read, or each recomputation of this user would meet it again.
+            self._retrying("hiding a dead event", lambda: hide_dead(
+                self.event_log.data_dir, entry_id.decode(), [str(event.event_id)], reason),
+                ids)
+        self._retrying("dead-lettering", lambda: self._dead_letter(
+            [(entry_id, fields_of.get(entry_id), reason)]), ids)
+        dead.add(entry_id)
 
     def _write(self, events: list[Event]) -> None:
         known_users = {e.user_id for e in events if e.user_id in self.event_log.users}
@@ -292,7 +360,7 @@ class StreamConsumer:
         self.counters.forgotten += 1
         log.info("deleted a user (stream entry %s)", entry_id.decode())
 
-    def _dead_letter(self, poison: list[tuple[bytes, dict[bytes, bytes] | None, str]]) -> None:
+    def _dead_letter(self, poison: list[Poison]) -> None:
         """Each poison entry to the dead-letter stream with its reason, acknowledged in the
         same script: moved exactly once, even if a retry or another consumer repeats it."""
         for entry_id, fields, reason in poison:
@@ -319,7 +387,7 @@ class StreamConsumer:
             try:
                 action()
                 return
-            except Exception as exc:  # any sink failure: retried, never dropped
+            except TRANSIENT as exc:  # a sink's failure: retried, never dropped
                 self.counters.retries += 1
                 log.warning("%s failed (%s: %s); retrying in %.1f s", what,
                             type(exc).__name__, exc, backoff)

@@ -36,18 +36,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recstack.schemas import EVENTS_FILE, EVENTS_SCHEMA, USERS_FILE
+from recstack.schemas import EVENTS_FILE, EVENTS_SCHEMA, TIMESTAMP, USERS_FILE
+
+log = logging.getLogger(__name__)
 
 STREAM_DIR = "events_stream"
 PART_GLOB = "date=*/part-*.parquet"
@@ -57,6 +61,13 @@ TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 600.0  # a temporary file older than this belongs to a writer that died
 SORT_KEYS = [("timestamp", "ascending"), ("event_id", "ascending")]
 TOMBSTONE_DIR = "deleted_users"
+DEAD_DIR = "dead_events"  # events a sink refused after the history had them (consumer)
+# What every reader can hold: pandas' nanosecond timestamps end at 1677-09-21 and
+# 2262-04-11. A row outside (the collector let such events in before issue 17) would
+# stop every pandas reader, `features apply` and `train` among them: it is skipped.
+READABLE_FROM = pa.scalar(datetime(1678, 1, 1, tzinfo=UTC), TIMESTAMP)
+READABLE_TO = pa.scalar(datetime(2262, 1, 1, tzinfo=UTC), TIMESTAMP)
+REQUIRED = ("event_id", "user_id", "event_type", "timestamp")
 MAX_CACHED_ROWS = 500_000  # rows of history files an EventLog keeps in memory (~100 MB)
 
 
@@ -104,12 +115,35 @@ def _read_parts(paths: Iterable[Path], columns: list[str] | None = None,
             if whole is not None:
                 table = whole if wanted is None else whole.filter(
                     pc.is_in(whole["user_id"], wanted))
-                tables.append(table.select(schema.names))
+                tables.append(readable(table.select(schema.names), path))
                 continue
             table = pq.read_table(path, columns=schema.names, filters=filters)
             # (cast: one schema for all, without the writers' pandas metadata)
-            tables.append(table.select(schema.names).cast(schema))
+            tables.append(readable(table.select(schema.names).cast(schema), path))
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def readable(table: pa.Table, source: Path) -> pa.Table:
+    """The rows every reader can hold (see READABLE_FROM): the others are skipped, with
+    a line naming the file, the count and the first ids. Tables without a timestamp
+    column (id sets) are returned whole."""
+    if "timestamp" not in table.column_names or table.num_rows == 0:
+        return table
+    stamps = table["timestamp"]
+    keep = pc.and_(pc.greater_equal(stamps, READABLE_FROM), pc.less(stamps, READABLE_TO))
+    for name in REQUIRED:
+        if name in table.column_names:
+            keep = pc.and_(keep, pc.is_valid(table[name]))
+    keep = pc.fill_null(keep, False)
+    if pc.all(keep).as_py():
+        return table
+    bad = table.filter(pc.invert(keep))
+    ids = [str(i) for i in bad["event_id"].to_pylist()[:5]] if "event_id" in bad.column_names \
+        else []
+    log.warning("%s: skipped %d event(s) no reader can hold (a timestamp outside "
+                "1678-2261 or an empty required field): %s", source, bad.num_rows,
+                ", ".join(ids) + (" ..." if bad.num_rows > len(ids) else ""))
+    return table.filter(keep)
 
 
 class FileCache:
@@ -174,7 +208,7 @@ def read_stream_events(data_dir: Path, users: Collection[str] | None = None) -> 
     """The streamed events (only `users`' when given), de-duplicated and sorted, less
     deleted users' events."""
     table = _read_parts(stream_parts(data_dir), users=users)
-    return dedupe_sorted(without_ids(table, forgotten_ids(data_dir)))
+    return dedupe_sorted(without_ids(table, hidden_ids(data_dir)))
 
 
 def read_history(data_dir: Path, users: Collection[str] | None = None,
@@ -185,7 +219,7 @@ def read_history(data_dir: Path, users: Collection[str] | None = None,
     read (see FileCache)."""
     paths = [data_dir / EVENTS_FILE] if (data_dir / EVENTS_FILE).exists() else []
     table = _read_parts([*paths, *stream_parts(data_dir)], users=users, cache=cache)
-    return dedupe_sorted(without_ids(table, forgotten_ids(data_dir)))
+    return dedupe_sorted(without_ids(table, hidden_ids(data_dir)))
 
 
 def without_ids(table: pa.Table, ids: Collection[str]) -> pa.Table:
@@ -220,6 +254,30 @@ def read_tombstones(data_dir: Path) -> list[Tombstone]:
 
 def forgotten_ids(data_dir: Path) -> set[str]:
     return {i for t in read_tombstones(data_dir) for i in t.event_ids}
+
+
+def hidden_ids(data_dir: Path) -> set[str]:
+    """Events no read returns: deleted users' and dead ones (`hide_dead`)."""
+    dead: set[str] = set()
+    for path in sorted((stream_dir(data_dir) / DEAD_DIR).glob("*.json")):
+        with contextlib.suppress(FileNotFoundError):
+            dead.update(json.loads(path.read_text())["event_ids"])
+    return forgotten_ids(data_dir) | dead
+
+
+def hide_dead(data_dir: Path, name: str, event_ids: list[str], reason: str) -> None:
+    """Hide events from every read: ones a sink refused after the offline history had
+    them (the stream consumer dead-letters them), so that no recomputation from the
+    history meets them again. Kept on disk, named by the stream entry `name`."""
+    directory = stream_dir(data_dir) / DEAD_DIR
+    _make_dirs(directory)
+    tmp = directory / f"{TMP_PREFIX}{name}-{uuid.uuid4().hex}"
+    with open(tmp, "w") as out:
+        json.dump({"event_ids": event_ids, "reason": reason, "at": time.time()}, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, directory / f"{name}.json")
+    _fsync_dir(directory)
 
 
 def forgotten_users(data_dir: Path) -> set[str]:
