@@ -10,7 +10,9 @@ and INT32 `k` in; BYTES `item_ids` and FP32 `scores` out, [users, k], padded wit
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from serving.cache import ResponseCache, key_prefix
 from serving.config import ServeConfig
 from serving.front import Deployer, Front
 from serving.health import GraphHealth
-from serving.http_server import Access, Health, build_app, run
+from serving.http_server import Access, Health, build_app, configure_logging, run
 from serving.requests import (
     RankRequest,
     RecommendRequest,
@@ -37,6 +39,7 @@ from serving.requests import (
 )
 from serving.telemetry import telemetry
 
+log = logging.getLogger("recstack.serving")
 RECOMMENDER, SIMILAR_ITEMS, RANKER = "recommender", "similar-items", "ranker"
 MODELS: dict[str, tuple[str, type[BaseModel]]] = {  # model -> (front endpoint, request)
     RECOMMENDER: ("recommend", RecommendRequest),
@@ -132,11 +135,20 @@ def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path,
                   version: str | None, stage: str | None, host: str, port: int,
                   access: Access) -> None:
     """Start local Ray, the graphs and the KServe routes on host:port (blocks)."""
+    import psutil
+
     from models.ray_runtime import ensure_ray
 
+    configure_logging()
+    began = time.monotonic()
+    imports = time.time() - psutil.Process().create_time()  # python, kserve, ray, torch
     ensure_ray()
+    ray_up = time.monotonic()
     telemetry()  # metrics registered before the first scrape
     front = open_front(registry, config, data_dir, version, stage)
+    log.info("start-up: %.1f s to import, %.1f s for Ray, %.1f s to deploy the graphs "
+             "(their replicas load the bundles and connect to the store)", imports,
+             ray_up - began, time.monotonic() - ray_up)
     stop = threading.Event()
     if config.watch_interval_s > 0:
         front.watch(stop)

@@ -301,11 +301,26 @@ def _handle_errors(app: FastAPI) -> None:
     app.add_exception_handler(Exception, kserve_errors.generic_exception_handler)
 
 
+def configure_logging() -> None:
+    """KServe's log format, as its ModelServer sets it, and RecStack's serving lines
+    (swaps, probes, start-up) at INFO in the same form."""
+    from kserve.logging import configure_logging as kserve_logging
+
+    kserve_logging()
+    recstack = logging.getLogger("recstack")
+    if not recstack.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(process)s %(name)s %(levelname)s %(message)s",
+            "%Y-%m-%d %H:%M:%S"))
+        recstack.addHandler(handler)
+        recstack.setLevel(logging.INFO)
+        recstack.propagate = False
+
+
 def run(app: ASGIApp, host: str, port: int) -> None:
     """uvicorn on host:port until SIGTERM or SIGINT (in-flight requests finish first)."""
-    from kserve.logging import configure_logging
-
-    configure_logging()  # KServe's log format, as its ModelServer sets it
+    configure_logging()
     config = uvicorn.Config(app, host=host, port=port, log_config=None,
                             timeout_graceful_shutdown=30, timeout_keep_alive=65)
     uvicorn.Server(config).run()

@@ -7,6 +7,7 @@ following stage `dev`, with model control on (admin key `ADMIN_KEY`)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -32,6 +33,8 @@ from tests.redis_proxy import RedisProxy
 
 PROJECT = "recstack_test"
 ADMIN_KEY = "test-admin-key"
+# Generated requests per fuzz test (V1 and V2 each); BENCHMARKS.md quotes a 2 x 2500 run.
+FUZZ_EXAMPLES = int(os.environ.get("RECSTACK_FUZZ_EXAMPLES", "150"))
 SERVE_YAML = """
 rules: {exploration_rate: 0.0}
 cache: {ttl_s: 60}

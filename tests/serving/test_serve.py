@@ -27,7 +27,7 @@ from recstack.registry import Manifest
 from serving.cache import invalidate, key_prefix
 from serving.event_stream import stream_key
 from tests.conftest import TEST_REDIS
-from tests.serving.live_server import PROJECT, Server, _call, _OtlpReceiver
+from tests.serving.live_server import FUZZ_EXAMPLES, PROJECT, Server, _call, _OtlpReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -178,7 +178,8 @@ def test_every_stage_has_a_span_under_the_callers_trace(server: Server) -> None:
         assert child.end_time_unix_nano <= root.end_time_unix_nano
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+_text = st.text(max_size=8) | st.sampled_from(["\ud800", "a\udfff", "x\ny", ""])
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | _text,
                      lambda inner: st.lists(inner, max_size=4)
                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 _instance = st.fixed_dictionaries({}, optional={
@@ -188,13 +189,14 @@ _instance = st.fixed_dictionaries({}, optional={
     "candidates": _json})
 
 
-@settings(max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(model=st.sampled_from(["recommender", "similar-items", "ranker"]),
        body=st.one_of(_json, st.fixed_dictionaries({"instances": st.lists(_instance,
                                                                            max_size=3)})))
 def test_fuzzed_requests_never_get_a_5xx(server: Server, model: str, body: Any) -> None:
-    raw = json.dumps(body).encode()  # NaN and infinities as Python writes them: not JSON
+    # NaN and infinities as Python writes them (not JSON); lone surrogates as \\ud800
+    raw = json.dumps(body).encode()
     status, answer = _call(server.port, f"/v1/models/{model}:predict", raw=raw)
     assert status in (200, 400), (status, answer)
     if status == 400:

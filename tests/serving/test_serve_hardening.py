@@ -22,11 +22,10 @@ import tritonclient.http as triton
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serving.live_server import ADMIN_KEY, Server, _call
+from tests.serving.live_server import ADMIN_KEY, FUZZ_EXAMPLES, Server, _call
 
 pytestmark = pytest.mark.integration
 V2 = "/v2/models/recommender/infer"
-FUZZ_EXAMPLES = int(os.environ.get("RECSTACK_FUZZ_EXAMPLES", "150"))
 
 
 class Connection:
