@@ -29,7 +29,7 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from recstack.feature_store import RedisAddress
+from recstack.redis_address import RedisAddress
 
 HIT, MISS, ERROR = "hit", "miss", "error"
 INVALIDATED = "__invalidated_at"

@@ -116,6 +116,7 @@ def test_cache_hits_invalidation_and_hit_rate_metric(server: Server) -> None:
     rate = re.search(r"^recstack_cache_hit_rate(\{[^}]*\})? (\S+)$", metrics, re.MULTILINE)
     assert rate and 0.0 < float(rate.group(2)) < 1.0
     assert "recstack_stage_duration_seconds_bucket" in metrics
+    assert user not in metrics  # /metrics names models and versions, never a user
 
 
 def test_every_answer_is_logged_as_impressions(server: Server) -> None:
