@@ -59,6 +59,7 @@ MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1000
 MAX_CONTEXT_CHARS = 4096  # the context as canonical JSON text
 SHOWN_ERRORS = 5  # a reason lists at most this many problems of one event
+MAX_INT_ID = 2**53
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(days=1)  # clock skew of a client allowed into the future
 
@@ -70,8 +71,14 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _integer_as_id(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    """A JSON integer as its decimal text, within +-2**53 (what a JavaScript client
+    holds exactly; the bound is exact in floating point too, so every JSON Schema
+    validator agrees on it). JSON Schema counts 5.0 and 1e3 as integers, so integral
+    numbers are read alike."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if (isinstance(value, int) or value.is_integer()) and abs(value) <= MAX_INT_ID:
+        return str(int(value))
     return value
 
 
@@ -137,12 +144,13 @@ def _context_json(value: Any) -> Any:
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 _ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
               "pattern": ID_PATTERN}
+_INT_ID_SCHEMA = {"type": "integer", "minimum": -MAX_INT_ID, "maximum": MAX_INT_ID}
 # The constraint first, so that the integer-to-string step runs before it.
 # (Strict text refuses lone surrogates itself; `context` is checked in `_context_json`.)
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strict=True,
                                      pattern=ID_PATTERN),
                BeforeValidator(_integer_as_id),
-               WithJsonSchema({"anyOf": [_ID_SCHEMA, {"type": "integer"}]})]
+               WithJsonSchema({"anyOf": [_ID_SCHEMA, _INT_ID_SCHEMA]})]
 StrictId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH,
                                             strict=True, pattern=ID_PATTERN)]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH,
@@ -177,7 +185,7 @@ class Event(BaseModel):
         allOf=[{"if": {"properties": {"event_type": {"const": "search"}}},
                 "then": {"required": ["query"], "properties": {"query": {"type": "string"}}},
                 "else": {"required": ["item_id"], "properties": {
-                    "item_id": {"anyOf": [_ID_SCHEMA, {"type": "integer"}]}}}},
+                    "item_id": {"anyOf": [_ID_SCHEMA, _INT_ID_SCHEMA]}}}},
                {"if": {"properties": {"event_type": {"const": "rating"}}},
                 "then": {"required": ["value"], "properties": {"value": {"type": "number"}}}}]))
     _json: str = PrivateAttr(default="")
