@@ -8,7 +8,7 @@ from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail
 
 
 def collect(
-    port: int = typer.Option(8090, help="HTTP port."),
+    port: int = typer.Option(8090, min=1, max=65535, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: all)."),
     insecure_no_auth: bool = typer.Option(
         False, "--insecure-no-auth",
