@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
+from recstack.cli.train import check_workers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +23,9 @@ def demo(
     loop: bool = typer.Option(True, "--loop/--no-loop", help="Run steps 6-9 (serve, "
                               "collect, consume, simulated sessions, online report)."),
     sessions: int = typer.Option(300, min=1, help="Simulated user sessions in step 8."),
+    workers: int = typer.Option(0, min=0, help="Ray Train workers for step 4, as in "
+                                "`recstack train --workers`; 0 trains in this process, "
+                                "faster on the demo's small shop."),
 ) -> None:
     """The whole loop on a synthetic shop, from data to online reports.
 
@@ -42,6 +46,7 @@ def demo(
     from recstack.cli.features import read_online, run_apply
     from recstack.cli.train import COLD_SCORES, recommend, train
 
+    check_workers(workers)
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; the demo writes a data directory there",
              EXIT_INVALID_INPUT)
@@ -68,7 +73,8 @@ def demo(
         "item_id", "title", "category", "price", "views_7d", "ctr_30d")}, default=str))
     console.rule(f"4/{total} training: candidate generators, ranker, evaluation, registry")
     registry = out / "registry"
-    train(data=out, registry=str(registry), workers=0, epochs=None, config=None,
+    console.print(training_path(workers), highlight=False)
+    train(data=out, registry=str(registry), workers=workers, epochs=None, config=None,
           promote="dev")
     console.rule(f"5/{total} recommendations (two busy users and a new one) and the report")
     users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
@@ -99,6 +105,20 @@ def demo(
                   + (f", online A/B report in {online}" if online else "")
                   + f"; try `recstack features get --data {out} --user {busiest[0]}` or "
                   f"`recstack models list --registry {registry}`")
+
+
+def training_path(workers: int) -> str:
+    """Which path step 4 trains on, and why: the README says Ray Train jobs produce
+    the models, and by default the demo does not run them."""
+    if workers:
+        return (f"training on Ray Train, {workers} worker(s): the two-tower on "
+                "TorchTrainer (DDP) and the ranker on XGBoostTrainer, as `recstack train "
+                f"--workers {workers}` and a RayJob run them")
+    return ("training in this process (--workers 0), not on Ray Train: the step fits the "
+            "two-tower and the ranker three times each, and each Ray Train job costs more "
+            "to start than these fits take on the demo's small shop; `recstack demo "
+            "--workers 2` (or `recstack train --workers N`) runs the same pipeline on Ray "
+            "Train")
 
 
 def _shown_recommendations(recs: pd.DataFrame, known: set[str]) -> str:

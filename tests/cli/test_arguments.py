@@ -77,6 +77,10 @@ def test_workers_beyond_the_local_cpus_are_refused(small_world: Path, tmp_path: 
                              "(one CPU per Ray Train worker; set RAY_ADDRESS to train on a "
                              f"cluster), got {CPUS + 1}\n")
     assert not (tmp_path / "r").exists()
+    demo = run("demo", "--out", str(tmp_path / "demo"), "--workers", str(CPUS + 1),
+               RAY_ADDRESS="")
+    assert demo.exit_code == 2 and demo.stderr.startswith("error: --workers must be from 0")
+    assert not (tmp_path / "demo").exists()
 
 
 CHECK_IMPORTS = """

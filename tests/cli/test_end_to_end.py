@@ -34,6 +34,9 @@ def test_demo_runs_without_redis_on_the_embedded_default(tmp_path: Path) -> None
     assert (out / "feature_store" / "online.db").exists()
     # Trained, recommended (the new user gets the cold-start list) and reported.
     assert "two_stage" in result.stdout and "dev -> v" in result.stdout
+    # It says which path trained and why; the printed lists say which is which.
+    assert "training in this process (--workers 0), not on Ray Train" in result.stdout
+    assert "trending (cold start)" in result.stdout and "compare ranks" in result.stdout
     recs = (out / "demo-recs.csv").read_text().splitlines()
     assert recs[0] == "user_id,item_id,rank,score" and len(recs) == 1 + 3 * 5
     assert sum(line.startswith("someone-new,") for line in recs) == 5
