@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
-from recstack.cli.train import check_workers
+from recstack.cli.train_config import check_workers
 
 if TYPE_CHECKING:
     import pandas as pd
