@@ -29,9 +29,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
-from ray.serve.handle import DeploymentHandle
+
+if TYPE_CHECKING:  # serve.yaml is read (serving/config.py) before Ray is imported
+    from ray.serve.handle import DeploymentHandle
 
 log = logging.getLogger("recstack.serving")
 

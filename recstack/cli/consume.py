@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
 
 
@@ -17,7 +18,7 @@ def consume(
                                     "HOST-PID). Reuse it after a restart to resume its "
                                     "pending entries at once."),
     group: str = typer.Option("recstack-consumers", help="Redis Streams consumer group."),
-    batch: int = typer.Option(500, min=1, help="Entries per read."),
+    batch: int = typer.Option(500, min=1, max=10_000, help="Entries per read."),
     compact_every: float = typer.Option(10.0, min=0, help="Minutes between compactions of "
                                         "each day's part files (0: never)."),
     claim_idle: float = typer.Option(60.0, min=0.1, help="Seconds after which entries "
@@ -35,6 +36,10 @@ def consume(
     each event only once both hold it. Poison messages go to recstack:PROJECT:events:dead.
     Redis is RECSTACK_REDIS, the project RECSTACK_FEAST_PROJECT. SIGTERM or Ctrl-C stops
     it after the batch in hand."""
+    checks.data_dir("--data", data)  # before the imports below (Feast: seconds)
+    for option, value in (("--group", group), ("--name", name)):
+        if value is not None and not value.strip():
+            fail(f"{option} must not be empty", EXIT_INVALID_INPUT)
     # Imported here: the CLI's --help stays fast.
     import threading
 
@@ -49,8 +54,6 @@ def consume(
         stop_on_signals,
     )
 
-    if not (data / "events.parquet").exists():
-        fail(f"--data {data}: not a data directory (no events.parquet)", EXIT_INVALID_INPUT)
     config = ConsumerConfig(group=group, name=name or default_name(), batch=batch,
                             claim_idle_s=claim_idle, compact_every_s=compact_every * 60,
                             cache_ttl_s=cache_ttl, trim=trim)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
-from recstack.registry import Registry, RegistryError
+from recstack.registry import Registry, RegistryError, Stage
 
 if TYPE_CHECKING:
     from serving.http_server import Access
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def serve(
     registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
     version: str | None = typer.Option(None, help="A version id (default: latest)."),
-    stage: str | None = typer.Option(
+    stage: Stage | None = typer.Option(
         None, help="Or a stage (dev, staging, prod), followed as it moves: a promotion "
         "is loaded beside the serving version and takes over once ready."),
     port: int = typer.Option(8080, min=1, max=65535,
@@ -42,13 +43,11 @@ def serve(
     /metrics asks for one of those keys."""
     import sys
 
+    # Everything a user typed is checked before KServe, Ray and torch are imported
+    # (about 15 s): a typo costs no wait.
+    checks.not_both("--version", version, "--stage", stage)
     from serving.api_keys import ApiKeyError
     from serving.config import ConfigError, load_config
-
-    # kserve.model_server parses sys.argv when imported, and argparse reads our
-    # --config as an abbreviation of its --configure_logging: it must see none of ours.
-    sys.argv = sys.argv[:1]
-    from serving.endpoints import serve_forever
 
     try:
         settings = load_config(config)
@@ -67,6 +66,11 @@ def serve(
     if not (data / "events.parquet").exists():
         fail(f"--data {data}: not a data directory (no events.parquet); pass --data DIR",
              EXIT_INVALID_INPUT)
+    # kserve.model_server parses sys.argv when imported, and argparse reads our
+    # --config as an abbreviation of its --configure_logging: it must see none of ours.
+    sys.argv = sys.argv[:1]
+    from serving.endpoints import serve_forever
+
     following = f"stage {stage}" if stage else f"version {manifest.version}"
     guarded = "API keys required" if access.api_keys else "no API key asked"
     control = ", model control on (admin key)" if access.admin_keys else ""

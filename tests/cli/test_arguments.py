@@ -55,6 +55,14 @@ CASES = [
      "--stage: 'qa' is not one of 'dev', 'staging', 'prod'"),
     (("report", "online", "--data", "d", "--out", "/nonexistent/dir/o.html"),
      "--out /nonexistent/dir/o.html: no directory /nonexistent/dir"),
+    (("serve", "--registry", "r", "--port", "0"), "--port must be from 1 to 65535, got 0"),
+    (("serve", "--registry", "r", "--stage", "qa"),
+     "--stage: 'qa' is not one of 'dev', 'staging', 'prod'"),
+    (("serve", "--registry", "r", "--stage", "dev", "--version", "v1"),
+     "give --version or --stage, not both"),
+    (("collect", "--port", "70000"), "--port must be from 1 to 65535, got 70000"),
+    (("consume", "--data", "/nonexistent"), "--data /nonexistent: not a data directory"),
+    (("consume", "--data", "d", "--batch", "0"), "--batch must be from 1 to 10000, got 0"),
 ]
 
 
@@ -103,3 +111,14 @@ def test_train_refuses_before_importing_anything_heavy(small_world: Path, tmp_pa
     assert result.stdout.strip() == "2 []", (result.stdout, result.stderr)
     assert result.stderr.count("\n") == 1 and extra[0] in result.stderr, result.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["serve", "--registry", "r", "--stage", "qa"],
+    ["serve", "--registry", "r", "--stage", "dev", "--version", "v1"],
+    ["consume", "--data", "/nonexistent"],
+])
+def test_serving_commands_refuse_before_importing_anything_heavy(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", CHECK_IMPORTS, *args], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert result.stdout.strip() == "2 []", (result.stdout, result.stderr)
