@@ -43,7 +43,11 @@ def serve(
     /metrics asks for one of those keys."""
     import sys
 
-    # Everything a user typed is checked before KServe, Ray and torch are imported
+    # kserve.model_server parses sys.argv when imported (serve_access below imports
+    # kserve), and argparse reads our --config as an abbreviation of its
+    # --configure_logging: it must see none of ours.
+    sys.argv = sys.argv[:1]
+    # Everything a user typed is checked before Ray, torch and Feast are imported
     # (about 15 s): a typo costs no wait.
     checks.not_both("--version", version, "--stage", stage)
     from serving.api_keys import ApiKeyError
@@ -66,9 +70,6 @@ def serve(
     if not (data / "events.parquet").exists():
         fail(f"--data {data}: not a data directory (no events.parquet); pass --data DIR",
              EXIT_INVALID_INPUT)
-    # kserve.model_server parses sys.argv when imported, and argparse reads our
-    # --config as an abbreviation of its --configure_logging: it must see none of ours.
-    sys.argv = sys.argv[:1]
     from serving.endpoints import serve_forever
 
     following = f"stage {stage}" if stage else f"version {manifest.version}"

@@ -170,6 +170,10 @@ def test_a_mixed_batch_keeps_the_valid_events_and_names_each_bad_one(
     none = collector.post({"events": [event(7, value=-1)]})
     assert none.status == 202 and none.body["accepted"] == 0
     assert none.body["rejected"][0]["index"] == 0
+    # An offset near year 1 overflowed converting to UTC: a 500 (issue 17).
+    edge = collector.post(event(9, timestamp="0001-01-01T00:00:00+01:00"))
+    assert edge.status == 400
+    assert edge.body["rejected"][0]["reason"].startswith("timestamp: Input should be between")
     lone = collector.post(event(8, event_type="fly"))
     assert lone.status == 400
     assert lone.body["rejected"][0]["reason"].startswith("event_type: Input should be 'view'")
