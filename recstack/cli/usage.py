@@ -97,31 +97,30 @@ def _usage_errors_as_one_line() -> Iterator[None]:
         fail(one_line(exc), int(getattr(exc, "exit_code", 2)))
 
 
-class Command(TyperCommand):
+class _Readable:
+    """Help text unwrapped, and options labelled, for commands and groups alike."""
+
+    help: str | None
+    short_help: str | None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.help = unwrap(self.help)
         self.short_help = unwrap(self.short_help)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        for param in self.get_params(ctx):
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
             _label(param, ctx)
-        super().format_help(ctx, formatter)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
-class Group(TyperGroup):
+class Command(_Readable, TyperCommand):
+    pass
+
+
+class Group(_Readable, TyperGroup):
     """The same for groups; the root group also turns every usage error below it
     (its own, a subcommand's parsing, a callback's) into one line."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.help = unwrap(self.help)
-        self.short_help = unwrap(self.short_help)
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        for param in self.get_params(ctx):
-            _label(param, ctx)
-        super().format_help(ctx, formatter)
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
