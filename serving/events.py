@@ -95,12 +95,12 @@ def _iso_string(value: Any) -> Any:
 
 
 def _as_utc(value: datetime) -> datetime:
+    latest = datetime.now(UTC) + MAX_AHEAD
     try:
         utc = value.astimezone(UTC)
     except OverflowError:  # an offset that pushes year 1 or 9999 out of range
-        utc = EARLIEST - timedelta(days=1)
-    latest = datetime.now(UTC) + MAX_AHEAD
-    if not EARLIEST <= utc <= latest:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= latest:
         raise PydanticCustomError(
             "timestamp_range", "Input should be between {earliest} and a day from now "
             "({latest}), got {value}", {"earliest": EARLIEST.isoformat(),

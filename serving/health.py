@@ -53,7 +53,9 @@ class HealthConfig(BaseModel):
 
 @dataclass
 class _Graph:
-    ok: bool = True  # deployed graphs start healthy: serve.run returned once they ran
+    """A graph's probes: failing since when (None: it answers; deployed graphs start
+    so, as serve.run returned once they ran), and why."""
+
     failing_since: float | None = None
     reason: str = ""
 
@@ -87,20 +89,20 @@ class GraphHealth:
         with self._lock:
             state = self._state.setdefault(app, _Graph())
             if error is None:
-                if not state.ok:
+                if state.failing_since is not None:
                     log.info("graph %s answers its probe again", app)
                 self._state[app] = _Graph()
                 return
-            if state.ok:
+            if state.failing_since is None:
                 log.warning("graph %s failed its probe: %s", app, error)
                 state.failing_since = self.clock()
-            state.ok, state.reason = False, error
+            state.reason = error
 
     def ready(self) -> str | None:
         """None when every graph answered its latest probe; else why not."""
         with self._lock:
             failing = [f"graph {app}: {s.reason}" for app, s in self._state.items()
-                       if not s.ok]
+                       if s.failing_since is not None]
         if self._ray_dead:
             failing.insert(0, self._ray_dead)
         return "; ".join(failing) or None

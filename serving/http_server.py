@@ -29,7 +29,7 @@ the Python process's own; model names and version ids, never a user or item id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +102,7 @@ def _presented(scope: Scope) -> list[str]:
 
 
 async def _send_json(send: Send, status: int, body: bytes,
-                     headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *headers]})

@@ -243,19 +243,20 @@ def decode_v2(body: bytes, headers: Mapping[str, str], model_name: str) -> Infer
                            f"JSON header, 0 to {len(body)} bytes, got {declared!r}")
     length = int(declared)
     header = _validated(_BinaryHeader, parse_json(body[:length], "the JSON header"))
-    sizes: list[int] = []
+    declared_bytes = 0
     for n, tensor in enumerate(header.inputs):
+        if tensor.data is not None:  # inline: no bytes of its own after the header
+            continue
         size = (tensor.parameters or {}).get("binary_data_size")
-        if tensor.data is None and size is None:
+        if size is None:
             raise InvalidInput(f"inputs[{n}] ({tensor.name}): neither data nor "
                                "parameters.binary_data_size")
-        if tensor.data is None and (not isinstance(size, int) or isinstance(size, bool)
-                                    or size < 0):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidInput(f"inputs[{n}].parameters.binary_data_size: expected a "
                                f"number of bytes, got {size!r}")
-        sizes.append(size if tensor.data is None else 0)  # type: ignore[arg-type]
-    if sum(sizes) != len(body) - length:
-        raise InvalidInput(f"binary data: the inputs declare {sum(sizes)} bytes "
+        declared_bytes += size
+    if declared_bytes != len(body) - length:
+        raise InvalidInput(f"binary data: the inputs declare {declared_bytes} bytes "
                            f"(binary_data_size), the body holds {len(body) - length} "
                            "after the JSON header")
     return _kserve_parse(lambda: InferRequest.from_bytes(body, length, model_name))
