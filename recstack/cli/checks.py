@@ -27,10 +27,11 @@ def not_both(first: str, first_value: Any, second: str, second_value: Any) -> No
         fail(f"give {first} or {second}, not both", EXIT_INVALID_INPUT)
 
 
-def data_dir(option: str, path: Path) -> None:
+def data_dir(option: str, path: Path, hint: str = "") -> None:
+    """`hint`: what to do, e.g. when the path was a default the user did not type."""
     if not (path / "events.parquet").exists():
-        fail(f"{option} {path}: not a data directory (no events.parquet)",
-             EXIT_INVALID_INPUT)
+        fail(f"{option} {path}: not a data directory (no events.parquet)"
+             + (f"; {hint}" if hint else ""), EXIT_INVALID_INPUT)
 
 
 def cutoffs(option: str, text: str) -> list[int]:

@@ -67,9 +67,7 @@ def serve(
     except RegistryError as exc:
         fail(str(exc))
     data = data or Path(manifest.data_snapshot.get("data_dir", ""))
-    if not (data / "events.parquet").exists():
-        fail(f"--data {data}: not a data directory (no events.parquet); pass --data DIR",
-             EXIT_INVALID_INPUT)
+    checks.data_dir("--data", data, hint="pass --data DIR")  # the version's own by default
     from serving.endpoints import serve_forever
 
     following = f"stage {stage}" if stage else f"version {manifest.version}"
