@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast test-slow check bench bench-serve clean
+.PHONY: setup demo test test-fast test-slow test-image check bench bench-serve clean \
+	image kind-up kind-deploy kind-smoke kind-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,26 @@ test-fast: setup
 ## test-slow: the long suites kept out of the default run
 test-slow: setup
 	$(BIN)/pytest -m slow
+
+## test-image: build the image with the local Docker engine, then run serve, collect and
+##             --help inside it (minutes; kept out of `make test`)
+test-image: setup
+	$(BIN)/pytest -m image
+
+## image: the RecStack image (docker/Dockerfile) for every role; IMAGE=recstack:dev by default
+image:
+	docker/build.sh
+
+## kind-up, kind-deploy, kind-smoke, kind-down: the whole platform on a local kind cluster
+##   (needs Docker and kind: a laptop or GitHub Actions; see k8s/README.md)
+kind-up:
+	k8s/kind.sh up
+kind-deploy:
+	k8s/kind.sh deploy
+kind-smoke:
+	k8s/kind.sh smoke
+kind-down:
+	k8s/kind.sh down
 
 ## bench: feature store benchmark (10k users, 5k items) -> BENCHMARKS.md figures
 bench: setup
