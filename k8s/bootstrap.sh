@@ -7,23 +7,47 @@
 #   k8s/bootstrap.sh            # e.g. right after `kind create cluster --config k8s/kind-config.yaml`
 #
 # Versions are pinned; override one with its variable (CERT_MANAGER_VERSION=... k8s/bootstrap.sh).
-# Re-running upgrades in place. Needs helm (v3.8+ for OCI charts, v4 works) and kubectl;
-# k8s/tools.sh puts both in .tools/bin, which is used when they are not on PATH.
+# KUBECONTEXT=name installs into that context instead of the current one (k8s/kind.sh
+# passes kind-recstack). Re-running upgrades in place. Needs helm (v3.8+ for OCI charts,
+# v4 works) and kubectl; k8s/tools.sh puts both in .tools/bin, which is used when they
+# are not on PATH.
+#
+# KServe's Standard mode needs no Knative and no Istio. Left to itself it creates an
+# Ingress of class `istio` for every InferenceService, which nothing here would serve:
+# KSERVE_INGRESS=none (the default) turns that off, and clients reach the predictor
+# Service `<isvc>-predictor` inside the cluster (or through `kubectl port-forward`, as
+# the kind smoke test does). On a cluster with an Ingress controller, set
+# KSERVE_INGRESS=ingress and KSERVE_INGRESS_CLASS to its class (e.g. nginx).
 set -euo pipefail
 
 # cert-manager 1.19 supports Kubernetes 1.31-1.35; KServe needs >= 1.15.
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.19.4}"
 KUBERAY_VERSION="${KUBERAY_VERSION:-1.7.0}"
 KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
+KSERVE_INGRESS="${KSERVE_INGRESS:-none}"   # none | ingress
+KSERVE_INGRESS_CLASS="${KSERVE_INGRESS_CLASS:-nginx}"
 TIMEOUT="${TIMEOUT:-10m}"
+KUBECONTEXT="${KUBECONTEXT:-}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATH="$PATH:$root/.tools/bin"
 for tool in helm kubectl; do
   command -v "$tool" >/dev/null || { echo "bootstrap.sh: $tool not found (run k8s/tools.sh)" >&2; exit 1; }
 done
+case "$KSERVE_INGRESS" in
+  none) ingress=(--set kserve.controller.gateway.disableIngressCreation=true) ;;
+  ingress) ingress=(--set kserve.controller.gateway.disableIngressCreation=false
+                    --set kserve.controller.gateway.ingressGateway.className="$KSERVE_INGRESS_CLASS") ;;
+  *) echo "bootstrap.sh: KSERVE_INGRESS=$KSERVE_INGRESS: none or ingress" >&2; exit 1 ;;
+esac
 
-kubectl cluster-info >/dev/null || { echo "bootstrap.sh: no cluster in the current context" >&2; exit 1; }
+# Every helm and kubectl call goes to KUBECONTEXT when it is set.
+if [[ -n "$KUBECONTEXT" ]]; then
+  helm() { command helm --kube-context "$KUBECONTEXT" "$@"; }
+  kubectl() { command kubectl --context "$KUBECONTEXT" "$@"; }
+fi
+
+kubectl cluster-info >/dev/null || { echo "bootstrap.sh: no cluster in the context" >&2; exit 1; }
 
 # --repo instead of `helm repo add`: nothing is written to the caller's repository list.
 echo "== cert-manager $CERT_MANAGER_VERSION"
@@ -45,14 +69,26 @@ helm upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
   --version "$KSERVE_VERSION" \
   --namespace kserve --create-namespace \
   --wait --timeout "$TIMEOUT"
-# Standard mode serves through Deployments + HPA. External traffic needs an Ingress
-# controller or Gateway API on top; nothing in the end-to-end test needs it yet.
+# Standard mode serves through Deployments + HPA (see the header on ingress). The
+# istio virtual host is a Knative-mode feature, off here.
 helm upgrade --install kserve oci://ghcr.io/kserve/charts/kserve-resources \
   --version "$KSERVE_VERSION" \
   --namespace kserve \
   --set kserve.controller.deploymentMode=Standard \
+  --set kserve.controller.gateway.disableIstioVirtualHost=true \
+  "${ingress[@]}" \
   --wait --timeout "$TIMEOUT"
 
+echo "== waiting for the CRDs, KServe's webhook certificate and controller"
 kubectl wait --for=condition=Established --timeout=120s \
-  crd/rayjobs.ray.io crd/rayservices.ray.io crd/inferenceservices.serving.kserve.io
+  crd/rayjobs.ray.io crd/rayclusters.ray.io crd/rayservices.ray.io \
+  crd/inferenceservices.serving.kserve.io
+# An InferenceService is admitted by KServe's webhooks, whose TLS certificate
+# cert-manager issues: wait for it, or the first `helm install` of the chart can fail.
+if kubectl -n kserve get certificates.cert-manager.io -o name | grep -q .; then
+  kubectl -n kserve wait --for=condition=Ready certificates.cert-manager.io --all --timeout=300s
+fi
+kubectl -n kserve wait --for=condition=Available deployment/kserve-controller-manager \
+  --timeout=300s
+kubectl -n kuberay-system wait --for=condition=Available deployment --all --timeout=300s
 helm list --all-namespaces
