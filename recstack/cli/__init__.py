@@ -6,7 +6,18 @@ them, so `recstack --help` and the data commands start fast.
 
 from __future__ import annotations
 
-from recstack.cli import collect, consume, data, demo, features, models, report, serve, train
+from recstack.cli import (
+    collect,
+    consume,
+    data,
+    demo,
+    features,
+    models,
+    report,
+    retrain,
+    serve,
+    train,
+)
 from recstack.cli.usage import App
 
 app = App(
@@ -28,6 +39,7 @@ app.command(name="serve", short_help="Serve a version: KServe's V1/V2 routes on 
             "graphs.")(serve.serve)
 app.command(name="collect", short_help="The event collector: events over HTTP into the "
             "Redis Stream.")(collect.collect)
+app.command(name="retrain")(retrain.retrain)
 app.command(name="consume", short_help="The stream consumer: events into history and "
             "online features.")(consume.consume)
 
