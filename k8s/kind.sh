@@ -339,6 +339,7 @@ stop_forwards() {
   local pid
   for pid in "${forwards[@]}"; do
     kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true # gone, and its port free, before the script ends
   done
 }
 
@@ -346,7 +347,10 @@ stop_forwards() {
 forward() {
   local service="$1" local_port="$2" remote_port="$3" log
   log="$(mktemp)"
-  kn port-forward "svc/$service" "$local_port:$remote_port" >"$log" 2>&1 &
+  # kubectl itself in the background (not through kn, a function, whose subshell would
+  # be what `kill` stops), so that stop_forwards ends the port-forward.
+  kubectl --context "$context" -n "$NAMESPACE" port-forward "svc/$service" \
+    "$local_port:$remote_port" >"$log" 2>&1 &
   forwards+=("$!")
   for _ in $(seq 60); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$local_port") 2>/dev/null; then
