@@ -308,7 +308,10 @@ deploy() {
   kn delete job retrain-now --ignore-not-found --wait=true
   kn create job --from="cronjob/$RELEASE-retrain" retrain-now
   wait_job retrain-now "$RETRAIN_TIMEOUT"
-  job="$(comm -13 <(sort <<<"$before") <(rayjobs | sort) | tail -n 1)"
+  # `recstack retrain` prints "created RayJob <name> in namespace <ns>"; else the new one.
+  job="$(kn logs job/retrain-now --tail=-1 2>/dev/null |
+    sed -n 's/.*created RayJob \([a-z0-9.-]*\) in namespace.*/\1/p' | tail -n 1 || true)"
+  [[ -n "$job" ]] || job="$(comm -13 <(sort <<<"$before") <(rayjobs | sort) | tail -n 1)"
   if [[ -z "$job" ]]; then
     kn logs job/retrain-now --all-containers --tail=100 || true
     die "Job retrain-now created no new RayJob"

@@ -255,6 +255,9 @@ if verb == "get" and rest[:1] == ["secret"]:
     if flag("secret"):
         out("dGVzdC1rZXkK")  # base64 of "test-key\n"
     out("", 1)
+if verb == "apply" and rest[:2] == ["-f", "-"]:
+    (state / f"applied-{len(list(state.glob('applied-*')))}.yaml").write_text(sys.stdin.read())
+    out()
 if verb == "create" and rest[:1] == ["secret"]:
     (state / "secret").touch()
     out()
@@ -271,6 +274,10 @@ if verb == "get" and rest[:1] == ["rayjob"]:
     if scenario == "rayjob-fails":
         out("Failed/FAILED")
     out("Complete/SUCCEEDED")
+if verb == "logs" and "job/retrain-now" in rest and scenario == "retrain-prints":
+    out("created RayJob recstack-train-p9q8 in namespace recstack\n")
+if verb == "logs" and rest[:1] == ["recstack-registry-probe"]:
+    out("v20261207-020304-ef56ab\n")
 if verb == "logs" and "job/recstack-train-x1y2" in rest and "--tail=-1" in rest:
     # what `ray job submit` shows of the driver: rich wraps the long line before the URI
     out("2026-12-07 01:02:03,456 INFO -- Job 'recstack-train-x1y2' submitted\n"
@@ -380,6 +387,41 @@ def test_kind_deploy_flow(stub_path: tuple[dict[str, str], Path]) -> None:
     assert "generated collector API key" in result.stdout
 
 
+def test_kind_deploy_takes_the_rayjob_retrain_names(stub_path: tuple[dict[str, str], Path]
+                                                   ) -> None:
+    """`recstack retrain` prints the RayJob it created; that one is waited for (its log
+    has no version line here, so the registry probe pod reads it)."""
+    env, state = stub_path
+    env["STUB_SCENARIO"] = "retrain-prints"
+    result = run("bash", KIND_SH, "deploy", env=env)
+    kubectl = [" ".join(c[1:]) for c in _calls(state) if c[0] == "kubectl"]
+    assert any("get rayjob recstack-train-p9q8" in c for c in kubectl), shown(result)
+    assert not any("get rayjob recstack-train-x1y2" in c for c in kubectl)
+    assert "no 'version <id> written to' line" in result.stderr
+    assert any("apply -f -" in c for c in kubectl)  # recstack-registry-probe
+    assert any("wait pod/recstack-registry-probe" in c for c in kubectl)
+    assert result.returncode == 0, shown(result)
+    upgrade = next(c for c in _calls(state) if c[0] == "helm" and "--reuse-values" in c)
+    assert "inferenceService.version=v20261207-020304-ef56ab" in upgrade
+
+    # the probe pod passes Pod Security restricted and mounts the claim read-only
+    (applied,) = state.glob("applied-*.yaml")
+    pod = yaml.safe_load(applied.read_text())
+    validated = run(tool("kubernetes-validate"), "--strict", "-k", "1.35", applied)
+    assert validated.returncode == 0, shown(validated)
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["image"] == "recstack:dev" and container["imagePullPolicy"] == "Never"
+    claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"] == {"claimName": "recstack-data", "readOnly": True}
+    assert "Registry('/data/registry').latest().version" in container["command"][-1]
+
+
 def test_kind_deploy_dumps_when_the_rayjob_fails(stub_path: tuple[dict[str, str], Path]
                                                  ) -> None:
     env, state = stub_path
@@ -444,3 +486,35 @@ def test_kind_smoke_flow(stub_path: tuple[dict[str, str], Path], key: str) -> No
         assert "collector /v1/events answered 401" in result.stderr
         assert not helm_test
         assert (Path(env["DUMP_DIR"]) / "get.txt").exists()
+
+
+def test_kind_up_flow(stub_path: tuple[dict[str, str], Path]) -> None:
+    """A new cluster from kind-config.yaml, the worker's shared directory, the volume for
+    that worker, bootstrap.sh into the cluster's context, the restricted namespace."""
+    env, state = stub_path
+    env["CLUSTER"] = "dev2"  # `kind get clusters` answers recstack only: dev2 is created
+    result = run("bash", KIND_SH, "up", env=env)
+    assert result.returncode == 0, shown(result)
+    calls = _calls(state)
+    assert ["kind", "create", "cluster", "--name", "dev2", "--config", "k8s/kind-config.yaml",
+            "--wait", "180s"] in calls
+    (chown,) = [c for c in calls if c[:2] == ["docker", "exec"]]
+    assert chown[2] == "dev2-worker"
+    assert "chown '10001:10001' '/var/local/recstack-shared'" in chown[-1]
+    applied = state / "applied-0.yaml"  # then the namespace (empty from the stub)
+    docs = [d for d in yaml.safe_load_all(applied.read_text()) if d]
+    pv = next(d for d in docs if d["kind"] == "PersistentVolume")
+    term = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"][0]["values"] == ["dev2-worker"]
+    assert pv["spec"]["hostPath"]["path"] == "/var/local/recstack-shared"
+    assert pv["spec"]["storageClassName"] == "recstack-shared"
+    helm = [c for c in calls if c[0] == "helm" and c[3:5] == ["upgrade", "--install"]]
+    assert [c[5] for c in helm] == ["cert-manager", "kuberay-operator", "kserve-crd", "kserve"]
+    assert all(c[1:3] == ["--kube-context", "kind-dev2"] for c in helm)
+    assert "kserve.controller.deploymentMode=Standard" in helm[3]
+    assert "kserve.controller.gateway.disableIngressCreation=true" in helm[3]
+    (label,) = [c for c in calls if c[0] == "kubectl" and "label" in c]
+    assert {"pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+            "pod-security.kubernetes.io/audit=restricted"} <= set(label)
+    assert "cluster dev2 is ready; next: make kind-deploy" in result.stdout
