@@ -104,6 +104,21 @@ def open_store(data_dir: Path, settings: Settings | None = None,
     return FeatureStore(config=repo_config(data_dir, settings, announce), repo_path=str(REPO_DIR))
 
 
+def registry_snapshot(store: FeatureStore) -> bytes:
+    """The store's Feast registry as one serialized proto, for a version to carry
+    (FEATURE_REGISTRY_FILE): Feast's file registry reads exactly this format."""
+    return bytes(store.registry.proto().SerializeToString())
+
+
+def snapshot_projects(path: Path) -> set[str]:
+    """The Feast projects whose feature services a registry snapshot holds."""
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+
+    proto = RegistryProto()
+    proto.ParseFromString(path.read_bytes())
+    return {service.spec.project for service in proto.feature_services}
+
+
 def apply_definitions(store: FeatureStore, data_dir: Path) -> Definitions:
     """Register RecStack's objects (the `feast apply` step) for this data directory."""
     if not any((data_dir / "features").glob("*.parquet")):

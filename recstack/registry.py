@@ -32,6 +32,9 @@ MANIFEST = "manifest.json"
 # What `recstack train` writes beside the manifest for batch answers.
 RECS_FILE = "recommendations.parquet"  # each known user's ranked list
 FALLBACK_FILE = "fallback.parquet"  # the cold-start (trending) list
+# The Feast registry the version was trained against (its serialized proto): serving
+# reads its feature views from here, so a version directory alone can be served.
+FEATURE_REGISTRY_FILE = "feature_registry.pb"
 STAGES_FILE = "stages.json"
 MATCHES_SHOWN = 10  # versions an ambiguous prefix lists
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -243,6 +246,27 @@ class Registry:
             json.dump(payload, handle, indent=1, sort_keys=True)
         # A rename is atomic on local disks; object stores replace the key whole anyway.
         self.fs.mv(tmp, path)
+
+
+def single_version(version_dir: Path) -> Registry:
+    """A registry holding only the version in `version_dir` (a directory with its
+    manifest, as KServe's storage initializer leaves one at /mnt/models), linked
+    from a temporary directory under the version's own id."""
+    path = version_dir / MANIFEST
+    if not path.is_file():
+        raise RegistryError(f"{version_dir}: no {MANIFEST} there; a version directory "
+                            "holds the manifest and the artifacts `recstack train` wrote")
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except ValueError as exc:
+        raise RegistryError(f"{path}: not a RecStack manifest ({exc})") from exc
+    if not _VERSION.match(manifest.version):
+        raise RegistryError(f"{path}: invalid version id {manifest.version!r}")
+    root = Path(tempfile.mkdtemp(prefix="recstack-model-dir-"))
+    (root / "versions").mkdir()
+    (root / "versions" / manifest.version).symlink_to(version_dir.resolve(),
+                                                      target_is_directory=True)
+    return Registry(root)
 
 
 def _check_stage(stage: str) -> str:

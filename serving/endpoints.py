@@ -108,7 +108,7 @@ def _v2_response(request: InferRequest, answers: list[dict[str, Any]]) -> InferR
             InferOutput("scores", [len(answers), width], _FP32, scores.reshape(-1).tolist())])
 
 
-def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
+def open_front(registry: Registry, config: ServeConfig, data_dir: Path | None,
                version: str | None, stage: str | None) -> Front:
     """A started Front: every variant's graph deployed and running."""
     from recstack.redis_address import RedisAddress
@@ -131,7 +131,7 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path,
     return front
 
 
-def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path,
+def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path | None,
                   version: str | None, stage: str | None, host: str, port: int,
                   access: Access) -> None:
     """Start local Ray, the graphs and the KServe routes on host:port (blocks)."""

@@ -261,17 +261,31 @@ def _drop_idle_connections(store: FeatureStore) -> None:
         pool.disconnect(inuse_connections=False)
 
 
-def open_serving_store(data_dir: Path, timeout_s: float = STORE_TIMEOUT_S) -> FeatureStore:
-    """The data directory's Feast store with short Redis socket timeouts: serving
+def open_serving_store(data_dir: Path | None, timeout_s: float = STORE_TIMEOUT_S,
+                       version_dir: Path | None = None) -> FeatureStore:
+    """The Feast store of the data directory, or (`data_dir` None) of the registry
+    snapshot `version_dir` carries, so that a pod holding only the version serves it;
+    Feast's scratch files then go to the temp directory.
+
+    Its Redis reads use short socket timeouts: serving
     reads must fail fast when Redis is unreachable, answering degraded rather than
     waiting on a socket. redis-py waits forever by default and retries three times
     with up to 10 s of backoff; `retry=null` (Feast passes the connection string's
     options to redis.Redis) turns the retries off, and OnlineFeatureJoin tries once
     more itself, at once."""
+    import tempfile
+
     from recstack.feature_store import open_store
+    from recstack.registry import FEATURE_REGISTRY_FILE
     from recstack.settings import Settings
 
     settings = Settings.from_env()
+    if data_dir is None:
+        if version_dir is None:
+            raise ValueError("open_serving_store: a data directory or a version directory")
+        settings = settings.model_copy(
+            update={"feast_registry": str(version_dir / FEATURE_REGISTRY_FILE)})
+        data_dir = Path(tempfile.gettempdir()) / "recstack-feast"
     options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
                "retry": "null"}
     extra = "".join(f",{k}={v}" for k, v in options.items() if f"{k}=" not in settings.redis)

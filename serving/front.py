@@ -79,7 +79,9 @@ class Variant:
 class Deployer:
     """Starts and stops one Serve application per version."""
 
-    def __init__(self, registry: Registry, data_dir: Path, config: ServeConfig) -> None:
+    def __init__(self, registry: Registry, data_dir: Path | None, config: ServeConfig
+                 ) -> None:
+        """`data_dir` None: each version's features from the registry it carries."""
         self.registry, self.data_dir, self.config = registry, data_dir, config
 
     def deploy(self, version: str) -> Running:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from feast import FeatureStore
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from threadpoolctl import threadpool_limits
@@ -82,12 +83,13 @@ class Retriever:
     list. The row is read here, not in the ingress: the next step needs it at once,
     and the ingress then only awaits, like the no-op graph's."""
 
-    def __init__(self, version_dir: str, data_dir: str, store: StoreOptions,
+    def __init__(self, version_dir: str, data_dir: str | None, store: StoreOptions,
                  threads: int | None = None) -> None:
+        """`data_dir` None: features from the registry snapshot in the version."""
         use_threads(threads)
         self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
         # User rows only: no item rows are held here, so none are kept fresh.
-        self.join = OnlineFeatureJoin(open_serving_store(Path(data_dir), store.timeout_s),
+        self.join = OnlineFeatureJoin(_store(version_dir, data_dir, store),
                                       store.item_staleness_s)
 
     def retrieve(self, query: Query) -> tuple[Found, Timings]:
@@ -95,6 +97,11 @@ class Retriever:
 
     def ready(self) -> bool:
         return True
+
+
+def _store(version_dir: str, data_dir: str | None, store: StoreOptions) -> FeatureStore:
+    return open_serving_store(None if data_dir is None else Path(data_dir), store.timeout_s,
+                              Path(version_dir))
 
 
 def _at(at_ns: int) -> pd.Timestamp:
@@ -118,13 +125,13 @@ class Ranker:
     """Item features, the ranker and the rules: the answer itself. The rules run here,
     beside the item rows they read, so the ingress holds no catalog of its own."""
 
-    def __init__(self, version_dir: str, data_dir: str, store: StoreOptions,
+    def __init__(self, version_dir: str, data_dir: str | None, store: StoreOptions,
                  threads: int | None = None, fused: bool = False) -> None:
         """`fused`: this Ranker retrieves too (no Retriever deployment); otherwise it
         builds no retrieval index."""
         use_threads(threads)
         self.recommender = Recommender(
-            Path(version_dir), open_serving_store(Path(data_dir), store.timeout_s),
+            Path(version_dir), _store(version_dir, data_dir, store),
             item_staleness_s=store.item_staleness_s, retrieves=fused)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
@@ -223,14 +230,16 @@ class RecommenderIngress:
         return dict(await self.ranker.similar.remote(body, variant, uuid.uuid4().hex))
 
 
-def build(version_dir: Path, data_dir: Path, config: GraphConfig = GraphConfig(),
+def build(version_dir: Path, data_dir: Path | None, config: GraphConfig = GraphConfig(),
           store: StoreOptions = StoreOptions()) -> Any:
-    """The bound Serve application of one version."""
+    """The bound Serve application of one version (`data_dir` None: its features come
+    from the registry snapshot in the version)."""
+    data = None if data_dir is None else str(data_dir)
     retriever = None if config.fused else Retriever.options(  # type: ignore[attr-defined]
-        **config.retriever.options()).bind(str(version_dir), str(data_dir), store,
+        **config.retriever.options()).bind(str(version_dir), data, store,
                                            config.retriever.threads)
     ranker = Ranker.options(  # type: ignore[attr-defined]
-        **config.ranker.options()).bind(str(version_dir), str(data_dir), store,
+        **config.ranker.options()).bind(str(version_dir), data, store,
                                         config.ranker.threads, config.fused)
     return RecommenderIngress.options(  # type: ignore[attr-defined]
         **config.ingress.options()).bind(retriever, ranker, version_of(version_dir))

@@ -9,14 +9,25 @@ import typer
 
 from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
-from recstack.registry import Registry, RegistryError, Stage
+from recstack.registry import (
+    FEATURE_REGISTRY_FILE,
+    Manifest,
+    Registry,
+    RegistryError,
+    Stage,
+    single_version,
+)
 
 if TYPE_CHECKING:
     from serving.http_server import Access
 
 
 def serve(
-    registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
+    registry: str | None = typer.Option(
+        None, "--registry", help="Registry directory or fsspec URI (s3://...)."),
+    model_dir: Path | None = typer.Option(
+        None, "--model-dir", help="Or the directory of one version (its manifest.json and "
+        "artifacts), as KServe's storage initializer leaves it at /mnt/models."),
     version: str | None = typer.Option(None, help="A version id (default: latest)."),
     stage: Stage | None = typer.Option(
         None, help="Or a stage (dev, staging, prod), followed as it moves: a promotion "
@@ -30,15 +41,19 @@ def serve(
         "load and unload), which take a key from RECSTACK_ADMIN_KEYS or "
         "RECSTACK_ADMIN_KEYS_FILE."),
     data: Path | None = typer.Option(
-        None, "--data", help="Data directory holding the Feast repo (default: the one "
-        "the version was trained on)."),
+        None, "--data", help="Data directory whose Feast registry to read (default: the "
+        "registry snapshot the version carries, or for older versions the data "
+        "directory it was trained on)."),
     config: Path | None = typer.Option(
         None, "--config", help="serve.yaml: replicas and resources per deployment, rules, "
         "cache, A/B variants (see serving/config.py)."),
 ) -> None:
     """Serve a version: KServe's V1 and V2 routes on HOST:PORT for the recommender,
     similar-items and ranker models, each version on a Ray Serve graph (Retriever,
-    Ranker, ingress), features from the online store. With RECSTACK_SERVE_API_KEYS
+    Ranker, ingress), features from the online store. The version comes from a
+    registry (--registry, with --version or --stage) or from a directory
+    (--model-dir /mnt/models on KServe); a version carries its Feast registry, so
+    no data directory is needed. With RECSTACK_SERVE_API_KEYS
     (or RECSTACK_SERVE_API_KEYS_FILE) set, every route but the health probes and
     /metrics asks for one of those keys."""
     import sys
@@ -49,7 +64,14 @@ def serve(
     sys.argv = sys.argv[:1]
     # Everything a user typed is checked before Ray, torch and Feast are imported
     # (about 15 s): a typo costs no wait.
+    checks.not_both("--registry", registry, "--model-dir", model_dir)
     checks.not_both("--version", version, "--stage", stage)
+    if model_dir is not None:
+        checks.not_both("--model-dir", model_dir, "--version", version)
+        checks.not_both("--model-dir", model_dir, "--stage", stage)
+    elif registry is None:
+        fail("give --registry URI (a registry) or --model-dir DIR (one version)",
+             EXIT_INVALID_INPUT)
     from serving.api_keys import ApiKeyError
     from serving.config import ConfigError, load_config
 
@@ -59,23 +81,49 @@ def serve(
     except (ConfigError, ApiKeyError) as exc:
         fail(str(exc), EXIT_INVALID_INPUT)
     try:
-        reg = Registry(registry)
+        reg = single_version(model_dir) if model_dir else Registry(str(registry))
         manifest = reg.resolve(version, stage)
-        for variant in settings.variants:  # every variant's version must exist now
-            if variant.version is not None or variant.stage is not None:
-                reg.resolve(variant.version, variant.stage)
+        served = [manifest] + [  # every variant's version must exist now
+            reg.resolve(variant.version, variant.stage) for variant in settings.variants
+            if variant.version is not None or variant.stage is not None]
     except RegistryError as exc:
         fail(str(exc))
-    data = data or Path(manifest.data_snapshot.get("data_dir", ""))
-    checks.data_dir("--data", data, hint="pass --data DIR")  # the version's own by default
+    if data is None and not all(FEATURE_REGISTRY_FILE in m.artifacts for m in served):
+        data = trained_on(manifest)
+    if data is not None:
+        checks.data_dir("--data", data, hint="pass --data DIR")
+    else:
+        same_project(reg, served)
     from serving.endpoints import serve_forever
 
     following = f"stage {stage}" if stage else f"version {manifest.version}"
     guarded = "API keys required" if access.api_keys else "no API key asked"
     control = ", model control on (admin key)" if access.admin_keys else ""
+    features = f"data {data}" if data else "features as the version's registry snapshot"
     console.print(f"serving {following} ({manifest.version}) on http://{host}:{port} "
-                  f"({guarded}{control}; data {data})", highlight=False)
+                  f"({guarded}{control}; {features})", highlight=False)
     serve_forever(reg, settings, data, version, stage, host, port, access)
+
+
+def same_project(registry: Registry, served: list[Manifest]) -> None:
+    """Each version's feature registry must hold the Feast project serving reads
+    (RECSTACK_FEAST_PROJECT), or every replica would fail to start."""
+    from recstack.feature_store import snapshot_projects
+    from recstack.settings import Settings
+
+    project = Settings.from_env().feast_project
+    for manifest in served:
+        held = snapshot_projects(registry.fetch(manifest.version) / FEATURE_REGISTRY_FILE)
+        if project not in held:
+            fail(f"version {manifest.version} was trained in Feast project "
+                 f"{', '.join(sorted(held)) or '(none)'}; RECSTACK_FEAST_PROJECT is "
+                 f"{project!r}: serve it with the project it was trained in",
+                 EXIT_INVALID_INPUT)
+
+
+def trained_on(manifest: Manifest) -> Path:
+    """The data directory a version older than registry snapshots was trained on."""
+    return Path(manifest.data_snapshot.get("data_dir", ""))
 
 
 def serve_access(model_control: bool) -> Access:

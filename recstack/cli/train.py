@@ -18,6 +18,7 @@ from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, step
 from recstack.cli.train_config import check_workers, load_config, read_config
 from recstack.registry import (
     FALLBACK_FILE,
+    FEATURE_REGISTRY_FILE,
     RECS_FILE,
     Manifest,
     Registry,
@@ -115,7 +116,7 @@ def train(
     from models.pipeline import run
     from models.text_embeddings import TextEmbedder
     from recstack.cli.features import _features_stale, run_build
-    from recstack.feature_store import apply_definitions, open_store
+    from recstack.feature_store import apply_definitions, open_store, registry_snapshot
 
     pipeline_config = load_config(config, workers, epochs)
     if _features_stale(data):
@@ -145,6 +146,8 @@ def train(
         result.serving_lists.to_parquet(out / RECS_FILE, index=False)
         result.fallback.to_parquet(out / FALLBACK_FILE, index=False)
         (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+        # Serving reads its feature views from here: no data directory in a pod.
+        (out / FEATURE_REGISTRY_FILE).write_bytes(registry_snapshot(store))
         manifest = Manifest(
             version=version, created_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
             code_revision=code_revision(), data_snapshot=_snapshot(data, dataset.events),

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from recstack.registry import Manifest, Registry, RegistryError, new_version_id
+from recstack.registry import (
+    Manifest,
+    Registry,
+    RegistryError,
+    new_version_id,
+    single_version,
+)
+from tests.s3_server import s3_bucket  # noqa: F401  (a real S3 server, for the s3 case)
 
 
 def _manifest(version: str, minutes: int = 0) -> Manifest:
@@ -26,10 +33,13 @@ def _artifacts(tmp_path: Path, name: str) -> Path:
     return root
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def registry(request, tmp_path: Path) -> Registry:
     if request.param == "local":
         return Registry(tmp_path / "reg")
+    if request.param == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        return Registry(f"{bucket}/reg-{uuid.uuid4().hex}")
     return Registry(f"memory://reg-{uuid.uuid4().hex}")
 
 
@@ -144,3 +154,23 @@ def test_an_ambiguous_prefix_lists_ten_matches_at_most(tmp_path: Path) -> None:
         registry.publish(_manifest(f"v1-{n:02d}", minutes=n), _artifacts(tmp_path, f"a{n}"))
     with pytest.raises(RegistryError, match=r"start of 12 versions .*v1-09 and 2 more; give"):
         registry.find("v1")
+
+
+def test_a_version_directory_alone_is_a_registry_of_one(tmp_path: Path) -> None:
+    """`recstack serve --model-dir`: KServe's storage initializer leaves the version's
+    files at a path named for nothing in particular (/mnt/models)."""
+    source = Registry(tmp_path / "reg")
+    source.publish(_manifest("v7"), _artifacts(tmp_path, "a7"))
+    models = tmp_path / "mnt" / "models"
+    models.parent.mkdir()
+    source.fetch("v7").rename(models)
+    alone = single_version(models)
+    assert [m.version for m in alone.versions()] == ["v7"]
+    assert alone.resolve().version == "v7"
+    assert (alone.fetch("v7") / "ranker" / "model.json").read_text() == '{"trees": []}'
+
+    with pytest.raises(RegistryError, match=r"no manifest\.json there"):
+        single_version(tmp_path / "mnt")
+    (tmp_path / "mnt" / "manifest.json").write_text('{"version": "v8"}')
+    with pytest.raises(RegistryError, match="not a RecStack manifest"):
+        single_version(tmp_path / "mnt")

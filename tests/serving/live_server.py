@@ -107,18 +107,17 @@ class Server:
 
 
 @contextmanager
-def serving(registry: Registry, data: Path, serve_yaml: str, workdir: Path,
-            env: dict[str, str], *args: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """`recstack serve` following stage `dev` with this serve.yaml, these environment
-    variables (over os.environ) and more arguments, once ready: its port and process;
-    stopped after. Its log is `workdir / "server.log"`."""
+def serving(serve_yaml: str, workdir: Path, env: dict[str, str], *args: str
+            ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`recstack serve` with this serve.yaml, these environment variables (over
+    os.environ) and arguments (what to serve: `following_dev`, `--model-dir`), once
+    ready: its port and process; stopped after. Its log is `workdir / "server.log"`."""
     config = workdir / "serve.yaml"
     config.write_text(serve_yaml)
     port = free_port()
     service = Service("recstack serve", [
-        sys.executable, "-m", "recstack", "serve", "--registry", registry.uri, "--stage",
-        "dev", "--port", str(port), "--data", str(data), "--config", str(config), *args],
-        workdir / "server.log", env)
+        sys.executable, "-m", "recstack", "serve", "--port", str(port), "--config",
+        str(config), *args], workdir / "server.log", env)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -133,6 +132,11 @@ def serving(registry: Registry, data: Path, serve_yaml: str, workdir: Path,
         yield port, service.process
     finally:
         service.stop(30)
+
+
+def following_dev(registry: Registry, data: Path) -> tuple[str, ...]:
+    """`recstack serve` arguments: follow stage `dev`, features of `data`."""
+    return "--registry", registry.uri, "--stage", "dev", "--data", str(data)
 
 
 @pytest.fixture(scope="session")
@@ -155,8 +159,8 @@ def server(served_version: Path, small_world: Path, tmp_path_factory: pytest.Tem
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_port}",
            "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
     try:
-        with serving(registry, small_world, SERVE_YAML, workdir, env, "--model-control"
-                     ) as (port, process):
+        with serving(SERVE_YAML, workdir, env, *following_dev(registry, small_world),
+                     "--model-control") as (port, process):
             yield Server(port, proxy, registry, served_version.name, small_world, process,
                          workdir / "server.log")
     finally:

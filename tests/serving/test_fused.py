@@ -18,7 +18,7 @@ from serving.recommender import Recommender
 from serving.requests import RecommendRequest
 from serving.rules import RuleConfig
 from tests.conftest import TEST_REDIS
-from tests.serving.live_server import _call, serving
+from tests.serving.live_server import _call, following_dev, serving
 
 pytestmark = pytest.mark.integration
 PROJECT = "recstack_test_fused"
@@ -43,8 +43,8 @@ def fused(served_version: Path, small_world: Path, tmp_path_factory: pytest.Temp
     registry.promote(served_version.name, "dev")
     env = {"RECSTACK_REDIS": TEST_REDIS, "RECSTACK_ONLINE_STORE": "redis",
            "RECSTACK_FEAST_PROJECT": PROJECT}
-    with serving(registry, small_world, SERVE_YAML, tmp_path_factory.mktemp("fused"),
-                 env) as (port, _):
+    with serving(SERVE_YAML, tmp_path_factory.mktemp("fused"), env,
+                 *following_dev(registry, small_world)) as (port, _):
         yield port
 
 
