@@ -22,7 +22,7 @@ python3. In order:
    has pushed the user's real-time features and invalidated their cached answers, so
    the next answer differs (the item is seen now).
 
-Exit 0 when every step passed, 1 with the reason otherwise.
+Exit 0 when every step passed, 1 with the reason otherwise. Python 3.9 or newer.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 V1_PATH = "/v1/models/recommender:predict"
@@ -110,7 +110,7 @@ def v2_body(user: str, k: int = K) -> dict[str, Any]:
 def events_body(user: str, item: str, request_id: str,
                 now: datetime | None = None) -> dict[str, Any]:
     """A click and a purchase of `item`, answering the recommendation `request_id`."""
-    stamp = (now or datetime.now(UTC)).isoformat()
+    stamp = (now or datetime.now(timezone.utc)).isoformat()  # noqa: UP017 (3.9+)
     session = f"smoke-{uuid.uuid4().hex[:12]}"
     return {"events": [
         {"event_id": f"smoke-{uuid.uuid4().hex}", "user_id": user, "item_id": item,
