@@ -268,6 +268,31 @@ EOF
   kn delete pod "$pod" --wait=false >/dev/null
 }
 
+# Wait for the InferenceService to be Ready for its current spec: KServe has seen the
+# new generation (a Ready condition of the previous one does not count), the predictor
+# Deployment has rolled out, and the condition is True.
+wait_isvc() {
+  local isvc="inferenceservice/$RELEASE" generation observed began=$SECONDS
+  say "waiting for InferenceService $RELEASE to be Ready (up to ${ISVC_TIMEOUT} s)"
+  generation="$(kn get "$isvc" -o jsonpath='{.metadata.generation}')"
+  while true; do
+    observed="$(kn get "$isvc" -o jsonpath='{.status.observedGeneration}' 2>/dev/null || true)"
+    [[ -n "$observed" && "$observed" -lt "$generation" ]] || break
+    ((SECONDS - began < 120)) || break # then the Ready wait below decides
+    sleep 2
+  done
+  # Standard mode's Deployment is <isvc>-predictor (Knative mode has revisions instead).
+  if kn get "deployment/$RELEASE-predictor" >/dev/null 2>&1 &&
+    ! kn rollout status "deployment/$RELEASE-predictor" --timeout="${ISVC_TIMEOUT}s"; then
+    kn describe "$isvc" || true
+    die "the predictor Deployment $RELEASE-predictor did not roll out in $ISVC_TIMEOUT s"
+  fi
+  if ! kn wait "$isvc" --for=condition=Ready --timeout="${ISVC_TIMEOUT}s"; then
+    kn describe "$isvc" || true
+    die "InferenceService $RELEASE not Ready in $ISVC_TIMEOUT s"
+  fi
+}
+
 deploy() {
   need docker kind kubectl helm
   cluster_exists || die "no kind cluster $CLUSTER: run k8s/kind.sh up (make kind-up) first"
@@ -323,11 +348,7 @@ deploy() {
   say "serving $version: helm upgrade --reuse-values --set inferenceService.version=$version"
   helm --kube-context "$context" upgrade "$RELEASE" charts/recstack --namespace "$NAMESPACE" \
     --reuse-values --set inferenceService.version="$version" --wait --timeout "$INSTALL_TIMEOUT"
-  say "waiting for InferenceService $RELEASE to be Ready (up to ${ISVC_TIMEOUT} s)"
-  if ! kn wait "inferenceservice/$RELEASE" --for=condition=Ready --timeout="${ISVC_TIMEOUT}s"; then
-    kn describe "inferenceservice/$RELEASE" || true
-    die "InferenceService $RELEASE not Ready in $ISVC_TIMEOUT s"
-  fi
+  wait_isvc
   kn get inferenceservice,deploy,svc
   say "deployed. Reach it with:"
   echo "    kubectl -n $NAMESPACE port-forward svc/$RELEASE-predictor 8080:$PREDICTOR_SERVICE_PORT"

@@ -9,9 +9,9 @@ and svc/recstack-collector. Standard library only, so it runs on a bare runner w
 python3. In order:
 
 1. wait until the predictor (`/v2/health/ready`) and the collector (`/readyz`) answer;
-2. pick a user the model knows (`--user`, or the first of u0, u00, ... u0000000 whose
-   answer is not the cold-start list: the synthetic generator numbers its users from
-   zero, zero-padded to a width it chooses);
+2. pick a user the model knows (`--user`, or the first of users 0 to 4 at id widths 1
+   to 7, u0 ... u4, u00 ... u0000004, whose answer is not the cold-start list: the
+   synthetic generator numbers its users from zero, zero-padded to a width it chooses);
 3. a V1 request, `POST /v1/models/recommender:predict` `{"instances": [{user_id, k}]}`;
 4. a V2 request, `POST /v2/models/recommender/infer` with inputs `user_id` (BYTES) and
    `k` (INT32); outputs `item_ids` (BYTES, [1, k]) and `scores` (FP32);
@@ -43,8 +43,9 @@ V2_PATH = "/v2/models/recommender/infer"
 EVENTS_PATH = "/v1/events"
 SERVE_READY = "/v2/health/ready"
 COLLECT_READY = "/readyz"
-# u0, u00, ... : user 0 of a synthetic world at every id width it may choose.
-CANDIDATE_USERS = tuple("u" + "0" * width for width in range(1, 8))
+# Users 0 to 4 of a synthetic world at every id width it may choose (u0, ..., u4, u00,
+# ...): some users of a world have no events, so the model knows not every one.
+CANDIDATE_USERS = tuple(f"u{n:0{width}d}" for width in range(1, 8) for n in range(5))
 K = 5
 
 
@@ -204,8 +205,8 @@ def pick_user(serve: Http, user: str | None) -> tuple[str, dict[str, Any]]:
         if user:
             raise SmokeFailure(f"user {user} got the cold-start list "
                                f"({answer.get('fallback')}): the model does not know them")
-    raise SmokeFailure(f"none of {', '.join(CANDIDATE_USERS)} is known to the model; "
-                       "pass --user with a user id from the training data")
+    raise SmokeFailure(f"none of {CANDIDATE_USERS[0]} ... {CANDIDATE_USERS[-1]} is known to "
+                       "the model; pass --user with a user id from the training data")
 
 
 def run(serve: Http, collect: Http, user: str | None = None, k: int = K,
@@ -268,7 +269,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--serve-api-key", default="",
                         help="the predictor's API key, when it has any")
     parser.add_argument("--user", default=None, help="a user the model knows "
-                        "(default: the first of u0, u00, ... that it knows)")
+                        "(default: the first of u0 ... u4, u00 ... that it knows)")
     parser.add_argument("--k", type=int, default=K, help="items per answer")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the "
                         "answer to change after the events were accepted")

@@ -380,7 +380,11 @@ def test_kind_deploy_flow(stub_path: tuple[dict[str, str], Path]) -> None:
     assert any("create job --from=cronjob/recstack-retrain retrain-now" in c for c in kubectl)
     assert any("get rayjob recstack-train-x1y2" in c for c in kubectl)  # the new one only
     assert not any("get rayjob recstack-train-old" in c for c in kubectl)
-    assert any("wait inferenceservice/recstack --for=condition=Ready" in c for c in kubectl)
+    ready = [n for n, c in enumerate(kubectl)
+             if "wait inferenceservice/recstack --for=condition=Ready" in c]
+    rollout = [n for n, c in enumerate(kubectl)
+               if "rollout status deployment/recstack-predictor" in c]
+    assert rollout and ready and rollout[0] < ready[0]  # the new spec's pods, then Ready
     assert any("get job recstack-first-run" in c for c in kubectl)
     assert all(c.startswith("--context kind-recstack") for c in kubectl)
     assert "RayJob recstack-train-x1y2 trained version v20261207-010203-ab12cd" in result.stdout
