@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.serving.conftest import served_version  # noqa: F401  (a fixture, for the slow test)
+
 SCRIPT = Path(__file__).resolve().parents[2] / "k8s" / "smoke.py"
 KEY = "test-collector-key"
 
@@ -161,10 +163,10 @@ def test_passes_when_the_next_answer_changes(url: str, world: World,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert smoke.main(_args(url)) == 0
     out = capsys.readouterr().out
-    # u0 and u00 are unknown (cold start), u000 is the first known candidate
+    # u0 ... u4 and u00 ... u04 are unknown (cold start), u000 is the first known one
     probed = [b["instances"][0]["user_id"] for p, b in world.requests
-              if p == "/v1/models/recommender:predict"][:3]
-    assert probed == ["u0", "u00", "u000"]
+              if p == "/v1/models/recommender:predict"][:11]
+    assert probed == [*(f"u{n}" for n in range(5)), *(f"u0{n}" for n in range(5)), "u000"]
     assert [e["event_type"] for e in world.events] == ["click", "purchase"]
     assert {e["item_id"] for e in world.events} == {"i003"}
     assert {e["user_id"] for e in world.events} == {"u000"}
@@ -257,3 +259,54 @@ def test_runs_as_a_script_with_python3_alone(url: str) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smoke: passed" in result.stdout
+
+
+# -- against the real services -----------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # about 100 s, plus about 70 s to train the served version when run alone
+def test_against_real_serve_collect_and_consume(small_world: Path, served_version: Path,  # noqa: F811
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`recstack serve`, `recstack collect` and `recstack consume` as `recstack demo`
+    starts them (recstack/cli/demo_loop.py), on a copy of the small world with its
+    features in the test Redis under a project of its own: the smoke test passes."""
+    import shutil
+    import uuid
+
+    import httpx
+
+    from recstack.cli.demo_loop import running, wait_ready
+    from recstack.feature_store import RedisAddress
+    from recstack.registry import Registry
+    from recstack.settings import Settings
+    from tests.conftest import TEST_REDIS, applied_copy
+
+    address = RedisAddress.parse(TEST_REDIS)
+    if not address.reachable():
+        pytest.fail(f"no Redis at {address}: start one (`.ci/run` does)")
+    project = f"recstack_smoke_{uuid.uuid4().hex[:8]}"
+    for name, value in (("RECSTACK_REDIS", TEST_REDIS), ("RECSTACK_ONLINE_STORE", "redis"),
+                        ("RECSTACK_FEAST_PROJECT", project)):
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    try:
+        data = applied_copy(small_world, tmp_path / "world", settings)
+        registry = tmp_path / "registry"
+        shutil.copytree(served_version.parent.parent, registry)
+        Registry(str(registry)).promote(served_version.name, "dev")
+        with httpx.Client() as client, running(data, registry, settings) as services:
+            wait_ready(services, client)
+            result = subprocess.run(
+                [sys.executable, "-I", str(SCRIPT), "--serve", services.serve_url,
+                 "--collect", services.collect_url, "--api-key", services.api_key,
+                 "--timeout", "60"], capture_output=True, text=True, timeout=300,
+                check=False)
+        print(result.stdout)  # pytest -rP shows what the smoke test saw
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "next recommendation for" in result.stdout
+    finally:
+        client_ = address.client()
+        for key in client_.scan_iter(match=f"*{project}*".encode(), count=1000):
+            client_.delete(key)
