@@ -369,14 +369,19 @@ stop_forwards() {
 
 # kubectl port-forward svc/$1 $2:$3 in the background, once the local port accepts.
 forward() {
-  local service="$1" local_port="$2" remote_port="$3" log
+  local service="$1" local_port="$2" remote_port="$3" log pid
+  if (exec 3<>"/dev/tcp/127.0.0.1/$local_port") 2>/dev/null; then
+    die "127.0.0.1:$local_port is in use already; pick another (PREDICTOR_PORT, COLLECTOR_PORT)"
+  fi
   log="$(mktemp)"
   # kubectl itself in the background (not through kn, a function, whose subshell would
   # be what `kill` stops), so that stop_forwards ends the port-forward.
   kubectl --context "$context" -n "$NAMESPACE" port-forward "svc/$service" \
     "$local_port:$remote_port" >"$log" 2>&1 &
-  forwards+=("$!")
+  pid=$!
+  forwards+=("$pid")
   for _ in $(seq 60); do
+    kill -0 "$pid" 2>/dev/null || break # it exited: its log says why
     if (exec 3<>"/dev/tcp/127.0.0.1/$local_port") 2>/dev/null; then
       say "port-forward svc/$service -> 127.0.0.1:$local_port"
       return 0

@@ -623,3 +623,18 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if "containers" in node:
             return [*node.get("initContainers", []), *node["containers"]]
     return []
+
+
+def test_kind_smoke_refuses_a_port_in_use(stub_path: tuple[dict[str, str], Path]) -> None:
+    import socket
+
+    env, state = stub_path
+    (state / "secret").touch()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env.update(PREDICTOR_PORT=str(busy.getsockname()[1]), DUMP_ON_FAILURE="0")
+        result = run("bash", KIND_SH, "smoke", env=env, timeout=60)
+    assert result.returncode == 1
+    assert "is in use already" in result.stderr, shown(result)
+    assert not [c for c in _calls(state) if "port-forward" in c]
