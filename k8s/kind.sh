@@ -191,9 +191,11 @@ wait_rayjob() {
       say "RayJob $job: deployment/job status ${status:-(none yet)}"
       last="$status"
     fi
+    # Terminal: Complete, Failed, ValidationFailed. A failed attempt with retries left
+    # (backoffLimit) is Retrying/FAILED, then starts over: keep waiting.
     case "$status" in
       */SUCCEEDED) return 0 ;;
-      */FAILED | */STOPPED | Failed/* | ValidationFailed/*)
+      Failed/* | ValidationFailed/* | Complete/*)
         warn "RayJob $job ended $status"
         rayjob_diagnostics "$job"
         return 1 ;;

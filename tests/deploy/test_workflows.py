@@ -273,6 +273,9 @@ if verb == "get" and rest[:1] == ["rayjobs"]:
 if verb == "get" and rest[:1] == ["rayjob"]:
     if scenario == "rayjob-fails":
         out("Failed/FAILED")
+    if scenario == "rayjob-retries" and not flag("retried"):  # one failed attempt first
+        (state / "retried").touch()
+        out("Retrying/FAILED")
     out("Complete/SUCCEEDED")
 if verb == "logs" and "job/retrain-now" in rest and scenario == "retrain-prints":
     out("created RayJob recstack-train-p9q8 in namespace recstack\n")
@@ -438,6 +441,16 @@ def test_kind_deploy_dumps_when_the_rayjob_fails(stub_path: tuple[dict[str, str]
     assert any(c.endswith("get all -A -o wide") for c in kubectl)  # the dump
     assert (Path(env["DUMP_DIR"]) / "get.txt").exists()
     assert not [c for c in _calls(state) if c[0] == "helm" and "--reuse-values" in c]
+
+
+def test_kind_deploy_waits_through_a_retried_attempt(stub_path: tuple[dict[str, str], Path]
+                                                    ) -> None:
+    env, _ = stub_path
+    env["STUB_SCENARIO"] = "rayjob-retries"
+    result = run("bash", KIND_SH, "deploy", env=env)
+    assert result.returncode == 0, shown(result)
+    assert "deployment/job status Retrying/FAILED" in result.stdout
+    assert "deployment/job status Complete/SUCCEEDED" in result.stdout
 
 
 def test_kind_deploy_needs_a_cluster(stub_path: tuple[dict[str, str], Path]) -> None:
