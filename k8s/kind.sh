@@ -45,6 +45,7 @@ RAYJOB_TIMEOUT="${RAYJOB_TIMEOUT:-2700}"         # seconds: Ray cluster up, trai
 ISVC_TIMEOUT="${ISVC_TIMEOUT:-900}"              # seconds: the predictor loads the version
 SMOKE_TIMEOUT="${SMOKE_TIMEOUT:-180}"            # seconds for the answer to change
 HELM_TEST_TIMEOUT="${HELM_TEST_TIMEOUT:-10m}"
+POLL_SECONDS="${POLL_SECONDS:-5}"                # between two looks at a Job or RayJob
 DUMP_DIR="${DUMP_DIR:-${TMPDIR:-/tmp}/recstack-kind-dump}"
 DUMP_ON_FAILURE="${DUMP_ON_FAILURE:-1}"
 
@@ -142,7 +143,7 @@ wait_job() {
     if ! conditions="$(kn get job "$job" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {end}' 2>/dev/null)"; then
       absent=$((absent + 1))
       ((absent < 12)) || die "Job $job not found"
-      sleep 5
+      sleep "$POLL_SECONDS"
       continue
     fi
     case " $conditions " in
@@ -164,7 +165,7 @@ wait_job() {
       kn logs "job/$job" --all-containers --tail=300 || true
       return 1
     fi
-    sleep 5
+    sleep "$POLL_SECONDS"
   done
 }
 
@@ -205,7 +206,7 @@ wait_rayjob() {
       rayjob_diagnostics "$job"
       return 1
     fi
-    sleep 10
+    sleep "$POLL_SECONDS"
   done
 }
 

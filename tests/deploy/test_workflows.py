@@ -347,7 +347,8 @@ def stub_path(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     for name in ("docker", "kind", "kubectl", "helm"):
         (bin_dir / name).symlink_to(stub)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
-           "STUB_STATE": str(state), "BUILD": "0", "DUMP_DIR": str(tmp_path / "dump")}
+           "STUB_STATE": str(state), "BUILD": "0", "DUMP_DIR": str(tmp_path / "dump"),
+           "POLL_SECONDS": "0"}
     yield env, state
     pids = state / "pids"
     for pid in pids.read_text().split() if pids.exists() else []:
