@@ -7,6 +7,7 @@
 #   k8s/bootstrap.sh            # e.g. right after `kind create cluster --config k8s/kind-config.yaml`
 #
 # Versions are pinned; override one with its variable (CERT_MANAGER_VERSION=... k8s/bootstrap.sh).
+# Needs python3 too (to edit KServe's JSON config).
 # KUBECONTEXT=name installs into that context instead of the current one (k8s/kind.sh
 # passes kind-recstack). Re-running upgrades in place. Needs helm (v3.8+ for OCI charts,
 # v4 works) and kubectl; k8s/tools.sh puts both in .tools/bin, which is used when they
@@ -31,8 +32,8 @@ KUBECONTEXT="${KUBECONTEXT:-}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATH="$PATH:$root/.tools/bin"
-for tool in helm kubectl; do
-  command -v "$tool" >/dev/null || { echo "bootstrap.sh: $tool not found (run k8s/tools.sh)" >&2; exit 1; }
+for tool in helm kubectl python3; do
+  command -v "$tool" >/dev/null || { echo "bootstrap.sh: $tool not found (helm, kubectl: run k8s/tools.sh)" >&2; exit 1; }
 done
 case "$KSERVE_INGRESS" in
   none) ingress=(--set kserve.controller.gateway.disableIngressCreation=true) ;;
@@ -78,6 +79,33 @@ helm upgrade --install kserve oci://ghcr.io/kserve/charts/kserve-resources \
   --set kserve.controller.gateway.disableIstioVirtualHost=true \
   "${ingress[@]}" \
   --wait --timeout "$TIMEOUT"
+
+# The same two settings in the controller's ConfigMap itself, whatever the chart's value
+# names of this KServe release are: `deploy` (the default mode, for an InferenceService
+# without the annotation) and `ingress.disableIngressCreation`. Other keys are kept (the
+# controller refuses an ingress config without its gateway keys).
+echo "== KServe inferenceservice-config: Standard mode, ingress creation $KSERVE_INGRESS"
+patch="$(kubectl -n kserve get configmap inferenceservice-config -o json |
+  python3 -c '
+import json, sys
+disable = sys.argv[1] == "none"
+data = json.load(sys.stdin).get("data", {})
+ingress = json.loads(data.get("ingress") or "{}")
+deploy = json.loads(data.get("deploy") or "{}")
+patch = {}
+if ingress.get("disableIngressCreation") is not disable:
+    ingress["disableIngressCreation"] = disable
+    patch["ingress"] = json.dumps(ingress, indent=1)
+if deploy.get("defaultDeploymentMode") != "Standard":
+    deploy["defaultDeploymentMode"] = "Standard"
+    patch["deploy"] = json.dumps(deploy, indent=1)
+print(json.dumps({"data": patch}) if patch else "")
+' "$KSERVE_INGRESS")"
+if [[ -n "$patch" ]]; then
+  kubectl -n kserve patch configmap inferenceservice-config --type merge -p "$patch"
+  kubectl -n kserve rollout restart deployment/kserve-controller-manager
+  kubectl -n kserve rollout status deployment/kserve-controller-manager --timeout=300s
+fi
 
 echo "== waiting for the CRDs, KServe's webhook certificate and controller"
 kubectl wait --for=condition=Established --timeout=120s \

@@ -255,6 +255,12 @@ if verb == "get" and rest[:1] == ["secret"]:
     if flag("secret"):
         out("dGVzdC1rZXkK")  # base64 of "test-key\n"
     out("", 1)
+if verb == "get" and rest[:2] == ["configmap", "inferenceservice-config"]:
+    out(json.dumps({"data": {  # as KServe's chart renders it: Knative mode, ingress on
+        "deploy": json.dumps({"defaultDeploymentMode": "Knative"}),
+        "ingress": json.dumps({"ingressGateway": "knative-serving/knative-ingress-gateway",
+                               "ingressClassName": "istio",
+                               "disableIngressCreation": False})}}))
 if verb == "apply" and rest[:2] == ["-f", "-"]:
     (state / f"applied-{len(list(state.glob('applied-*')))}.yaml").write_text(sys.stdin.read())
     out()
@@ -531,6 +537,13 @@ def test_kind_up_flow(stub_path: tuple[dict[str, str], Path]) -> None:
     assert all(c[1:3] == ["--kube-context", "kind-dev2"] for c in helm)
     assert "kserve.controller.deploymentMode=Standard" in helm[3]
     assert "kserve.controller.gateway.disableIngressCreation=true" in helm[3]
+    (patch,) = [c for c in calls if c[0] == "kubectl" and "patch" in c]
+    data = json.loads(patch[patch.index("-p") + 1])["data"]
+    assert json.loads(data["deploy"]) == {"defaultDeploymentMode": "Standard"}
+    assert json.loads(data["ingress"]) == {  # the gateway keys kept
+        "ingressGateway": "knative-serving/knative-ingress-gateway",
+        "ingressClassName": "istio", "disableIngressCreation": True}
+    assert any(c[0] == "kubectl" and "restart" in c for c in calls)
     (label,) = [c for c in calls if c[0] == "kubectl" and "label" in c]
     assert {"pod-security.kubernetes.io/enforce=restricted",
             "pod-security.kubernetes.io/warn=restricted",
