@@ -91,6 +91,7 @@ submitterPodTemplate:
         emptyDir:
           sizeLimit: 256Mi
 rayClusterSpec:
+  rayVersion: {{ $t.rayVersion | quote }}
   headGroupSpec:
     rayStartParams:
       num-cpus: {{ $t.head.numCpus | quote }}
