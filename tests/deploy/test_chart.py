@@ -191,11 +191,17 @@ def test_the_predictor_follows_a_stage_when_no_version_is_given(helm: Path) -> N
                                                "serving.kserve.io/autoscalerClass": "hpa"}
     c = container(predictor(objects), "kserve-container")
     assert c["command"] + c["args"] == [
-        "recstack", "serve", "--registry", "/data/registry", "--stage", "dev", "--data",
-        "/data", "--host", "0.0.0.0", "--port", "8080", "--config", "/etc/recstack/serve.yaml"]
+        "recstack", "serve", "--registry", "/data/registry", "--stage", "dev", "--host",
+        "0.0.0.0", "--port", "8080", "--config", "/etc/recstack/serve.yaml"]
     assert "STORAGE_URI" not in env_of(c)
     assert {m["mountPath"] for m in c["volumeMounts"]} == {
         "/etc/recstack", "/tmp", "/dev/shm", "/data"}
+
+
+def test_a_stage_in_a_bucket_needs_no_data_volume(helm: Path) -> None:
+    spec = predictor(render(helm, (), "registry.uri=s3://models/registry"))
+    assert container(spec)["args"][1:3] == ["--registry", "s3://models/registry"]
+    assert "data" not in {v["name"] for v in spec["volumes"]}
 
 
 def test_a_version_is_served_from_its_storage_uri(helm: Path) -> None:

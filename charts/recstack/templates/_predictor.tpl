@@ -2,13 +2,15 @@
 recstack.predictor: one predictor spec of the InferenceService (the stable one or a
 Standard-mode canary). Call with (dict "ctx" $ "name" NAME "storageUri" URI).
 An empty storageUri follows inferenceService.stage in process instead of serving one
-version directory.
+version directory (each version carries the Feast registry snapshot it was trained with).
 */}}
 {{- define "recstack.predictor" -}}
 {{- $ := .ctx -}}
 {{- $isvc := $.Values.inferenceService -}}
 {{- $knative := eq $isvc.deploymentMode "Knative" -}}
 {{- $follow := not .storageUri -}}
+{{- /* Following a stage of a registry on the data volume: mount the volume. */ -}}
+{{- $mountData := and $follow (include "recstack.registryOnVolume" $) -}}
 {{- with .name }}
 name: {{ . }}
 {{- end }}
@@ -55,8 +57,6 @@ containers:
       - {{ $.Values.registry.uri | quote }}
       - --stage
       - {{ $isvc.stage | quote }}
-      - --data
-      - {{ $.Values.materialize.dataPath | quote }}
       {{- else }}
       - --model-dir
       - /mnt/models
@@ -70,10 +70,8 @@ containers:
       {{- range $isvc.extraArgs }}
       - {{ . | quote }}
       {{- end }}
-    ports:
-      - name: http1
-        containerPort: 8080
-        protocol: TCP
+    # No ports: KServe then gives the predictor Service port 80 to the pod's 8080 (a
+    # declared port would be published as itself by newer KServe releases).
     envFrom:
       - configMapRef:
           name: {{ include "recstack.fullname" $ }}
@@ -138,7 +136,7 @@ containers:
         mountPath: /etc/recstack-keys
         readOnly: true
       {{- end }}
-      {{- if $follow }}
+      {{- if $mountData }}
       {{- include "recstack.dataMount" $ | nindent 6 }}
       {{- end }}
 volumes:
@@ -158,7 +156,7 @@ volumes:
     secret:
       secretName: {{ . | quote }}
   {{- end }}
-  {{- if $follow }}
+  {{- if $mountData }}
   {{- include "recstack.dataVolume" $ | nindent 2 }}
   {{- end }}
 {{- end -}}
