@@ -634,3 +634,34 @@ def test_every_value_is_documented() -> None:
         parents.append((indent, key))
     assert not undocumented, "values without a comment starting with their name:\n" + "\n".join(
         undocumented)
+
+
+def test_recstack_retrain_posts_the_charts_template(helm: Path, tmp_path: Path) -> None:
+    """The ConfigMap's rayjob.yaml, as the retrain pod mounts it, is what `recstack
+    retrain` accepts and posts (to a local stand-in for the API server)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from typer.testing import CliRunner
+
+    from recstack.cli import app
+    from tests.cli.test_retrain import FakeApiServer
+
+    template = only(render(helm), "ConfigMap", "rel-recstack-rayjob")["data"]["rayjob.yaml"]
+    (tmp_path / "rayjob.yaml").write_text(template)
+    (tmp_path / "token").write_text("token")
+    FakeApiServer.received, FakeApiServer.answer = [], (201, {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(app, [
+            "retrain", "--rayjob-template", str(tmp_path / "rayjob.yaml"), "--api-server",
+            f"http://127.0.0.1:{server.server_address[1]}", "--token-file",
+            str(tmp_path / "token"), "--namespace", "recstack"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    (request,) = FakeApiServer.received
+    assert request["path"] == "/apis/ray.io/v1/namespaces/recstack/rayjobs"
+    assert request["body"] == yaml.safe_load(template)
