@@ -1,13 +1,18 @@
 """Shared fixtures. Service-backed tests use a real Redis (RECSTACK_TEST_REDIS,
-default db 14 of localhost) and, where marked, the local PostgreSQL."""
+default db 14 of localhost), where marked the local PostgreSQL, and where the design
+has an object store a real S3-compatible HTTP server (moto's, `s3_bucket`)."""
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from recstack.processes import free_port
 
 if TYPE_CHECKING:
     from recstack.settings import Settings
@@ -18,6 +23,29 @@ MOVIELENS_SMALL = Path(os.environ.get("RECSTACK_MOVIELENS_SMALL",
 TEST_REDIS = os.environ.get("RECSTACK_TEST_REDIS", "localhost:6379,db=14")
 TEST_POSTGRES = os.environ.get("RECSTACK_TEST_POSTGRES",
                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> Iterator[str]:
+    """`s3://<bucket>` on a local moto server, with the AWS_* variables s3fs (through
+    botocore) reads pointing at it, as a pod's environment would."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    bucket = f"recstack-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        try:
+            yield f"s3://{bucket}"
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from recstack.registry import (
     new_version_id,
     single_version,
 )
-from tests.s3_server import s3_bucket  # noqa: F401  (a real S3 server, for the s3 case)
 
 
 def _manifest(version: str, minutes: int = 0) -> Manifest:
