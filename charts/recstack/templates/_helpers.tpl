@@ -142,11 +142,19 @@ annotations:
 
 {{/*
 recstack.podSettings: what every RecStack pod spec shares: the identity without an API
-token, the pull secrets, the restricted security context and the scheduling constraints.
+token, then recstack.podScheduling.
 */}}
 {{- define "recstack.podSettings" -}}
 serviceAccountName: {{ include "recstack.serviceAccountName" . }}
 automountServiceAccountToken: false
+{{ include "recstack.podScheduling" . | trim }}
+{{- end -}}
+
+{{/*
+recstack.podScheduling: the pull secrets, the restricted pod security context and the
+scheduling constraints (for pods that bring their own ServiceAccount lines).
+*/}}
+{{- define "recstack.podScheduling" -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}

@@ -28,24 +28,7 @@ serviceAccountName: {{ include "recstack.storageServiceAccountName" $ }}
 serviceAccountName: {{ include "recstack.serviceAccountName" $ }}
 {{- end }}
 automountServiceAccountToken: false
-{{- with $.Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-securityContext:
-  {{- toYaml $.Values.podSecurityContext | nindent 2 }}
-{{- with $.Values.nodeSelector }}
-nodeSelector:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with $.Values.tolerations }}
-tolerations:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with $.Values.affinity }}
-affinity:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+{{ include "recstack.podScheduling" $ | trim }}
 containers:
   - name: kserve-container
     {{- include "recstack.container" $ | nindent 4 }}
