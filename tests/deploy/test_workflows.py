@@ -41,9 +41,6 @@ KIND_E2E = ROOT / ".github" / "workflows" / "kind-e2e.yml"
 KIND_CONFIG = ROOT / "k8s" / "kind-config.yaml"
 SHARED_VOLUME = ROOT / "k8s" / "kind-shared-volume.yaml"
 SHA = re.compile(r"^[0-9a-f]{40}$")
-# Workflows this change does not own, still on tags: pin them where they are maintained
-# (strict: the test fails once they are pinned, so that this entry gets removed).
-NOT_YET_PINNED = {"ci.yml"}
 
 
 def tool(name: str) -> str:
@@ -110,10 +107,7 @@ def _uses(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"{p.name} is not this "
-                                            "change's; its actions are still on tags"))
-    if p.name in NOT_YET_PINNED else p for p in WORKFLOWS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_actions_are_pinned_by_sha(path: Path) -> None:
     uses = _uses(path)
     assert uses
