@@ -450,6 +450,8 @@ def test_the_rayjob_template_trains_on_kuberay(helm: Path, values: tuple[Path, .
     assert group["replicas"] == training["worker"]["replicas"]
     assert group["rayStartParams"] == {"num-cpus": training["worker"]["numCpus"]}
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == training["head"]["numCpus"]
+    # Ray 2.60's `ray start` asks for a token: KubeRay makes one and hands it to every pod.
+    assert cluster["authOptions"] == {"mode": "token"}
     images = set()
     for where, pod in rayjob_pods(template, "rayjob"):
         c = container(pod)

@@ -92,6 +92,8 @@ submitterPodTemplate:
           sizeLimit: 256Mi
 rayClusterSpec:
   rayVersion: {{ $t.rayVersion | quote }}
+  authOptions:
+    mode: {{ $t.rayAuth }}
   headGroupSpec:
     rayStartParams:
       num-cpus: {{ $t.head.numCpus | quote }}
