@@ -115,10 +115,10 @@ def same_project(registry: Registry, served: list[Manifest]) -> None:
     for manifest in served:
         held = snapshot_projects(registry.fetch(manifest.version) / FEATURE_REGISTRY_FILE)
         if project not in held:
-            fail(f"version {manifest.version} was trained in Feast project "
-                 f"{', '.join(sorted(held)) or '(none)'}; RECSTACK_FEAST_PROJECT is "
-                 f"{project!r}: serve it with the project it was trained in",
-                 EXIT_INVALID_INPUT)
+            fail(f"the feature registry of version {manifest.version} holds Feast "
+                 f"project(s) {', '.join(sorted(held)) or '(none)'}, not "
+                 f"RECSTACK_FEAST_PROJECT={project!r}: serve it with a project it was "
+                 "trained in", EXIT_INVALID_INPUT)
 
 
 def trained_on(manifest: Manifest) -> Path:
