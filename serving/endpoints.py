@@ -23,6 +23,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.ray import RayModel
 from pydantic import BaseModel
+from ray import serve
 
 from recstack.registry import Registry
 from serving.cache import ResponseCache, key_prefix
@@ -143,6 +144,9 @@ def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path | None
     began = time.monotonic()
     imports = time.time() - psutil.Process().create_time()  # python, kserve, ray, torch
     ensure_ray()
+    # KServe's routes are the front: Serve's own HTTP proxy (127.0.0.1:8000, a port a
+    # second server on the machine, or anything else, may hold) is not started.
+    serve.start(proxy_location="Disabled")
     ray_up = time.monotonic()
     telemetry()  # metrics registered before the first scrape
     front = open_front(registry, config, data_dir, version, stage)
