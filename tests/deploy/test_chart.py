@@ -148,6 +148,10 @@ def test_every_pod_is_hardened_and_bounded(helm: Path, values: tuple[Path, ...])
             where_to_write = "/data" if c["name"] == "redis" else "/tmp"
             mounted = [m for m in c.get("volumeMounts", []) if m["mountPath"] == where_to_write]
             assert mounted and mounted[0]["name"] in writable, where
+            # The image's entrypoint (tini) stays PID 1: it reaps Ray's children and
+            # passes SIGTERM on. KubeRay sets its own command on the Ray nodes.
+            if c["name"] != "redis" and not c["name"].startswith("ray-"):
+                assert "command" not in c, where
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
@@ -168,7 +172,7 @@ def test_only_the_retrain_pod_mounts_an_api_token(helm: Path, values: tuple[Path
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-recstack-retrain"}]
     c = container(spec)
-    assert c["command"] + c["args"] == ["recstack", "retrain", "--rayjob-template",
+    assert c["args"] == ["recstack", "retrain", "--rayjob-template",
                                         "/etc/recstack/rayjob.yaml"]
     volume = next(v for v in spec["volumes"] if v["name"] == "rayjob")
     assert volume["configMap"]["name"] == "rel-recstack-rayjob"
@@ -190,7 +194,7 @@ def test_the_predictor_follows_a_stage_when_no_version_is_given(helm: Path) -> N
     assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard",
                                                "serving.kserve.io/autoscalerClass": "hpa"}
     c = container(predictor(objects), "kserve-container")
-    assert c["command"] + c["args"] == [
+    assert c["args"] == [
         "recstack", "serve", "--registry", "/data/registry", "--stage", "dev", "--host",
         "0.0.0.0", "--port", "8080", "--config", "/etc/recstack/serve.yaml"]
     assert "STORAGE_URI" not in env_of(c)
@@ -200,7 +204,7 @@ def test_the_predictor_follows_a_stage_when_no_version_is_given(helm: Path) -> N
 
 def test_a_stage_in_a_bucket_needs_no_data_volume(helm: Path) -> None:
     spec = predictor(render(helm, (), "registry.uri=s3://models/registry"))
-    assert container(spec)["args"][1:3] == ["--registry", "s3://models/registry"]
+    assert container(spec)["args"][2:4] == ["--registry", "s3://models/registry"]
     assert "data" not in {v["name"] for v in spec["volumes"]}
 
 
@@ -208,7 +212,7 @@ def test_a_version_is_served_from_its_storage_uri(helm: Path) -> None:
     objects = render(helm, (), "inferenceService.version=v20261207-010203")
     spec = predictor(objects)
     c = container(spec, "kserve-container")
-    assert c["args"][:3] == ["serve", "--model-dir", "/mnt/models"]
+    assert c["args"][:4] == ["recstack", "serve", "--model-dir", "/mnt/models"]
     env = env_of(c)
     assert env["STORAGE_URI"]["value"] == "pvc://rel-recstack-data/registry/versions/v20261207-010203"
     assert env["PROTOCOL"]["value"] == "v2"
@@ -339,7 +343,7 @@ def test_the_collector_listens_on_all_interfaces_behind_its_service(helm: Path) 
     deployment = only(objects, "Deployment", "rel-recstack-collector")
     spec = deployment["spec"]["template"]["spec"]
     c = container(spec)
-    assert c["command"] + c["args"] == ["recstack", "collect", "--host", "0.0.0.0", "--port",
+    assert c["args"] == ["recstack", "collect", "--host", "0.0.0.0", "--port",
                                         "8090"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -367,7 +371,7 @@ def test_one_consumer_at_a_time(helm: Path) -> None:
     assert consumer["spec"]["replicas"] == 1
     assert consumer["spec"]["strategy"] == {"type": "Recreate"}  # never two during a rollout
     c = container(consumer["spec"]["template"]["spec"])
-    assert c["command"] + c["args"] == ["recstack", "consume", "--data", "/data", "--group",
+    assert c["args"] == ["recstack", "consume", "--data", "/data", "--group",
                                         "recstack-consumers", "--compact-every", "10"]
     assert "consumer" in refused(helm, "--set", "consumer.replicas=2")
 
@@ -419,8 +423,8 @@ def test_the_first_run_generates_only_when_there_is_no_data(helm: Path) -> None:
     objects = render(helm, (), "firstRun.enabled=true")
     job = only(objects, "Job", "rel-recstack-first-run")
     c = container(job["spec"]["template"]["spec"])
-    assert c["command"] == ["sh", "-c"]
-    script = c["args"][0]
+    assert c["args"][:2] == ["sh", "-c"]
+    script = c["args"][2]
     assert 'if [ ! -f "$DATA/events.parquet" ]' in script
     assert ('recstack data generate --out "$DATA" --users "$USERS" --items "$ITEMS" '
             '--days "$DAYS" --seed "$SEED"') in script
@@ -477,7 +481,7 @@ def test_materialize_runs_features_apply_on_the_data_path(
     assert cronjob["spec"]["schedule"] == expected["materialize"]["schedule"]
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     c = container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
-    assert (c["command"] + c["args"])[:5] == ["recstack", "features", "apply", "--data",
+    assert (c["args"])[:5] == ["recstack", "features", "apply", "--data",
                                               expected["materialize"]["dataPath"]]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts == {"data": expected["persistence"]["mountPath"], "tmp": "/tmp"}
@@ -488,7 +492,8 @@ def test_data_path_and_extra_args_are_passed(helm: Path) -> None:
                      "materialize.extraArgs={--engine,feast}")
     cronjob = only(objects, "CronJob", "rel-recstack-materialize")
     c = container(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
-    assert c["args"] == ["features", "apply", "--data", "/data/shop", "--engine", "feast"]
+    assert c["args"] == ["recstack", "features", "apply", "--data", "/data/shop", "--engine",
+                         "feast"]
 
 
 def test_data_path_outside_the_volume_is_refused(helm: Path) -> None:
@@ -573,8 +578,8 @@ def test_the_helm_test_pod_checks_both_endpoints(helm: Path) -> None:
     pod = only(render(helm), "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     c = container(pod["spec"])
-    assert c["command"][0] == "python" and c["image"].startswith("recstack:")
-    assert c["args"][1:] == ["http://rel-recstack-collector:8090/readyz",
+    assert c["args"][0] == "python" and c["image"].startswith("recstack:")
+    assert c["args"][3:] == ["http://rel-recstack-collector:8090/readyz",
                              "http://rel-recstack-predictor/v2/health/ready"]
 
 

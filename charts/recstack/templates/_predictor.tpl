@@ -32,8 +32,10 @@ automountServiceAccountToken: false
 containers:
   - name: kserve-container
     {{- include "recstack.container" $ | nindent 4 }}
-    command: ["recstack"]
+    # args only: the image's entrypoint (tini) stays PID 1, reaping Ray's children
+    # and passing signals on.
     args:
+      - recstack
       - serve
       {{- if $follow }}
       - --registry
