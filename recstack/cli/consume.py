@@ -29,6 +29,9 @@ def consume(
     progress_every: float = typer.Option(5.0, min=0.1, help="Seconds between progress lines."),
     until_idle: bool = typer.Option(False, help="Stop once nothing is left to read (for "
                                     "scripts) instead of waiting for more events."),
+    wait: float = typer.Option(0.0, min=0, help="Seconds to wait for the data directory, "
+                               "its applied Feast repo and Redis (a fresh install's first "
+                               "run) before giving up; 0: give up at once."),
 ) -> None:
     """Read events from the Redis Stream recstack:PROJECT:events (a consumer group) into
     DATA's offline history (events_stream/, parquet by day) and the online features (the
@@ -36,12 +39,14 @@ def consume(
     each event only once both hold it. Poison messages go to recstack:PROJECT:events:dead.
     Redis is RECSTACK_REDIS, the project RECSTACK_FEAST_PROJECT. SIGTERM or Ctrl-C stops
     it after the batch in hand."""
-    checks.data_dir("--data", data)  # before the imports below (Feast: seconds)
+    if not wait:
+        checks.data_dir("--data", data)  # before the imports below (Feast: seconds)
     for option, value in (("--group", group), ("--name", name)):
         if value is not None and not value.strip():
             fail(f"{option} must not be empty", EXIT_INVALID_INPUT)
     # Imported here: the CLI's --help stays fast.
     import threading
+    import time
 
     from recstack.feature_store import OnlineStoreUnavailable
     from recstack.settings import Settings
@@ -60,14 +65,27 @@ def consume(
     configure_logging()
     stop = threading.Event()
     stop_on_signals(stop)
-    try:
-        consumer = build_consumer(data, config, stop=stop,
-                                  announce=lambda line: console.print(line, highlight=False))
-    except NotApplied as exc:
-        fail(str(exc), EXIT_INVALID_INPUT)
-    except OnlineStoreUnavailable:
-        fail(f"no Redis answers at RECSTACK_REDIS ({Settings.from_env().redis}): the "
-             "consumer reads the events stream and writes the online features there")
+    deadline, said = time.monotonic() + wait, ""
+    while True:
+        try:
+            if not (data / "events.parquet").exists():  # only when waiting: checked above
+                raise NotApplied(f"--data {data}: not a data directory (no events.parquet)")
+            consumer = build_consumer(
+                data, config, stop=stop,
+                announce=lambda line: console.print(line, highlight=False))
+            break
+        except (NotApplied, OnlineStoreUnavailable) as exc:
+            if time.monotonic() >= deadline or stop.is_set():
+                if isinstance(exc, NotApplied):
+                    fail(str(exc), EXIT_INVALID_INPUT)
+                fail(f"no Redis answers at RECSTACK_REDIS ({Settings.from_env().redis}): "
+                     "the consumer reads the events stream and writes the online "
+                     "features there")
+            if str(exc) != said:  # a line when the reason changes, not every few seconds
+                said = str(exc)
+                console.print(f"waiting (up to {wait:.0f} s) for the first run: {said}",
+                              highlight=False)
+            stop.wait(5)
     console.print(f"consuming {consumer.key} as {config.name} in group {config.group} "
                   f"into {data}", highlight=False)
     consumer.run(report=lambda line: console.print(line, highlight=False),

@@ -371,8 +371,9 @@ def test_one_consumer_at_a_time(helm: Path) -> None:
     assert consumer["spec"]["replicas"] == 1
     assert consumer["spec"]["strategy"] == {"type": "Recreate"}  # never two during a rollout
     c = container(consumer["spec"]["template"]["spec"])
+    # --wait: on a fresh install it waits for the first-run Job instead of crash-looping.
     assert c["args"] == ["recstack", "consume", "--data", "/data", "--group",
-                                        "recstack-consumers", "--compact-every", "10"]
+                         "recstack-consumers", "--compact-every", "10", "--wait", "3600"]
     assert "consumer" in refused(helm, "--set", "consumer.replicas=2")
 
 

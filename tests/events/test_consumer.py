@@ -33,6 +33,7 @@ from recstack.feature_store import (
     online_features,
     open_store,
 )
+from recstack.processes import Service
 from recstack.settings import Settings
 from serving.cache import INVALIDATED, key_prefix, user_key
 from serving.consumer import (
@@ -403,3 +404,38 @@ def test_a_stream_deleted_under_a_blocked_read_is_recreated(world: Path,
         thread.join(10)
     assert not failures and not thread.is_alive()
     assert {"gone-1", "gone-2"} <= set(read_stream_events(world)["event_id"].to_pylist())
+
+
+def test_a_waiting_consumer_starts_once_the_first_run_has_put_the_data_in_place(
+        small_world: Path, settings: Settings, tmp_path: Path) -> None:
+    """On a fresh install the consumer pod starts before the first-run Job has written
+    the data and applied the features: with --wait it waits instead of crash-looping."""
+    data = tmp_path / "data"
+    env = {"RECSTACK_REDIS": settings.redis, "RECSTACK_FEAST_PROJECT": settings.feast_project,
+           "RECSTACK_ONLINE_STORE": "redis"}
+    xadd(redis_client(settings), settings.feast_project, [record("wait-1", "u006", "i001")])
+    waiting = Service("recstack consume", [
+        sys.executable, "-m", "recstack", "consume", "--data", str(data), "--until-idle",
+        "--wait", "120"], tmp_path / "consumer.log", env)
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting (up to 120 s) for the first run" not in " ".join(
+                waiting.log_tail().split()):
+            assert waiting.process.poll() is None, waiting.log_tail()
+            assert time.monotonic() < deadline, waiting.log_tail()
+            time.sleep(0.5)
+        applied_copy(small_world, data, settings)  # what the first-run Job does
+        assert waiting.process.wait(120) == 0, waiting.log_tail()
+        said = " ".join(waiting.log_tail().split())
+        assert "no events.parquet" in said and "consumed 1 events" in said, said
+    finally:
+        waiting.stop(10)
+
+
+def test_a_consumer_that_waited_in_vain_says_why(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recstack.cli import app
+
+    ran = CliRunner().invoke(app, ["consume", "--data", str(tmp_path), "--wait", "0.1"])
+    assert ran.exit_code == 2 and "not a data directory (no events.parquet)" in ran.output
