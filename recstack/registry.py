@@ -7,7 +7,8 @@ Layout under any fsspec URI (a local path, `s3://...`, `memory://...`):
     REG/stages.json                         # {"prod": [{"version", "at", "by", "note"}, ...]}
 
 A KServe `storageUri` points at `REG/versions/<version>`. Each stage keeps its
-whole history (newest last), so a rollback is one step back in that list.
+whole history (newest last), so a rollback is one step back: each one undoes the
+newest promotion not yet undone.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ class StageEntry(BaseModel):
     at: datetime
     by: str
     note: str = ""
+    action: Literal["promote", "rollback"] = "promote"
+    """A rollback undoes the newest promotion not yet undone (see `line`)."""
+
+    def undoes(self) -> bool:
+        # Histories written before `action` existed mark a rollback in the note only.
+        return self.action == "rollback" or self.note.startswith("rollback from ")
+
+
+def line(entries: list[StageEntry]) -> list[str]:
+    """The versions a stage stands on, oldest first: each promotion adds one, each
+    rollback takes the newest off. Its last is the stage's current version."""
+    versions: list[str] = []
+    for entry in entries:
+        if entry.undoes():
+            versions = versions[:-1]
+        else:
+            versions.append(entry.version)
+    return versions
 
 
 def new_version_id(now: datetime | None = None, suffix: str = "") -> str:
@@ -215,15 +234,15 @@ class Registry:
         return entry
 
     def rollback(self, stage: str, by: str = "cli") -> StageEntry:
-        """Point `stage` back at the version it had before its current one."""
+        """Point `stage` back at the version promoted before its current one. Rollbacks
+        walk back one promotion each (v1, v2, v3: v2, then v1), never toggling."""
         history = self.history()
         entries = history[_check_stage(stage)]
-        current = entries[-1].version if entries else None
-        previous = next((e.version for e in reversed(entries) if e.version != current), None)
-        if previous is None:
+        versions = line(entries)
+        if len(versions) < 2:
             raise RegistryError(f"stage {stage!r} has no earlier version to roll back to")
-        entry = StageEntry(version=previous, at=datetime.now(UTC), by=by,
-                           note=f"rollback from {current}")
+        entry = StageEntry(version=versions[-2], at=datetime.now(UTC), by=by,
+                           note=f"rollback from {versions[-1]}", action="rollback")
         entries.append(entry)
         self._save(history)
         return entry

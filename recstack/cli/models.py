@@ -103,7 +103,9 @@ def promote(version: str = typer.Argument(..., help="The version to point the st
 
 @app.command()
 def rollback(registry: str = REGISTRY, stage: Stage = STAGE) -> None:
-    """Point a stage back at the version it had before."""
+    """Point a stage back at the version promoted before its current one.
+
+    A second rollback goes one promotion further back; it never toggles."""
     try:
         entry = Registry(registry).rollback(stage, by=getpass.getuser())
     except RegistryError as exc:

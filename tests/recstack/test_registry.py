@@ -12,6 +12,8 @@ from recstack.registry import (
     Manifest,
     Registry,
     RegistryError,
+    StageEntry,
+    line,
     new_version_id,
     single_version,
 )
@@ -83,6 +85,29 @@ def test_stages_promote_history_and_rollback(registry: Registry, tmp_path: Path)
         registry.promote("v1", "qa")
     with pytest.raises(RegistryError, match="no version 'v7'"):
         registry.promote("v7", "dev")
+    assert registry.history()["prod"][-1].action == "rollback"
+
+
+def test_rollbacks_walk_back_one_promotion_each_never_toggling(
+        registry: Registry, tmp_path: Path) -> None:
+    for n in (1, 2, 3, 4):
+        registry.publish(_manifest(f"v{n}", minutes=n), _artifacts(tmp_path, f"a{n}"))
+    for n in (1, 2, 3):
+        registry.promote(f"v{n}", "prod")
+    assert [registry.rollback("prod").version for _ in range(2)] == ["v2", "v1"]
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("prod")
+    registry.promote("v4", "prod")  # on top of v1: what it rolls back to
+    assert registry.rollback("prod").version == "v1"
+    assert [e.version for e in registry.history()["prod"]] == [
+        "v1", "v2", "v3", "v2", "v1", "v4", "v1"]
+
+
+def test_a_history_written_before_actions_keeps_its_rollbacks() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    old = [StageEntry(version=v, at=at, by="cli", note=n)
+           for v, n in (("v1", ""), ("v2", ""), ("v1", "rollback from v2"))]
+    assert line(old) == ["v1"]
 
 
 def test_version_ids_sort_by_time_and_bad_ids_are_refused(tmp_path: Path) -> None:
