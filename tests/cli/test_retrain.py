@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from recstack.cli import app
+from tests.http_checks import send_json
 
 runner = CliRunner()
 TEMPLATE = {
@@ -37,12 +38,7 @@ class FakeApiServer(BaseHTTPRequestHandler):
         status, payload = self.answer
         if status == 201:
             payload = {**json.loads(body), "metadata": {"name": "recstack-train-x7k2p"}}
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
     def log_message(self, *args: Any) -> None:
         pass

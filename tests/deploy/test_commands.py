@@ -23,14 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import typer
 import yaml
 
 from recstack.cli import app
-from recstack.processes import free_port
+from recstack.processes import Service, free_port
 from recstack.registry import Registry
 from tests.deploy.conftest import ENVIRONMENTS, VALUE_SETS, render
+from tests.http_checks import wait_ok
 
 Obj = dict[str, Any]
 DEV = next(path for path in ENVIRONMENTS if path.parent.name == "dev")
@@ -162,21 +164,6 @@ def ray_head(log: Path, env: dict[str, str]) -> Iterator[str]:
             shutil.rmtree(short, ignore_errors=True)
 
 
-def _ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready",
-                                        timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        assert process.poll() is None, log.read_text()[-4000:]
-        assert time.monotonic() < deadline, "predictor not ready in 300 s"
-        time.sleep(2)
-
-
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(1800)
@@ -226,13 +213,10 @@ def test_first_run_then_rayjob_then_predictor(helm: Path, tmp_path: Path) -> Non
     config = tmp_path / "serve.yaml"
     config.write_text(only_config(objects))
     argv[argv.index("--config") + 1] = str(config)
-    log = tmp_path / "predictor.log"
-    with log.open("wb") as out:
-        predictor = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+    predictor = Service("predictor", argv, tmp_path / "predictor.log", env)
     try:
-        _ready(port, predictor, log)
-        user = str(__import__("pandas").read_parquet(data / "events.parquet")["user_id"]
+        wait_ok(predictor, f"http://127.0.0.1:{port}/v2/health/ready", 300, every=2)
+        user = str(pd.read_parquet(data / "events.parquet")["user_id"]
                    .value_counts().index[0])
         body = json.dumps({"instances": [{"user_id": user, "k": 5}]}).encode()
         request = urllib.request.Request(
@@ -243,9 +227,7 @@ def test_first_run_then_rayjob_then_predictor(helm: Path, tmp_path: Path) -> Non
         assert len(prediction["items"]) == 5 and prediction["degraded"] is False
         assert prediction["model_version"] == trained.version
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(predictor.pid, signal.SIGTERM)
-        predictor.wait(60)
+        predictor.stop(60)
 
 
 def only_config(objects: list[Obj]) -> str:

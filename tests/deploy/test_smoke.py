@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.http_checks import send_json
 from tests.serving.conftest import served_version  # noqa: F401  (a fixture, for the slow test)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "k8s" / "smoke.py"
@@ -73,21 +74,13 @@ class World:
 
 def _handler(world: World) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def _send(self, status: int, body: Any) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
         def do_GET(self) -> None:
             if self.path in ("/v2/health/ready", "/readyz"):
                 world.probes += 1
                 if world.probes <= world.ready_after:
-                    return self._send(503, {"error": "not yet"})
-                return self._send(200, {"status": "ok"})
-            self._send(404, {"error": self.path})
+                    return send_json(self, 503, {"error": "not yet"})
+                return send_json(self, 200, {"status": "ok"})
+            send_json(self, 404, {"error": self.path})
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -99,7 +92,7 @@ def _handler(world: World) -> type[BaseHTTPRequestHandler]:
                 assert set(body) == {"instances"}
                 (instance,) = body["instances"]
                 assert set(instance) <= {"user_id", "k"} and isinstance(instance["k"], int)
-                return self._send(200, {"predictions": [
+                return send_json(self, 200, {"predictions": [
                     world.answer(instance["user_id"], instance["k"])]})
             if self.path == "/v2/models/recommender/infer":
                 # serving/requests.py parse_v2_recommend: user_id BYTES [n], k INT32
@@ -110,14 +103,14 @@ def _handler(world: World) -> type[BaseHTTPRequestHandler]:
                 assert inputs["k"]["datatype"] == "INT32"
                 answer = world.answer(inputs["user_id"]["data"][0], inputs["k"]["data"][0])
                 ids = [i["item_id"] for i in answer["items"]]
-                return self._send(200, {"model_name": "recommender", "outputs": [
+                return send_json(self, 200, {"model_name": "recommender", "outputs": [
                     {"name": "item_ids", "datatype": "BYTES", "shape": [1, len(ids)],
                      "data": ids},
                     {"name": "scores", "datatype": "FP32", "shape": [1, len(ids)],
                      "data": [i["score"] for i in answer["items"]]}]})
             if self.path == "/v1/events":
                 if self.headers.get("authorization") != f"Bearer {KEY}":
-                    return self._send(401, {"detail": "missing API key"})
+                    return send_json(self, 401, {"detail": "missing API key"})
                 events = body["events"]
                 for event in events:  # the fields serving/events.py Event accepts
                     assert set(event) <= {"event_id", "user_id", "item_id", "event_type",
@@ -127,9 +120,9 @@ def _handler(world: World) -> type[BaseHTTPRequestHandler]:
                 world.events.extend(events)
                 if world.react:
                     world.pending[events[0]["user_id"]] = world.lag
-                return self._send(202, {"accepted": len(events), "duplicates": 0,
+                return send_json(self, 202, {"accepted": len(events), "duplicates": 0,
                                         "rejected": []})
-            self._send(404, {"error": self.path})
+            send_json(self, 404, {"error": self.path})
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from recstack.processes import Service, free_port
 from tests.conftest import TEST_REDIS
+from tests.http_checks import wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -65,16 +65,7 @@ def collector(tmp_path: Path) -> Iterator[tuple[int, Path]]:
                                      "RECSTACK_FEAST_PROJECT": "recstack_test_pod",
                                      "RECSTACK_API_KEYS": "", "RECSTACK_API_KEYS_FILE": str(keys)})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if call(f"http://127.0.0.1:{port}/readyz") == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert service.process.poll() is None, service.log_tail()
-            assert time.monotonic() < deadline, "collector not ready in 60 s"
-            time.sleep(0.5)
+        wait_ok(service, f"http://127.0.0.1:{port}/readyz", 60, every=0.5)
         yield port, tmp_path / "secret"
     finally:
         service.stop(10)

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from recstack.processes import Service, free_port
 from recstack.registry import Registry
 from recstack.settings import Settings
 from tests.conftest import TEST_REDIS
+from tests.http_checks import wait_ok
 from tests.redis_proxy import RedisProxy
 
 PROJECT = "recstack_test"
@@ -119,16 +119,7 @@ def serving(serve_yaml: str, workdir: Path, env: dict[str, str], *args: str
         sys.executable, "-m", "recstack", "serve", "--port", str(port), "--config",
         str(config), *args], workdir / "server.log", env)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if _call(port, "/v2/health/ready")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert service.process.poll() is None, service.log_tail()
-            assert time.monotonic() < deadline, "server not ready in 240 s"
-            time.sleep(1)
+        wait_ok(service, f"http://127.0.0.1:{port}/v2/health/ready", 240)
         yield port, service.process
     finally:
         service.stop(30)
