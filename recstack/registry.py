@@ -4,16 +4,25 @@ Layout under any fsspec URI (a local path, `s3://...`, `memory://...`):
 
     REG/versions/<version>/manifest.json    # written last: its presence marks a
     REG/versions/<version>/<artifacts>      # complete version
-    REG/stages.json                         # {"prod": [{"version", "at", "by", "note"}, ...]}
+    REG/stage-history/00000042.json         # every stage's history, as of change 42
 
 A KServe `storageUri` points at `REG/versions/<version>`. Each stage keeps its
 whole history (newest last), so a rollback is one step back: each one undoes the
 newest promotion not yet undone.
+
+The stage history is a compare-and-swap log: a change reads the newest
+generation N and creates N+1 with an exclusive create (`open(..., "x")` through a
+hard link locally, `If-None-Match: *` on S3), so of two writers that read the same
+N one wins and the other gets `StageConflict` instead of overwriting it. Old
+generations stay (a few hundred bytes each): the log is its own audit trail.
+Registries written before the log keep their `stages.json`, read as generation 0.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,13 +45,22 @@ FALLBACK_FILE = "fallback.parquet"  # the cold-start (trending) list
 # The Feast registry the version was trained against (its serialized proto): serving
 # reads its feature views from here, so a version directory alone can be served.
 FEATURE_REGISTRY_FILE = "feature_registry.pb"
-STAGES_FILE = "stages.json"
+STAGES_FILE = "stages.json"  # before the log: read, never written
+HISTORY_DIR = "stage-history"
+EVALUATIONS = "evaluations"  # versions/<id>/evaluations/<window>/: scored on fresh data
+# The stage a version must have been in first: staging takes only versions that have
+# been in dev, prod only versions that have been in staging.
+PREVIOUS_STAGE = {"staging": "dev", "prod": "staging"}
 MATCHES_SHOWN = 10  # versions an ambiguous prefix lists
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class RegistryError(LookupError):
     pass
+
+
+class StageConflict(RegistryError):
+    """Another change to the stage history landed between our read and our write."""
 
 
 class Manifest(BaseModel):
@@ -63,6 +81,12 @@ class Manifest(BaseModel):
     """Paths relative to the version directory."""
 
 
+# promote and rollback move the stage; the canary entries only record what a rollout
+# did and decided (the stage keeps its version until a promote).
+Action = Literal["promote", "rollback", "canary_start", "canary_wait", "canary_stop"]
+MOVES = ("promote", "rollback")
+
+
 class StageEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,12 +94,17 @@ class StageEntry(BaseModel):
     at: datetime
     by: str
     note: str = ""
-    action: Literal["promote", "rollback"] = "promote"
+    action: Action = "promote"
     """A rollback undoes the newest promotion not yet undone (see `line`)."""
+    forced: bool = False
+    """Promoted with `--force`, past failing gates or the stage order; `note` says why."""
+    details: dict[str, Any] = Field(default_factory=dict)
+    """What decided it: each gate's figures, a canary check's numbers."""
 
     def undoes(self) -> bool:
         # Histories written before `action` existed mark a rollback in the note only.
-        return self.action == "rollback" or self.note.startswith("rollback from ")
+        return self.action == "rollback" or (self.action == "promote"
+                                             and self.note.startswith("rollback from "))
 
 
 def line(entries: list[StageEntry]) -> list[str]:
@@ -85,7 +114,7 @@ def line(entries: list[StageEntry]) -> list[str]:
     for entry in entries:
         if entry.undoes():
             versions = versions[:-1]
-        else:
+        elif entry.action == "promote":
             versions.append(entry.version)
     return versions
 
@@ -200,17 +229,49 @@ class Registry:
             shutil.move(str(staging), str(target))
         return target
 
+    def write_beside(self, version: str, name: str, data: bytes) -> str:
+        """Add a file to a version after the fact (`evaluations/<window>/...`: what it
+        scored on fresh data); the artifacts `publish` wrote are never replaced."""
+        version = self.find(version)
+        if name.split("/", 1)[0] != EVALUATIONS or ".." in name.split("/"):
+            raise RegistryError(f"only {EVALUATIONS}/ may be added to a version, not {name}")
+        path = self._path("versions", version, name)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.pipe_file(path, data)
+        return f"{self.version_uri(version)}/{name}"
+
+    def read_beside(self, version: str, name: str) -> bytes | None:
+        path = self._path("versions", self.find(version), name)
+        return self.fs.cat_file(path) if self.fs.exists(path) else None
+
     # stages ---------------------------------------------------------------------------
 
     def history(self) -> dict[str, list[StageEntry]]:
-        path = self._path(STAGES_FILE)
-        raw = self._read_json(path) if self.fs.exists(path) else {}
-        return {stage: [StageEntry.model_validate(e) for e in raw.get(stage, [])]
-                for stage in STAGES}
+        return self._history()[1]
+
+    def _history(self) -> tuple[int, dict[str, list[StageEntry]]]:
+        """The newest generation of the stage history and its entries."""
+        base = self._path(HISTORY_DIR)
+        generations = sorted(
+            int(name) for name in (str(p).rstrip("/").rsplit("/", 1)[-1].removesuffix(".json")
+                                   for p in (self.fs.ls(base, detail=False)
+                                             if self.fs.exists(base) else []))
+            if name.isdigit())
+        if generations:
+            generation = generations[-1]
+            raw = self._read_json(self._generation_path(generation))
+        else:
+            legacy = self._path(STAGES_FILE)
+            generation, raw = 0, (self._read_json(legacy) if self.fs.exists(legacy) else {})
+        return generation, {stage: [StageEntry.model_validate(e) for e in raw.get(stage, [])]
+                            for stage in STAGES}
+
+    def _generation_path(self, generation: int) -> str:
+        return self._path(HISTORY_DIR, f"{generation:08d}.json")
 
     def stage(self, stage: str) -> str | None:
-        entries = self.history()[_check_stage(stage)]
-        return entries[-1].version if entries else None
+        versions = line(self.history()[_check_stage(stage)])
+        return versions[-1] if versions else None
 
     def resolve(self, version: str | None = None, stage: str | None = None) -> Manifest:
         """The manifest for a version (its id or a unique prefix), a stage, or the latest
@@ -221,36 +282,124 @@ class Registry:
             current = self.stage(stage)
             if current is None:
                 raise RegistryError(f"stage {stage!r} has no version yet: "
-                                    f"`recstack models promote VERSION --stage {stage}`")
+                                    f"`recstack models promote VERSION --to {stage}`")
             return self.manifest(current)
         return self.manifest(version) if version else self.latest()
 
-    def promote(self, version: str, stage: str, by: str = "cli", note: str = "") -> StageEntry:
-        version = self.find(version)  # must exist; the stage keeps the whole id
-        history = self.history()
-        entry = StageEntry(version=version, at=datetime.now(UTC), by=by, note=note)
-        history[_check_stage(stage)].append(entry)
-        self._save(history)
-        return entry
+    def order_problem(self, version: str, stage: str,
+                      history: dict[str, list[StageEntry]] | None = None) -> str | None:
+        """Why `version` may not enter `stage` yet (it has not been in the stage before
+        it), or None."""
+        previous = PREVIOUS_STAGE.get(_check_stage(stage))
+        if previous is None:
+            return None
+        entries = (history or self.history())[previous]
+        been = {e.version for e in entries if e.action == "promote"}
+        if version in been:
+            return None
+        return f"{version} has never been in {previous}; {stage} takes only versions " \
+               f"that have been in {previous}"
 
-    def rollback(self, stage: str, by: str = "cli") -> StageEntry:
+    def promote(self, version: str, stage: str, by: str = "cli", note: str = "",
+                force_reason: str | None = None, details: dict[str, Any] | None = None,
+                expected: str | Literal["any"] | None = "any") -> StageEntry:
+        """Point `stage` at `version`, in stage order (dev, staging, prod) unless
+        `force_reason` says why not. `expected` is the version the caller checked the
+        gates against: if the stage moved meanwhile, StageConflict."""
+        version = self.find(version)  # must exist; the stage keeps the whole id
+        _check_stage(stage)
+
+        def change(history: dict[str, list[StageEntry]]) -> StageEntry:
+            current = line(history[stage])
+            now = current[-1] if current else None
+            if expected != "any" and now != expected:
+                raise StageConflict(f"{stage} moved to {now} while {version} was being "
+                                    f"checked against {expected}; run the gates again")
+            problem = self.order_problem(version, stage, history) if force_reason is None else None
+            if problem:
+                raise RegistryError(problem)
+            return StageEntry(version=version, at=datetime.now(UTC), by=by,
+                              note=force_reason if force_reason is not None else note,
+                              forced=force_reason is not None, details=details or {})
+
+        return self._change(stage, change)
+
+    def rollback(self, stage: str, by: str = "cli", note: str = "",
+                 details: dict[str, Any] | None = None) -> StageEntry:
         """Point `stage` back at the version promoted before its current one. Rollbacks
         walk back one promotion each (v1, v2, v3: v2, then v1), never toggling."""
-        history = self.history()
-        entries = history[_check_stage(stage)]
-        versions = line(entries)
-        if len(versions) < 2:
-            raise RegistryError(f"stage {stage!r} has no earlier version to roll back to")
-        entry = StageEntry(version=versions[-2], at=datetime.now(UTC), by=by,
-                           note=f"rollback from {versions[-1]}", action="rollback")
-        entries.append(entry)
-        self._save(history)
+        _check_stage(stage)
+
+        def change(history: dict[str, list[StageEntry]]) -> StageEntry:
+            versions = line(history[stage])
+            if len(versions) < 2:
+                raise RegistryError(f"stage {stage!r} has no earlier version to roll "
+                                    "back to")
+            return StageEntry(version=versions[-2], at=datetime.now(UTC), by=by,
+                              note=f"rollback from {versions[-1]}" + (f": {note}" if note
+                                                                      else ""),
+                              action="rollback", details=details or {})
+
+        return self._change(stage, change)
+
+    def record(self, stage: str, version: str, action: Action, by: str = "cli",
+               note: str = "", details: dict[str, Any] | None = None) -> StageEntry:
+        """Write what a rollout did or decided (`canary_*`) into the stage's history; the
+        stage keeps its version."""
+        if action in MOVES:
+            raise RegistryError(f"{action} moves the stage: use promote or rollback")
+        version = self.find(version)
+        _check_stage(stage)
+        return self._change(stage, lambda _: StageEntry(
+            version=version, at=datetime.now(UTC), by=by, note=note, action=action,
+            details=details or {}))
+
+    def canary(self, stage: str) -> StageEntry | None:
+        """The stage's open canary: its newest `canary_start`, unless a `canary_stop` or
+        a promotion came after it."""
+        for entry in reversed(self.history()[_check_stage(stage)]):
+            if entry.action == "canary_start":
+                return entry
+            if entry.action in ("canary_stop", *MOVES):
+                return None
+        return None
+
+    def _change(self, stage: str, make: Any) -> StageEntry:
+        """Read generation N, append `make(history)` to `stage`, create generation N+1
+        exclusively. A writer that lost the race gets StageConflict."""
+        generation, history = self._history()
+        entry: StageEntry = make(history)
+        history[stage].append(entry)
+        payload = json.dumps({s: [e.model_dump(mode="json") for e in entries]
+                              for s, entries in history.items()}, indent=1, sort_keys=True)
+        try:
+            self._create(self._generation_path(generation + 1), payload.encode())
+        except FileExistsError:
+            raise StageConflict(f"the stage history of {self.uri} changed while this "
+                                f"{entry.action} of {stage} was being written; nothing "
+                                "was changed: run it again") from None
         return entry
 
-    def _save(self, history: dict[str, list[StageEntry]]) -> None:
-        self._write_json(self._path(STAGES_FILE),
-                         {s: [e.model_dump(mode="json") for e in entries]
-                          for s, entries in history.items()})
+    def _create(self, path: str, data: bytes) -> None:
+        """Write `path` only if it does not exist (FileExistsError otherwise), whole."""
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if isinstance(self.fs, LocalFileSystem):
+            # Written aside, then hard-linked: link(2) fails if the name exists, and
+            # readers never see a half-written file.
+            fd, tmp = tempfile.mkstemp(dir=path.rsplit("/", 1)[0], prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+            return
+        try:
+            self.fs.pipe_file(path, data, mode="create")  # s3fs: If-None-Match: *
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and "recondition" in str(exc):
+                raise FileExistsError(path) from exc  # a 412 without its condition named
+            raise
 
     # io -------------------------------------------------------------------------------
 

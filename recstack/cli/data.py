@@ -256,3 +256,51 @@ def info(data: Path = typer.Option(..., "--data", help="Data directory.")) -> No
     except FileNotFoundError as exc:
         fail(str(exc))
     console.print_json(json.dumps(dataset.summary()))
+
+
+@app.command("slice")
+def slice_data(
+    data: Path = typer.Option(..., "--data", help="The data directory to cut from."),
+    out: Path = OUT,
+    until: str | None = typer.Option(None, "--until", help="Keep events before this "
+                                     "instant (ISO 8601): train on these, evaluate on the "
+                                     "rest with `recstack evaluate --since`."),
+    users_fraction: float = typer.Option(1.0, "--users-fraction", min=0.0, max=1.0,
+                                         help="Keep this share of the users (drawn with "
+                                         "--seed), e.g. to train a weaker version."),
+    seed: int = typer.Option(0, min=0, help="Which users --users-fraction keeps."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Part of a data directory: earlier events, fewer users.
+
+    The catalog and the users table are kept whole (items that appear later exist,
+    with no events yet), and so is the generator's ground truth."""
+    import shutil
+
+    import numpy as np
+
+    checks.data_dir("--data", data)
+    if until is not None:
+        checks.instant("--until", until)
+    if users_fraction <= 0:
+        fail("--users-fraction must be more than 0", EXIT_INVALID_INPUT)
+    _check_out(out, overwrite)
+    dataset = read_dataset(data)
+    events = dataset.events
+    if until is not None:
+        cut = pd.Timestamp(until)
+        cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
+        events = events[pd.to_datetime(events["timestamp"], utc=True) < cut]
+    if users_fraction < 1:
+        ids = np.array(sorted(events["user_id"].astype(str).unique()), dtype=object)
+        keep = np.random.default_rng(seed).random(len(ids)) < users_fraction
+        events = events[events["user_id"].astype(str).isin(set(ids[keep]))]
+    if events.empty:
+        fail(f"nothing left of {data}: no events before --until {until} "
+             f"(the data starts {dataset.events['timestamp'].min()})", EXIT_INVALID_INPUT)
+    written = _write(out, events.reset_index(drop=True), dataset.items, dataset.users,
+                     overwrite)
+    truth = data / "ground_truth"
+    if truth.is_dir():
+        shutil.copytree(truth, out / "ground_truth", dirs_exist_ok=True)
+    _print_summary(out, written)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from recstack.cli import checks
 from recstack.cli.console import console, fail
 from recstack.cli.usage import App
 from recstack.registry import STAGES, Registry, RegistryError, Stage
@@ -88,26 +91,65 @@ def show(version: str = typer.Argument(..., help="A version id or a unique prefi
     console.print_json(json.dumps(manifest.model_dump(mode="json")))
 
 
+def who(by: str | None) -> str:
+    """Who a stage change is recorded as: --by, else the Actions actor, else the user."""
+    return by or os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+
+
+BY = typer.Option(None, "--by", help="Who, for the stage's history (default: "
+                  "$GITHUB_ACTOR, else the login name).")
+
+
 @app.command()
 def promote(version: str = typer.Argument(..., help="The version to point the stage at: "
                                           "its id or a unique prefix of it."),
-            registry: str = REGISTRY, stage: Stage = STAGE,
-            note: str = typer.Option("", help="Why, for the stage's history.")) -> None:
-    """Point a stage at a version (the stage keeps its history)."""
-    try:
-        entry = Registry(registry).promote(version, stage, by=getpass.getuser(), note=note)
-    except RegistryError as exc:
-        fail(str(exc))
-    console.print(f"{stage} -> {entry.version}")
+            registry: str = REGISTRY,
+            stage: Stage = typer.Option(..., "--to", "--stage", help="The stage."),
+            data: Path | None = typer.Option(None, "--data", help="The data directory "
+                                             "whose newer events the gates score both "
+                                             "versions on (staging and prod)."),
+            since: str | None = typer.Option(None, "--since", help="The fresh window's "
+                                             "start (default: the later of the two "
+                                             "versions' last training events)."),
+            policy: Path | None = typer.Option(None, "--policy", help="The thresholds "
+                                               "(default: the repository's "
+                                               "promotion.yaml)."),
+            force: bool = typer.Option(False, "--force", help="Promote even if a gate "
+                                       "fails or the stage order is broken (needs "
+                                       "--reason; recorded)."),
+            reason: str | None = typer.Option(None, "--reason", help="Why it was forced."),
+            note: str = typer.Option("", help="Why, for the stage's history."),
+            by: str | None = BY) -> None:
+    """Point a stage at a version, through the gates.
+
+    dev takes any version. staging takes only versions that have been in dev, prod only
+    versions that have been in staging, and both only when the candidate passes every
+    gate against the stage's current version on the same fresh window (--data):
+    NDCG@10 and recall@20 non-inferiority (paired bootstrap over users), catalog
+    coverage and long-tail floors, per-segment fairness, the in-process scoring p99, and
+    the off-policy CTR estimate where enough exploration traffic was logged. The
+    thresholds are promotion.yaml's (every field: recstack/promotion.py). Exit codes: 0
+    promoted, 4 refused by a gate or the stage order (the table says which), 1 another
+    error (a concurrent change of the stage: run again), 2 bad input."""
+    if since is not None:
+        checks.instant("--since", since)
+    if data is not None:
+        checks.data_dir("--data", data)
+    from recstack.cli.promotion import gated_promote
+
+    gated_promote(Registry(registry), version, stage, who(by), note, data, since, policy,
+                  force, reason)
 
 
 @app.command()
-def rollback(registry: str = REGISTRY, stage: Stage = STAGE) -> None:
+def rollback(registry: str = REGISTRY, stage: Stage = STAGE,
+             note: str = typer.Option("", help="Why, for the stage's history."),
+             by: str | None = BY) -> None:
     """Point a stage back at the version promoted before its current one.
 
     A second rollback goes one promotion further back; it never toggles."""
     try:
-        entry = Registry(registry).rollback(stage, by=getpass.getuser())
+        entry = Registry(registry).rollback(stage, by=who(by), note=note)
     except RegistryError as exc:
         fail(str(exc))
     console.print(f"{stage} -> {entry.version} ({entry.note})")
@@ -118,5 +160,7 @@ def history(registry: str = REGISTRY) -> None:
     """Every stage change, oldest first."""
     for stage, entries in Registry(registry).history().items():
         for entry in entries:
+            action = "" if entry.action == "promote" else f"{entry.action}  "
+            forced = "FORCED  " if entry.forced else ""
             console.print(f"{entry.at:%Y-%m-%d %H:%M:%S}  {stage:<8} {entry.version}  "
-                          f"by {entry.by}  {entry.note}", highlight=False)
+                          f"{action}{forced}by {entry.by}  {entry.note}", highlight=False)

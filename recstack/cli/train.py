@@ -98,8 +98,9 @@ def train(
     epochs: int | None = typer.Option(None, min=1,
                                       help="Two-tower epochs (overrides the config)."),
     config: Path | None = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
-    promote: Stage | None = typer.Option(None, help="Also point this stage at the new "
-                                         "version."),
+    promote: Stage | None = typer.Option(None, help="Also point dev at the new version "
+                                         "(staging and prod go through `recstack models "
+                                         "promote`, which runs the gates)."),
 ) -> None:
     """Train the two-stage model into the registry as a new version.
 
@@ -110,6 +111,10 @@ def train(
     # Everything a user typed is checked before the imports and the work (tens of seconds).
     _require_data(data)
     check_workers(workers)
+    if promote not in (None, "dev"):
+        fail(f"--promote {promote}: train promotes to dev only; {promote} takes a version "
+             "through the gates: `recstack models promote VERSION --to "
+             f"{promote} --data DIR`", EXIT_INVALID_INPUT)
     read_config(config)
     from models.bundle import save_bundle
     from models.data.dataset import read_dataset
@@ -280,40 +285,63 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
 
 
 def evaluate(
+    ref: str | None = typer.Argument(None, metavar="[VERSION]", help="A version id or a "
+                                     "unique prefix of one (default: latest)."),
     registry: str = typer.Option(..., "--registry", help="Registry directory or fsspec URI."),
-    version: str | None = typer.Option(None, help="A version id or a unique prefix of one "
-                                       "(default: latest)."),
+    version: str | None = typer.Option(None, help="The same as VERSION."),
     stage: Stage | None = typer.Option(None, help="Or a stage."),
-    data: Path | None = typer.Option(None, "--data", help="Check that the figures were "
-                                     "measured on this data directory."),
-    k: str = typer.Option("10,20,50", "--k", help="Cut-offs, comma-separated."),
+    data: Path | None = typer.Option(None, "--data", help="Score the version on fresh data "
+                                     "from this directory: the events after --since."),
+    since: str | None = typer.Option(None, "--since", help="With --data: the window's start "
+                                     "(ISO 8601; default: the version's last training "
+                                     "event)."),
+    until: str | None = typer.Option(None, "--until", help="With --data: the window's end "
+                                     "(default: the end of the data)."),
+    policy: Path | None = typer.Option(None, "--policy", help="With --data: promotion.yaml "
+                                       "(window sizes, activity buckets)."),
+    k: str = typer.Option("10,20,50", "--k", help="Cut-offs, comma-separated (the figures "
+                          "from training)."),
     report: Path | None = typer.Option(None, "--report", help="Write an HTML report here."),
 ) -> None:
-    """A version's held-out evaluation as JSON, and an HTML report.
+    """A version's evaluation as JSON, and an HTML report.
 
-    The figures are those `recstack train` measured before the refit; the report adds
-    the plots."""
+    With --data, the version ranks each user of a window it has not seen (events after
+    its training, or after --since) as of the window's start, and is scored on what
+    they did in it; the figures, per-user rows and the report are written beside the
+    version (versions/ID/evaluations/WINDOW/), so two versions scored on one window
+    compare directly. Without --data, the figures `recstack train` measured before its
+    refit, and the report adds the plots."""
     ks = checks.cutoffs("--k", k)
+    checks.not_both("VERSION", ref, "--version", version)
+    version = version or ref
     checks.not_both("--version", version, "--stage", stage)
     if data is not None:
         checks.data_dir("--data", data)
+    for option, value in (("--since", since), ("--until", until)):
+        if value is not None:
+            if data is None:
+                fail(f"{option} sets the fresh window: it needs --data", EXIT_INVALID_INPUT)
+            checks.instant(option, value)
     if report is not None:
         checks.output_file("--report", report)
-    from models.evaluation.report import render
-
     try:
-        manifest = Registry(registry).resolve(version, stage)
+        reg = Registry(registry)
+        manifest = reg.resolve(version, stage)
     except RegistryError as exc:
         fail(str(exc))
+    if data is not None:
+        from recstack.cli.promotion import evaluate_fresh
+
+        evaluate_fresh(reg, manifest, data, since, until, report, policy)
+        return
+    from models.evaluation.report import render
+
     measured = {key for key in manifest.metrics.get("test", {}) if "@" in key}
     missing = [c for c in ks if f"ndcg@{c}" not in measured]
     if missing:
         fail(f"version {manifest.version} was evaluated at k in "
              f"{sorted({int(m.split('@')[1]) for m in measured})}; not at {missing}",
              EXIT_INVALID_INPUT)
-    if data is not None and _events_digest(data) != manifest.data_snapshot.get("events_sha256"):
-        errors.print(f"[yellow]note:[/] {data} is not the data version "
-                     f"{manifest.version} was trained on; figures are from training")
     console.print_json(json.dumps({"version": manifest.version, **{
         key: manifest.metrics[key] for key in ("protocol", "test", "baselines", "stages",
                                                 "segments", "ground_truth")

@@ -40,11 +40,11 @@ def _no_type(ctx: typer.Context) -> None:
 def _label(param: Any, ctx: typer.Context) -> None:
     """A metavar in place of Typer's `<type>`: none for a flag; an argument is named
     by its metavar alone (FILE), without a type beside it."""
-    if param.metavar is not None:
-        return
     if param.param_type_name == "argument":
-        param.metavar = str(param.name).upper()
+        param.metavar = param.metavar or str(param.name).upper()
         param.display_type_rich = _no_type
+        return
+    if param.metavar is not None:
         return
     if getattr(param, "is_flag", False):
         param.metavar = ""
@@ -79,7 +79,8 @@ def one_line(exc: typer.TyperException) -> str:
         given = _given(exc)
         return f"{name} must be {allowed_range(low, high)}" + (
             f", got {given}" if given is not None else "")
-    invalid = re.match(r"Invalid value for '[^']*': (Value error, )?(.*)", message, re.S)
+    invalid = re.match(r"Invalid value for '[^']*'(?: / '[^']*')*: (Value error, )?(.*)",
+                       message, re.S)  # an option with two names lists both
     if name and invalid:
         return f"{name}: {invalid.group(2).rstrip('.')}"
     ctx = getattr(exc, "ctx", None)

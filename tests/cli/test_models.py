@@ -63,15 +63,15 @@ def test_show_and_promote_take_a_unique_prefix(registry: tuple[Path, list[str]])
     assert shown.exit_code == 0, shown.output
     assert f'"version": "{ids[1]}"' in shown.output
     promoted = run(80, "models", "promote", "v20261206-2148", "--registry", str(path),
-                   "--stage", "prod")
-    assert promoted.exit_code == 0 and promoted.output == f"prod -> {ids[0]}\n"
-    assert Registry(path).stage("prod") == ids[0]
+                   "--to", "dev")
+    assert promoted.exit_code == 0 and promoted.output == f"dev -> {ids[0]}\n"
+    assert Registry(path).stage("dev") == ids[0]
     ambiguous = run(80, "models", "promote", "v20261206", "--registry", str(path),
-                    "--stage", "prod")
+                    "--stage", "dev")
     assert ambiguous.exit_code == 1
     assert ambiguous.stderr.startswith("error: 'v20261206' is the start of 3 versions")
     assert all(version in ambiguous.stderr for version in ids)
-    assert Registry(path).stage("prod") == ids[0]  # unchanged
+    assert Registry(path).stage("dev") == ids[0]  # unchanged
 
 
 def test_list_of_an_empty_registry_says_so(tmp_path: Path) -> None:

@@ -108,15 +108,34 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path,
 
     report = tmp_path / "report.html"
     evaluated = runner.invoke(app, ["evaluate", "--registry", str(registry), "--stage", "dev",
-                                    "--data", str(small_world), "--report", str(report)],
-                              env=env)
+                                    "--report", str(report)], env=env)
     assert evaluated.exit_code == 0, evaluated.output
     payload = json.loads(evaluated.stdout)
     assert payload["test"]["ndcg@10"] == manifest.metrics["test"]["ndcg@10"]
     assert "two_stage" in payload["segments"]
     page = report.read_text()
     assert page.count("data:image/png;base64,") >= 5 and "Per stage" in page
-    assert "is not the data" not in evaluated.stderr
+    # On a held-out window (the version saw it: said so), written beside the version.
+    policy = tmp_path / "promotion.yaml"
+    policy.write_text("window: {min_users: 20}\n")
+    since = pd.read_parquet(small_world / "events.parquet")["timestamp"].quantile(0.8)
+    fresh = runner.invoke(app, ["evaluate", manifest.version[:12], "--registry",
+                                str(registry), "--data", str(small_world), "--since",
+                                since.isoformat(), "--policy", str(policy)], env=env)
+    assert fresh.exit_code == 0, fresh.output
+    scored = json.loads(fresh.stdout)
+    assert scored["window"]["since"] == since.isoformat()
+    assert 0 < scored["fresh"]["ndcg@10"] < 1 and scored["fresh"]["users"] >= 20
+    assert {row["segment"] for row in scored["fresh"]["segments"]} >= {"new", "casual"}
+    assert "it has seen part of this window" in fresh.stderr
+    beside = Path(registry) / "versions" / manifest.version / "evaluations" / \
+        scored["window"]["key"]
+    assert {p.name for p in beside.iterdir()} == {"per_user.parquet", "result.json",
+                                                 "report.html"}
+    assert (beside / "report.html").read_text().count("data:image/png;base64,") == 1
+    too_few = runner.invoke(app, ["evaluate", "--registry", str(registry), "--data",
+                                  str(small_world)], env=env)
+    assert too_few.exit_code == 2 and "the gates need 200" in too_few.stderr
     not_measured = runner.invoke(app, ["evaluate", "--registry", str(registry), "--k", "7"],
                                  env=env)
     assert not_measured.exit_code == 2 and "not at [7]" in not_measured.stderr

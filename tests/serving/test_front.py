@@ -80,6 +80,9 @@ class _Deployer:
         self.deleted.append(running.version)
 
 
+NOT_ORDER = "the front follows a stage; the stage order is tested in tests/recstack"
+
+
 def _registry(tmp_path: Path, *versions: str) -> Registry:
     registry = Registry(tmp_path / "reg")
     for version in versions:
@@ -101,7 +104,7 @@ def _config(**extra: Any) -> ServeConfig:
 def test_variants_share_a_graph_cache_answers_and_fall_back(
         tmp_path: Path, redis_settings: Settings) -> None:
     registry = _registry(tmp_path, "v1")
-    registry.promote("v1", "prod")
+    registry.promote("v1", "prod", force_reason=NOT_ORDER)
     address = RedisAddress.parse(redis_settings.redis)
     deployer = _Deployer()
 
@@ -147,7 +150,7 @@ def test_variants_share_a_graph_cache_answers_and_fall_back(
 def test_a_moved_stage_is_deployed_beside_switched_to_and_the_old_one_deleted(
         tmp_path: Path) -> None:
     registry = _registry(tmp_path, "v1", "v2")
-    registry.promote("v1", "prod")
+    registry.promote("v1", "prod", force_reason=NOT_ORDER)
     deployer = _Deployer()
     config = ServeConfig.model_validate({"variants": [
         {"name": "live", "weight": 9}, {"name": "pinned", "weight": 1, "version": "v1"}]})
@@ -156,14 +159,14 @@ def test_a_moved_stage_is_deployed_beside_switched_to_and_the_old_one_deleted(
     front.refresh()
     assert deployer.deployed == ["v1"] and front.swaps == []  # nothing moved
 
-    registry.promote("v2", "prod")
+    registry.promote("v2", "prod", force_reason=NOT_ORDER)
     front.refresh()
     live, pinned = front.variants
     assert live.running.version == "v2" and pinned.running.version == "v1"  # type: ignore[union-attr]
     assert deployer.deployed == ["v1", "v2"] and front.swaps == [("live", "v1", "v2")]
     assert deployer.deleted == []  # v1 still serves the pinned variant
 
-    registry.promote("v1", "prod")  # a rollback reuses the running v1 graph
+    registry.promote("v1", "prod", force_reason=NOT_ORDER)  # a rollback reuses the running v1 graph
     front.refresh()
     assert deployer.deployed == ["v1", "v2"] and deployer.deleted == ["v2"]
 
@@ -185,7 +188,7 @@ def _no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_swap_waits_for_requests_in_flight_on_the_old_graph(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry = _registry(tmp_path, "v1", "v2")
-    registry.promote("v1", "prod")
+    registry.promote("v1", "prod", force_reason=NOT_ORDER)
     deployer = _Deployer()
     front = Front(registry, ServeConfig(), None, "prod", None, deployer)  # type: ignore[arg-type]
     front.start()
@@ -209,7 +212,7 @@ def test_a_swap_waits_for_requests_in_flight_on_the_old_graph(
     worker = threading.Thread(target=request)
     worker.start()
     time.sleep(0.2)  # the request is on the old graph now
-    registry.promote("v2", "prod")
+    registry.promote("v2", "prod", force_reason=NOT_ORDER)
     front.refresh()
     worker.join()
     assert front.variants[0].running.version == "v2"  # type: ignore[union-attr]
