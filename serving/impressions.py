@@ -6,7 +6,11 @@ consumer files them with every other event and the online report can join
 clicks, carts and purchases that carry the answer's `request_id` back to what
 was shown. Each event's id is `{request_id}:{position}`, so a retried write
 never doubles an impression; its context holds the position (1-based), the
-variant and the model version.
+variant, the model version and the item's sources. The exploration item's
+context also holds its `propensity` and the `explore_pool` it was drawn from
+(serving/rules.py), what models/evaluation/off_policy.py needs to estimate
+another model's CTR on that slot; a pool whose ids would not fit the event's
+context limit is left out (the impression stays, unusable for the estimate).
 
 Writes are fire-and-forget from the KServe front's event loop: an answer never
 waits for its impressions, and a failing Redis costs lost impressions (counted
@@ -20,6 +24,7 @@ answer, on the request's path.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving.event_stream import EventStream
-from serving.events import Event
+from serving.events import MAX_CONTEXT_CHARS, Event
 from serving.telemetry import telemetry
 
 log = logging.getLogger("recstack.serving")
@@ -43,10 +48,31 @@ def impression_events(user_id: str, answer: dict[str, Any],
     return [Event.model_validate({
         "event_id": f"{request_id}:{position}", "user_id": user_id, "item_id": item["item_id"],
         "event_type": "impression", "timestamp": when, "request_id": request_id,
-        "context": {"position": position, "variant": answer.get("variant"),
-                    "model_version": answer.get("model_version"),
-                    "sources": item.get("sources", [])}})
+        "context": _context(position, answer, item)})
         for position, item in enumerate(answer.get("items", []), start=1)]
+
+
+def _context(position: int, answer: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    context = {"position": position, "variant": answer.get("variant"),
+               "model_version": answer.get("model_version"),
+               "sources": item.get("sources", [])}
+    if item.get("propensity") is None:
+        return context
+    explored = context | {"propensity": item["propensity"],
+                          "explore_pool": list(item.get("explore_pool") or [])}
+    size = len(json.dumps(explored, separators=(",", ":"), ensure_ascii=False))
+    if size > MAX_CONTEXT_CHARS:  # long ids: the impression matters more than its pool
+        return context | {"propensity": item["propensity"]}
+    return explored
+
+
+def _shown_item(item: dict[str, Any]) -> dict[str, Any]:
+    """What an impression needs of an answer's item, copied."""
+    shown = {"item_id": item["item_id"], "sources": list(item.get("sources", []))}
+    if item.get("propensity") is not None:  # the exploration item only
+        shown["propensity"] = item["propensity"]
+        shown["explore_pool"] = list(item.get("explore_pool") or [])
+    return shown
 
 
 @dataclass(frozen=True)
@@ -54,7 +80,8 @@ class Shown:
     """What one answer showed, captured when it was given."""
 
     user_id: str
-    answer: dict[str, Any]  # request_id, variant, model_version, items (id, sources)
+    answer: dict[str, Any]  # request_id, variant, model_version, items (id, sources,
+    # and the exploration item's propensity and pool)
     at: datetime
 
 
@@ -74,8 +101,7 @@ class ImpressionLog:
         self._shown.append(Shown(user_id, {
             "request_id": answer["request_id"], "variant": answer.get("variant"),
             "model_version": answer.get("model_version"),
-            "items": [{"item_id": i["item_id"], "sources": list(i.get("sources", []))}
-                      for i in answer["items"]]}, datetime.now(UTC)))
+            "items": [_shown_item(i) for i in answer["items"]]}, datetime.now(UTC)))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(BATCH_DELAY_S, self._write_shown)
 

@@ -6,6 +6,14 @@ otherwise, and the request's `exclude_ids`); keep what passes the attribute filt
 item vectors, or a cap per category); then, at a configured rate, give one slot to
 exploration (an item from further down the candidates, marked as such).
 Every item keeps the sources that produced it and gets human-readable reasons.
+
+Exploration is drawn uniformly from a bounded pool: the next `explore_pool`
+candidates (best first) that passed the filters and were not picked. The pick
+carries what an off-policy estimate needs (models/evaluation/off_policy.py): its
+propensity, 1 / the pool's size, and the pool's item ids, which the impression
+log records. Whether a request explores is a hash of its key, independent of the
+user and the items, so the estimate can condition on it. Nothing of this is
+computed, or put on the wire, for the answers that do not explore.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ class RuleConfig:
     category_cap: int = 3  # category_cap: at most this many items per category
     exploration_rate: float = 0.1  # share of responses with an exploration slot
     exploration_slot: int = 5  # its position (1-based), when the list is that long
+    explore_pool: int = 20  # the slot's item: uniform over this many next candidates
 
     def __post_init__(self) -> None:
         if self.diversity not in DIVERSITY:
@@ -48,6 +57,10 @@ class RuleConfig:
             raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
         if self.category_cap < 1 or self.exploration_slot < 1:
             raise ValueError("category_cap and exploration_slot must be at least 1")
+        if isinstance(self.explore_pool, bool) or not isinstance(self.explore_pool, int) \
+                or self.explore_pool < 1:  # it slices the candidates
+            raise ValueError(f"explore_pool must be a whole number at least 1, "
+                             f"got {self.explore_pool!r}")
 
 
 @dataclass
@@ -68,11 +81,18 @@ class Pick:
     score: float
     sources: list[str]
     reasons: list[str] = field(default_factory=list)
+    propensity: float | None = None  # exploration only: P(this item | the slot explores)
+    explore_pool: list[str] | None = None  # exploration only: the ids it was drawn from
 
     def as_dict(self) -> dict[str, Any]:
-        """The response's item (dataclasses.asdict deep-copies: 1 ms a response)."""
-        return {"item_id": self.item_id, "score": self.score, "sources": list(self.sources),
+        """The response's item (dataclasses.asdict deep-copies: 1 ms a response); the
+        exploration keys only on the exploration item."""
+        item = {"item_id": self.item_id, "score": self.score, "sources": list(self.sources),
                 "reasons": list(self.reasons)}
+        if self.propensity is not None:
+            item["propensity"] = self.propensity
+            item["explore_pool"] = list(self.explore_pool or [])
+        return item
 
 
 def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
@@ -90,15 +110,11 @@ def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
     chosen = _diverse(candidates, pool, k, config)
     picks = [Pick(str(candidates.item_ids[i]), float(candidates.scores[i]),
                   list(candidates.sources[i])) for i in chosen]
-    rest = (np.setdiff1d(pool, chosen, assume_unique=True)  # only when exploring
-            if _explores(request_key, config.exploration_rate) else np.zeros(0, np.int64))
-    if len(rest):
-        slot = min(config.exploration_slot, k, len(picks) + 1) - 1  # within the list
-        rng = np.random.default_rng(zlib.crc32(request_key.encode()))
-        extra = rest[int(rng.integers(len(rest)))]
-        pick = Pick(str(candidates.item_ids[extra]), float(candidates.scores[extra]),
-                    [*candidates.sources[extra], "exploration"])
-        picks = [*picks[:slot], pick, *picks[slot:]][:k]
+    if _explores(request_key, config.exploration_rate):
+        pick = _explore(candidates, pool, chosen, config.explore_pool, request_key)
+        if pick is not None:
+            slot = min(config.exploration_slot, k, len(picks) + 1) - 1  # within the list
+            picks = [*picks[:slot], pick, *picks[slot:]][:k]
     for pick in picks:
         pick.reasons = [REASONS.get(s, s) for s in dict.fromkeys(pick.sources)]
     return picks
@@ -106,6 +122,22 @@ def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
 
 def _explores(request_key: str, rate: float) -> bool:
     return zlib.crc32(f"explore:{request_key}".encode()) / 2**32 < rate
+
+
+def _explore(candidates: Candidates, pool: np.ndarray, chosen: list[int], size: int,
+             request_key: str) -> Pick | None:
+    """The exploration item: uniform over the first `size` candidates of the pool not
+    chosen (candidate order is best first; assume_unique keeps it), reproducible per
+    request; None when every candidate was chosen."""
+    explore = np.setdiff1d(pool, chosen, assume_unique=True)[:size]
+    if not len(explore):
+        return None
+    rng = np.random.default_rng(zlib.crc32(request_key.encode()))
+    extra = explore[int(rng.integers(len(explore)))]
+    return Pick(str(candidates.item_ids[extra]), float(candidates.scores[extra]),
+                [*candidates.sources[extra], "exploration"],
+                propensity=1.0 / len(explore),
+                explore_pool=[str(i) for i in candidates.item_ids[explore]])
 
 
 def _diverse(candidates: Candidates, pool: np.ndarray, k: int, config: RuleConfig

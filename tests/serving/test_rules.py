@@ -66,10 +66,50 @@ def test_exploration_slot_is_marked_reproducible_and_at_the_rate() -> None:
     assert explored[1].item_id == "i5" and "exploration" in explored[1].sources
     assert _ids(apply_rules(c, 3, [], None, True, always, "req-1")) == _ids(picks)
     sometimes = RuleConfig(diversity="none", exploration_rate=0.1)
-    explored = [any("exploration" in p.sources
+    explores = [any("exploration" in p.sources
                     for p in apply_rules(c, 3, [], None, True, sometimes, f"r{n}"))
                 for n in range(2000)]
-    assert 0.08 < np.mean(explored) < 0.12
+    assert 0.08 < np.mean(explores) < 0.12
+
+
+def test_the_exploration_pick_carries_its_pool_and_propensity() -> None:
+    c = Candidates(item_ids=np.array([f"i{n}" for n in range(10)], dtype=object),
+                   scores=np.linspace(1.0, 0.1, 10), sources=[["ease"]] * 10,
+                   categories=np.array(["a"] * 10, dtype=object),
+                   available=np.ones(10, dtype=bool))
+    config = RuleConfig(diversity="none", exploration_rate=1.0, exploration_slot=2,
+                        explore_pool=4)
+    picks = apply_rules(c, 3, ["i5"], None, True, config, "req-1")
+    explored = picks[1]
+    # The pool: the next four candidates in score order that passed the rules and were
+    # not chosen (i5 excluded), the draw one of them.
+    assert explored.explore_pool == ["i3", "i4", "i6", "i7"]
+    assert explored.item_id in explored.explore_pool
+    assert explored.propensity == 1 / 4
+    wire = explored.as_dict()
+    assert (wire["propensity"], wire["explore_pool"]) == (0.25, explored.explore_pool)
+    # Only the exploration item carries them; the same request draws the same item.
+    assert all(p.propensity is None and "propensity" not in p.as_dict()
+               and "explore_pool" not in p.as_dict() for p in (picks[0], picks[2]))
+    again = apply_rules(c, 3, ["i5"], None, True, config, "req-1")[1]
+    assert (again.item_id, again.explore_pool) == (explored.item_id, explored.explore_pool)
+    # Uniform over the pool across requests.
+    drawn = [apply_rules(c, 3, ["i5"], None, True, config, f"r{n}")[1].item_id
+             for n in range(800)]
+    counts = {i: drawn.count(i) for i in explored.explore_pool}
+    assert sum(counts.values()) == 800 and min(counts.values()) > 150
+    # A pool smaller than asked for: what is left, its propensity to match.
+    short = apply_rules(c, 7, [], None, True, config, "req-1")[1]
+    assert short.explore_pool == ["i7", "i8", "i9"] and short.propensity == 1 / 3
+
+
+def test_no_exploration_no_propensity() -> None:
+    c = _candidates()
+    for config in (NONE, RuleConfig(diversity="none", exploration_rate=1.0)):
+        picks = apply_rules(c, 6, [], None, False, config, "r")  # nothing left to explore
+        assert all(p.propensity is None and p.explore_pool is None for p in picks)
+        assert all(set(p.as_dict()) == {"item_id", "score", "sources", "reasons"}
+                   for p in picks)
 
 
 def test_every_pick_says_why() -> None:
@@ -84,6 +124,8 @@ def test_every_pick_says_why() -> None:
     ({"diversity_weight": 2.0}, "diversity_weight must be in [0, 1]"),
     ({"exploration_rate": -0.1}, "exploration_rate must be in [0, 1]"),
     ({"category_cap": 0}, "at least 1"),
+    ({"explore_pool": 0}, "explore_pool must be a whole number at least 1, got 0"),
+    ({"explore_pool": 2.5}, "explore_pool must be a whole number at least 1, got 2.5"),
 ])
 def test_bad_rule_config_is_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
