@@ -118,6 +118,8 @@ def promote(version: str = typer.Argument(..., help="The version to point the st
                                        "fails or the stage order is broken (needs "
                                        "--reason; recorded)."),
             reason: str | None = typer.Option(None, "--reason", help="Why it was forced."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Run the gates and say; "
+                                         "change nothing (a canary decides instead)."),
             note: str = typer.Option("", help="Why, for the stage's history."),
             by: str | None = BY) -> None:
     """Point a stage at a version, through the gates.
@@ -138,7 +140,7 @@ def promote(version: str = typer.Argument(..., help="The version to point the st
     from recstack.cli.promotion import gated_promote
 
     gated_promote(Registry(registry), version, stage, who(by), note, data, since, policy,
-                  force, reason)
+                  force, reason, dry_run)
 
 
 @app.command()

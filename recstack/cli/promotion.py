@@ -162,10 +162,13 @@ def evaluate_fresh(registry: Registry, manifest: Manifest, data: Path, since: st
 
 def gated_promote(registry: Registry, version: str, stage: str, by: str, note: str,
                   data: Path | None, since: str | None, policy_file: Path | None,
-                  force: bool, reason: str | None) -> None:
+                  force: bool, reason: str | None, dry_run: bool = False) -> None:
     if force and not reason:
         fail("--force needs --reason \"...\": the stage history keeps who forced what and "
              "why", EXIT_INVALID_INPUT)
+    if dry_run and (stage not in GATED_STAGES or data is None):
+        fail("--dry-run runs the gates: they are for staging and prod, with --data",
+             EXIT_INVALID_INPUT)
     try:
         candidate = registry.manifest(version)
         current_id = registry.stage(stage)
@@ -183,12 +186,19 @@ def gated_promote(registry: Registry, version: str, stage: str, by: str, note: s
     current = registry.manifest(current_id) if current_id else None
     gates = run_gates(registry, candidate, current, stage, data, since, policy)
     console.print(gate_table(candidate.version, current_id, stage, gates))
+    for gate in gates:
+        if gate.note:
+            console.print(f"  {gate.name}: {gate.note}", style="dim", highlight=False)
     failed = [g for g in gates if g.blocks()]
     details = {"gates": [g.as_dict() for g in gates], "against": current_id}
     if failed and not force:
         fail(f"{candidate.version} refused for {stage}: "
              + "; ".join(f"{g.name} ({g.note or g.threshold})" if g.note else g.name
                          for g in failed), EXIT_REFUSED)
+    if dry_run:
+        console.print(f"{candidate.version} passes every gate for {stage} (dry run: "
+                      "nothing changed)")
+        return
     if failed:
         errors.print(f"[yellow]forced past {len(failed)} failing gate(s):[/] {reason}")
     _promote(registry, candidate.version, stage, by, note, current_id,

@@ -98,6 +98,9 @@ def train(
     epochs: int | None = typer.Option(None, min=1,
                                       help="Two-tower epochs (overrides the config)."),
     config: Path | None = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
+    version_file: Path | None = typer.Option(
+        None, "--version-file", help="Also append `version=<id>` to this file (a "
+        "workflow's $GITHUB_OUTPUT)."),
     promote: Stage | None = typer.Option(None, help="Also point dev at the new version "
                                          "(staging and prod go through `recstack models "
                                          "promote`, which runs the gates)."),
@@ -169,6 +172,9 @@ def train(
         reg = Registry(registry)
         reg.publish(manifest, out)
     console.print(f"[bold]version {version}[/] written to {reg.version_uri(version)}")
+    if version_file is not None:
+        with version_file.open("a") as handle:
+            handle.write(f"version={version}\n")
     if promote:
         try:
             reg.promote(version, promote, by="recstack train")

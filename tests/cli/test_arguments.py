@@ -56,6 +56,8 @@ CASES = [
     (("evaluate", "--registry", "r", "--since", "2026-01-01"),
      "--since sets the fresh window: it needs --data"),
     (("data", "slice", "--data", "/nonexistent", "--out", "o"), "--data"),
+    (("models", "promote", "v1", "--registry", "r", "--to", "dev", "--dry-run"),
+     "--dry-run runs the gates: they are for staging and prod"),
     (("models", "rollback", "--registry", "r", "--stage", "qa"),
      "--stage: 'qa' is not one of 'dev', 'staging', 'prod'"),
     (("report", "online", "--data", "d", "--out", "/nonexistent/dir/o.html"),

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import stat
@@ -112,12 +113,60 @@ def test_actions_are_pinned_by_sha(path: Path) -> None:
     uses = _uses(path)
     assert uses
     for ref, line in uses:
-        if ref.startswith("./"):
-            continue  # a local action is the repository's own code
+        if ref.startswith(("./", "$/")):
+            continue  # the repository's own code, at the running commit
         assert not ref.startswith("docker://") or "@sha256:" in ref, ref
         action, _, pin = ref.partition("@")
         assert SHA.match(pin), f"{ref}: pin {action} by its full commit SHA"
         assert re.search(r"#\s*v\d+(\.\d+)*\s*$", line), f"{ref}: say the tag in a comment"
+
+
+def run_lines(path: Path) -> list[tuple[str, str]]:
+    """(job/step, line) of every `recstack ...` line of every `run:` in a workflow."""
+    found = []
+    for job_name, job in workflow(path).get("jobs", {}).items():
+        for step in job.get("steps", []):
+            for line in str(step.get("run", "")).splitlines():
+                if line.strip().startswith("recstack "):
+                    found.append((f"{job_name}/{step.get('name', '?')}", line.strip()))
+    return found
+
+
+def test_every_recstack_command_a_workflow_runs_parses() -> None:
+    """The workflows call only commands of this CLI with options it has: a renamed
+    option fails here, not in a promotion."""
+    from tests.deploy.test_commands import parse
+
+    placeholders = {"VERSION": "v20260101-000000-abc123", "REGISTRY": "s3://bucket/reg",
+                    "STAGE": "staging", "SEED": "3", "GITHUB_OUTPUT": "/tmp/out",
+                    "RELEASE": "recstack", "NAMESPACE": "recstack"}
+    lines = [item for path in WORKFLOWS for item in run_lines(path)]
+    assert len(lines) >= 8, lines
+    for where, line in lines:
+        argv = shlex.split(re.sub(r"\$\{?(\w+)\}?", lambda m: placeholders[m.group(1)], line))
+        try:
+            parse(argv)
+        except Exception as exc:  # a click usage error, named with where it came from
+            raise AssertionError(f"{where}: {line}: {exc}") from exc
+
+
+def test_promotion_workflows_are_thin_and_bound_to_environments() -> None:
+    flow = workflow(ROOT / ".github" / "workflows" / "train-promote.yml")
+    jobs = flow["jobs"]
+    assert set(flow[True]) == {"schedule", "workflow_dispatch"}
+    assert jobs["staging"]["uses"] == jobs["prod"]["uses"] == "$/.github/workflows/deploy.yml"
+    assert jobs["prod"]["needs"] == ["train", "staging"]
+    deploy = workflow(ROOT / ".github" / "workflows" / "deploy.yml")
+    assert set(deploy[True]) == {"workflow_call"}
+    promote = deploy["jobs"]["promote"]
+    assert promote["environment"] == "${{ inputs.stage }}"
+    assert promote["concurrency"] == {"group": "deploy-${{ inputs.stage }}",
+                                      "cancel-in-progress": False}
+    for path in (ROOT / ".github" / "workflows" / "train-promote.yml",
+                 ROOT / ".github" / "workflows" / "deploy.yml"):
+        assert workflow(path)["permissions"] == {}  # each job asks for what it needs
+        for job in workflow(path)["jobs"].values():
+            assert job["permissions"] == {"contents": "read"}
 
 
 def test_kind_e2e_workflow() -> None:
