@@ -140,7 +140,7 @@ def latency_gate(candidate_p99_ms: float, current_p99_ms: float | None, requests
 
 def order_gate(problem: str | None, stage: str) -> Gate:
     return Gate("stage order", "ok" if problem is None else "out of order", None,
-                f"{stage} after its previous stage", problem is None, problem or "")
+                problem or f"{stage} after its previous stage", problem is None)
 
 
 def off_policy_gate(candidate: tuple[float, float, float, int] | None,

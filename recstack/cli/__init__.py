@@ -13,6 +13,7 @@ from recstack.cli import (
     demo,
     features,
     models,
+    pipeline,
     report,
     retrain,
     serve,
@@ -30,6 +31,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(report.app, name="report")
+app.add_typer(pipeline.app, name="pipeline")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="recommend")(train.recommend)

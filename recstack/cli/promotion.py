@@ -192,9 +192,9 @@ def gated_promote(registry: Registry, version: str, stage: str, by: str, note: s
     failed = [g for g in gates if g.blocks()]
     details = {"gates": [g.as_dict() for g in gates], "against": current_id}
     if failed and not force:
-        fail(f"{candidate.version} refused for {stage}: "
-             + "; ".join(f"{g.name} ({g.note or g.threshold})" if g.note else g.name
-                         for g in failed), EXIT_REFUSED)
+        fail(f"{candidate.version} refused for {stage}: " + "; ".join(
+            f"{g.name} {_cell(g.candidate)}, needs {g.threshold}" for g in failed),
+            EXIT_REFUSED)
     if dry_run:
         console.print(f"{candidate.version} passes every gate for {stage} (dry run: "
                       "nothing changed)")
