@@ -75,7 +75,7 @@ def demo(
     registry = out / "registry"
     console.print(training_path(workers), highlight=False)
     train(data=out, registry=str(registry), workers=workers, epochs=None, config=None,
-          promote="dev")
+          version_file=None, promote="dev")
     console.rule(f"5/{total} recommendations (two busy users and a new one) and the report")
     users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
     users_file.write_text("\n".join([*map(str, busiest), "someone-new"]) + "\n")

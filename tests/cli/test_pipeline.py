@@ -1,5 +1,7 @@
 """`recstack pipeline rehearse`: the promotion workflows' commands, end to end, on one
-machine (about 2 minutes on 2 cores)."""
+machine: 2 minutes on an idle 2-core machine, 6 in a loaded full run, so `slow`
+(`pytest -m slow tests/cli/test_pipeline.py`); tests/cli/test_promotion.py runs the
+same gates on real versions in the default run."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 
 from recstack.registry import Registry
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
 def test_the_rehearsal_promotes_the_good_version_and_refuses_the_weak_one(
