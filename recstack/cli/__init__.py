@@ -16,6 +16,7 @@ from recstack.cli import (
     pipeline,
     report,
     retrain,
+    rollout,
     serve,
     train,
 )
@@ -32,6 +33,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(report.app, name="report")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(rollout.app, name="rollout")
 app.command(name="demo")(demo.demo)
 app.command(name="train")(train.train)
 app.command(name="recommend")(train.recommend)
