@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from recstack.yaml_file import load_model
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "promotion.yaml"
 
@@ -120,15 +121,4 @@ def load_policy(path: Path | None = None) -> Policy:
         if path == DEFAULT_FILE:
             return Policy()
         raise PolicyError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path.name}: not YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{path.name}: a mapping of sections expected")
-    try:
-        return Policy.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise PolicyError(f"{path.name}: {where}: {first['msg']}") from None
+    return load_model(path, Policy, PolicyError)

@@ -28,9 +28,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from recstack.yaml_file import load_model
 from serving.health import HealthConfig
 from serving.rules import RuleConfig
 
@@ -149,20 +149,4 @@ class ServeConfig(_Strict):
 
 
 def load_config(path: Path | None) -> ServeConfig:
-    if path is None:
-        return ServeConfig()
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        return ServeConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-            problems.append(f"{loc.lstrip('.') or 'top level'}: "
-                            f"{error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    return ServeConfig() if path is None else load_model(path, ServeConfig, ConfigError)

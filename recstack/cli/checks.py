@@ -4,9 +4,12 @@ before a command imports or computes anything, so that a typo costs no wait."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recstack.cli.console import EXIT_INVALID_INPUT, fail
+
+if TYPE_CHECKING:  # pandas is imported where a check needs it: --help stays fast
+    import pandas as pd
 
 
 def output_file(option: str, path: Path, suffixes: tuple[str, ...] = ()) -> None:
@@ -45,12 +48,18 @@ def cutoffs(option: str, text: str) -> list[int]:
     return values
 
 
-def instant(option: str, text: str) -> None:
-    """An ISO 8601 time that pandas can hold."""
+def instant(option: str, text: str) -> pd.Timestamp:
+    """An ISO 8601 time that pandas can hold, in UTC (naive = UTC)."""
     import pandas as pd
 
     try:
-        pd.Timestamp(text)
+        stamp = pd.Timestamp(text)
     except (ValueError, OverflowError) as exc:
         fail(f"{option} must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got "
              f"{text!r} ({exc})", EXIT_INVALID_INPUT)
+    return as_utc(stamp)
+
+
+def as_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """The same instant in UTC; a naive time is read as UTC, as the data contract does."""
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -280,16 +280,13 @@ def slice_data(
     import numpy as np
 
     checks.data_dir("--data", data)
-    if until is not None:
-        checks.instant("--until", until)
+    cut = checks.instant("--until", until) if until is not None else None
     if users_fraction <= 0:
         fail("--users-fraction must be more than 0", EXIT_INVALID_INPUT)
     _check_out(out, overwrite)
     dataset = read_dataset(data)
     events = dataset.events
-    if until is not None:
-        cut = pd.Timestamp(until)
-        cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
+    if cut is not None:
         events = events[pd.to_datetime(events["timestamp"], utc=True) < cut]
     if users_fraction < 1:
         ids = np.array(sorted(events["user_id"].astype(str).unique()), dtype=object)

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail
 from recstack.promotion import Policy, PolicyError, load_policy
 from recstack.registry import (
@@ -57,7 +58,7 @@ def policy_from(path: Path | None) -> Policy:
 def cutoff(manifest: Manifest) -> pd.Timestamp | None:
     """The version's last training event: fresh data starts after it."""
     last = manifest.data_snapshot.get("last_event")
-    return pd.Timestamp(last).tz_convert("UTC") if last else None
+    return checks.as_utc(pd.Timestamp(last)) if last else None
 
 
 def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
@@ -124,8 +125,7 @@ def scored_on(registry: Registry, manifest: Manifest, fresh: Fresh) -> Any:
 def window_since(since: str | None, *manifests: Manifest | None) -> pd.Timestamp:
     """--since, else the newest training cutoff among the versions compared."""
     if since is not None:
-        return pd.Timestamp(since).tz_localize("UTC") if pd.Timestamp(since).tzinfo is None \
-            else pd.Timestamp(since).tz_convert("UTC")
+        return checks.instant("--since", since)
     cutoffs = [c for c in (cutoff(m) for m in manifests if m is not None) if c is not None]
     if not cutoffs:
         fail("the versions' manifests name no training cutoff: pass --since",
@@ -142,7 +142,7 @@ def evaluate_fresh(registry: Registry, manifest: Manifest, data: Path, since: st
 
     policy = policy_from(policy_file)
     start = window_since(since, manifest)
-    end = window_since(until) if until else None
+    end = checks.instant("--until", until) if until else None
     fresh = open_window(data, start, end, policy)
     scored = scored_on(registry, manifest, fresh)
     key = f"{EVALUATIONS}/{fresh.who.window.key()}"

@@ -38,7 +38,7 @@ def parse_since(text: str | None) -> pd.Timestamp | None:
     except ValueError:
         fail(f"--since: {text!r} is neither an ISO 8601 time (2026-11-30T09:00Z) nor a "
              "span such as 30m, 24h or 7d", EXIT_INVALID_INPUT)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return checks.as_utc(stamp)
 
 
 @app.command("online")

@@ -29,6 +29,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail
 from recstack.cli.models import BY, REGISTRY, who
 from recstack.cli.usage import App
@@ -445,7 +446,7 @@ def _decide(start: StageEntry, stage: str, reg: Registry, path: Path,
     control = str(start.details.get("control") or reg.stage(stage))
     arms_by = start.details.get("arms_by", "variant")
     arms = (CONTROL, CANARY) if arms_by == "variant" else (control, start.version)
-    since = pd.Timestamp(start.at).tz_convert("UTC")
+    since = checks.as_utc(pd.Timestamp(start.at))
     if span is not None:
         since = max(since, pd.Timestamp.now(tz="UTC") - span)
     health = _health(urls, *arms, arms_by) if urls else None
