@@ -228,10 +228,11 @@ def run_gates(registry: Registry, candidate: Manifest, current: Manifest | None,
              *gates.accuracy_gates(ours, theirs, policy),
              *gates.catalog_gates(ours, theirs, policy),
              *gates.fairness_gates(ours, theirs, policy)]
-    p99 = _latency(registry, candidate, current, fresh)
+    requests = _latency_users(fresh)
+    p99 = _latency(registry, candidate, current, fresh, requests)
     found.append(gates.latency_gate(p99[candidate.version],
                                     p99.get(current.version) if current else None,
-                                    len(_latency_users(fresh)), policy))
+                                    len(requests), policy))
     estimate = _off_policy(registry, candidate, current, fresh)
     if estimate is not None:
         gate = gates.off_policy_gate(*estimate, policy)
@@ -247,14 +248,14 @@ def _latency_users(fresh: Fresh) -> list[str]:
 
 
 def _latency(registry: Registry, candidate: Manifest, current: Manifest | None,
-             fresh: Fresh) -> dict[str, float]:
+             fresh: Fresh, users: list[str]) -> dict[str, float]:
     from serving.features import open_serving_store
     from serving.scoring_latency import alternated_p99_ms
 
     dirs = {m.version: registry.fetch(m.version) for m in (candidate, current) if m}
     store = open_serving_store(fresh.data)
-    errors.print(f"timing {len(_latency_users(fresh))} in-process answers per version")
-    return alternated_p99_ms(dirs, store, _latency_users(fresh))
+    errors.print(f"timing {len(users)} in-process answers per version")
+    return alternated_p99_ms(dirs, store, users)
 
 
 def _off_policy(registry: Registry, candidate: Manifest, current: Manifest | None,
