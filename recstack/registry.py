@@ -345,24 +345,32 @@ class Registry:
     def record(self, stage: str, version: str, action: Action, by: str = "cli",
                note: str = "", details: dict[str, Any] | None = None) -> StageEntry:
         """Write what a rollout did or decided (`canary_*`) into the stage's history; the
-        stage keeps its version."""
+        stage keeps its version. Checked on the generation it is written over, so two
+        starts that raced cannot both land: a `canary_start` needs no canary open, a
+        wait or stop needs VERSION's canary open."""
         if action in MOVES:
             raise RegistryError(f"{action} moves the stage: use promote or rollback")
         version = self.find(version)
         _check_stage(stage)
-        return self._change(stage, lambda _: StageEntry(
-            version=version, at=datetime.now(UTC), by=by, note=note, action=action,
-            details=details or {}))
+
+        def change(history: dict[str, list[StageEntry]]) -> StageEntry:
+            open_now = _open_canary(history[stage])
+            if action == "canary_start" and open_now is not None:
+                raise RegistryError(f"a canary of {open_now.version} is open on {stage} "
+                                    "already: `recstack rollout check` decides it first")
+            if action != "canary_start" and (open_now is None or open_now.version != version):
+                raise RegistryError(f"no canary of {version} is open on {stage}"
+                                    + (f" (the open one is {open_now.version})"
+                                       if open_now else ""))
+            return StageEntry(version=version, at=datetime.now(UTC), by=by, note=note,
+                              action=action, details=details or {})
+
+        return self._change(stage, change)
 
     def canary(self, stage: str) -> StageEntry | None:
         """The stage's open canary: its newest `canary_start`, unless a `canary_stop` or
         a promotion came after it."""
-        for entry in reversed(self.history()[_check_stage(stage)]):
-            if entry.action == "canary_start":
-                return entry
-            if entry.action in ("canary_stop", *MOVES):
-                return None
-        return None
+        return _open_canary(self.history()[_check_stage(stage)])
 
     def _change(self, stage: str, make: Any) -> StageEntry:
         """Read generation N, append `make(history)` to `stage`, create generation N+1
@@ -435,6 +443,15 @@ def single_version(version_dir: Path) -> Registry:
     (root / "versions" / manifest.version).symlink_to(version_dir.resolve(),
                                                       target_is_directory=True)
     return Registry(root)
+
+
+def _open_canary(entries: list[StageEntry]) -> StageEntry | None:
+    for entry in reversed(entries):
+        if entry.action == "canary_start":
+            return entry
+        if entry.action in ("canary_stop", *MOVES):
+            return None
+    return None
 
 
 def _check_stage(stage: str) -> str:

@@ -140,6 +140,23 @@ def test_canary_entries_record_without_moving_the_stage(registry: Registry,
     assert registry.rollback("dev").version == "v1"  # canary entries are not steps
 
 
+def test_canary_entries_are_checked_on_the_generation_they_land_on(
+        registry: Registry, tmp_path: Path) -> None:
+    """Two `rollout canary` runs that both saw no canary open: the second start is
+    refused where it is written, and waits or stops need that version's canary."""
+    for n in (1, 2, 3):
+        registry.publish(_manifest(f"v{n}", minutes=n), _artifacts(tmp_path, f"a{n}"))
+    registry.promote("v1", "prod", force_reason="a test")
+    with pytest.raises(RegistryError, match="no canary of v2 is open on prod"):
+        registry.record("prod", "v2", "canary_wait")
+    registry.record("prod", "v2", "canary_start")
+    with pytest.raises(RegistryError, match="a canary of v2 is open on prod already"):
+        registry.record("prod", "v3", "canary_start")
+    with pytest.raises(RegistryError, match=r"no canary of v3 .*\(the open one is v2\)"):
+        registry.record("prod", "v3", "canary_stop")
+    assert [e.action for e in registry.history()["prod"]] == ["promote", "canary_start"]
+
+
 def test_two_writers_never_lose_a_change(registry: Registry, tmp_path: Path) -> None:
     """The compare-and-swap: a writer that read the history before another's change
     landed is refused, on local disks and on S3 (If-None-Match) alike."""
