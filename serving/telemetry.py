@@ -113,7 +113,9 @@ class Telemetry:
         labels = {"endpoint": endpoint, "variant": str(answer.get("variant")),
                   "version": str(answer.get("model_version")), "outcome": outcome}
         self.requests.add(1, labels)
-        self.duration.record((end_ns - start_ns) / 1e9, {"endpoint": endpoint})
+        # Per arm too: `rollout check` compares the canary's p99 with control's.
+        self.duration.record((end_ns - start_ns) / 1e9, {
+            "endpoint": endpoint, "variant": labels["variant"], "version": labels["version"]})
         if not cached:
             self.candidates.record(candidates, {"endpoint": endpoint})
         if answer.get("degraded") and not cached:

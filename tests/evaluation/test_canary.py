@@ -194,20 +194,27 @@ def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
 
 
 def test_serving_health_reads_what_serve_exposes() -> None:
-    """The real exposition of serving/telemetry.py: requests per variant and outcome;
-    its latency histogram carries no variant label, so p99 is not compared (said)."""
+    """The real exposition of serving/telemetry.py: requests per variant and outcome,
+    and the latency histogram per variant and version, so each arm has its p99."""
     from prometheus_client import generate_latest
 
     from serving.telemetry import telemetry
 
     now = time.time_ns()
-    for variant, degraded in (("ctl-x1", False), ("can-x1", True), ("can-x1", False)):
-        telemetry().record("recommend", {"variant": variant, "model_version": "v9",
-                                         "degraded": degraded}, {}, 10, now, now + 10**7,
-                           False)
-    health = serving_health(generate_latest().decode(), "ctl-x1", "can-x1")
-    assert health.control == ArmHealth(1, 0, None)
-    assert health.canary == ArmHealth(2, 1, None)
+    for variant, version, degraded, ms in (("ctl-x1", "v8", False, 10),
+                                           ("can-x1", "v9", True, 30),
+                                           ("can-x1", "v9", False, 30)):
+        telemetry().record("recommend", {"variant": variant, "model_version": version,
+                                         "degraded": degraded}, {}, 10, now,
+                           now + ms * 10**6, False)
+    text = generate_latest().decode()
+    health = serving_health(text, "ctl-x1", "can-x1")
+    assert (health.control.requests, health.control.errors) == (1, 0)
+    assert (health.canary.requests, health.canary.errors) == (2, 1)
+    assert health.control.p99_s is not None and health.canary.p99_s is not None
+    assert health.control.p99_s <= 0.025 < health.canary.p99_s  # in their buckets
+    by_version = serving_health(text, "v8", "v9", label="version")  # KServe's predictors
+    assert by_version.canary.requests == 2 and by_version.canary.p99_s == health.canary.p99_s
     decision = _check(_events(_arm("control", 10, 1), _arm("canary", 10, 1)),
                       ServingHealth(ArmHealth(100, 0, None), ArmHealth(100, 0, None)))
     assert "p99 not compared: the metrics hold no latency histogram per arm" in \
