@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -214,6 +214,19 @@ def check(events: pd.DataFrame, control: str, canary: str, policy: Canary,
                     _figures(action, since, arms, ours, theirs, difference, threshold,
                              policy, serving),
                     ours, theirs, difference)
+
+
+def timed_out(decision: Decision, waited: str) -> Decision:
+    """An undecided canary whose time ran out (`rollout check --until-decided
+    --timeout`) is rolled back: within the time given it showed neither that it is
+    no worse than the margin allows nor that it is worse, so the stage keeps the
+    version it has; start it again with a larger share to settle it sooner."""
+    if decision.action != "wait":
+        return decision
+    return replace(decision, action="rollback",
+                   reasons=[f"no decision within {waited}: {decision.reasons[0]}",
+                            *decision.reasons[1:]],
+                   figures={**decision.figures, "action": "rollback", "timed_out": waited})
 
 
 def _decide(control: ArmFigures, canary: ArmFigures, difference: Interval,

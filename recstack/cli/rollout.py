@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -52,6 +53,7 @@ app = App(help="Canary rollouts: a new version on part of a stage's traffic.",
           no_args_is_help=True)
 
 EXIT_ROLLBACK = 3  # said in `rollout check --help`: a workflow branches on it
+EXIT_UNDECIDED = 5  # --until-decided --on-timeout wait, and the time ran out
 CONTROL, CANARY = "control", "canary"  # the serve.yaml variants, and the arms' names
 CHART = Path("charts/recstack")
 SERVE_CONFIG = Path("serve.yaml")
@@ -298,15 +300,15 @@ def _helm(command: list[str], apply: bool, on_failure: Callable[[], object] | No
 
 # rollout check ----------------------------------------------------------------------
 
-def parse_window(text: str | None) -> pd.Timedelta | None:
-    """A span back from now: 45s, 30m, 2h, 1d."""
+def parse_window(text: str | None, option: str = "--window") -> pd.Timedelta | None:
+    """A span of time: 45s, 30m, 2h, 1d."""
     import pandas as pd
 
     if text is None:
         return None
     span = _SPAN.match(text.strip())
     if not span or int(span.group(1)) == 0:
-        fail(f"--window: {text!r} is not a span such as 45s, 30m, 2h or 1d",
+        fail(f"{option}: {text!r} is not a span such as 45s, 30m, 2h or 1d",
              EXIT_INVALID_INPUT)
     return pd.Timedelta(**{_SPAN_UNITS[span.group(2)]: int(span.group(1))})
 
@@ -391,7 +393,19 @@ def check(registry: str = REGISTRY, stage: Stage = STAGE,
           release: str | None = RELEASE, namespace: str | None = NAMESPACE,
           chart: Path | None = typer.Option(None, "--chart", help="The chart (default: "
                                             "the one the canary started with)."),
-          apply: bool = APPLY, by: str | None = BY) -> None:
+          apply: bool = APPLY,
+          until_decided: bool = typer.Option(False, "--until-decided", help="Look again "
+                                             "every --every until the canary is promoted "
+                                             "or rolled back, or --timeout has passed."),
+          every: str = typer.Option("5m", "--every", help="With --until-decided: the "
+                                    "time between looks (45s, 5m, ...)."),
+          timeout: str = typer.Option("2h", "--timeout", help="With --until-decided: how "
+                                      "long to keep looking."),
+          on_timeout: str = typer.Option("rollback", "--on-timeout", help="With "
+                                         "--until-decided, when --timeout passes "
+                                         "undecided: rollback (the stage keeps its "
+                                         "version) or wait (recorded; exit 5)."),
+          by: str | None = BY) -> None:
     """Promote, wait or roll back a stage's open canary, on live traffic.
 
     Compares the canary's impressions and clicks with control's since the canary started
@@ -403,9 +417,20 @@ def check(registry: str = REGISTRY, stage: Stage = STAGE,
     canary_stop. serve.yaml or the release is the one the canary started with unless
     --serve-config or --kubernetes says otherwise. Exit codes: 0 promoted or waiting, 3
     rolled back, 1 another error (no open canary, a failed helm run, a concurrent change
-    of the stage: run again), 2 bad input."""
+    of the stage: run again), 2 bad input, 5 still undecided at --timeout with
+    --on-timeout wait.
+
+    With --until-decided the check is repeated every --every (each look printed, only
+    the last one recorded) until it promotes or rolls back; a canary still undecided
+    after --timeout is rolled back (or, with --on-timeout wait, recorded as a wait).
+    Each look is a new test on the same, grown traffic: the more looks, the likelier a
+    chance crossing of a bound (benchmarks/canary_decisions.py measures how often at
+    the default margin and cadence)."""
     actor = who(by)
     span = parse_window(window)
+    pause, limit = parse_window(every, "--every"), parse_window(timeout, "--timeout")
+    if on_timeout not in ("rollback", "wait"):
+        fail(f"--on-timeout: {on_timeout!r} is not rollback or wait", EXIT_INVALID_INPUT)
     _check_events_path(events)
     from recstack.cli.promotion import policy_from
 
@@ -420,11 +445,16 @@ def check(registry: str = REGISTRY, stage: Stage = STAGE,
     target = _recorded_target(start, serve_config, kubernetes, release, namespace, chart)
     if apply and not isinstance(target, Release):
         errors.print("[yellow]note:[/] --apply runs helm, for a canary on Kubernetes only")
-    decision, control = _decide(start, stage, reg, events, span, metrics_url or [],
-                                thresholds)
+    def look() -> tuple[Decision, str]:
+        return _decide(start, stage, reg, events, span, metrics_url or [], thresholds)
+
+    decision, control = (_looks(look, pause, limit, timeout, on_timeout) if until_decided
+                         else look())
     if decision.action == "wait":
         _record(reg, stage, start.version, "canary_wait", actor, decision.reasons[0],
                 decision.figures)
+        if until_decided:
+            raise typer.Exit(EXIT_UNDECIDED)
     elif decision.action == "promote":
         _promote(reg, stage, start.version, control, actor, decision)
         _finish(target, registry, stage, start.version, apply, promoted=True)
@@ -433,6 +463,32 @@ def check(registry: str = REGISTRY, stage: Stage = STAGE,
         _record(reg, stage, start.version, "canary_stop", actor,
                 f"rolled back: {decision.reasons[0]}", decision.figures)
         raise typer.Exit(EXIT_ROLLBACK)
+
+
+def _looks(look: Callable[[], tuple[Decision, str]], pause: pd.Timedelta | None,
+           limit: pd.Timedelta | None, timeout: str, on_timeout: str
+           ) -> tuple[Decision, str]:
+    """Look until a look decides or the time is up; the last look, as timed out."""
+    from models.evaluation.canary import timed_out
+
+    assert pause is not None and limit is not None  # parse_window of given options
+    deadline = time.monotonic() + limit.total_seconds()
+    while True:
+        decision, control = look()
+        left = deadline - time.monotonic()
+        if decision.action != "wait":
+            return decision, control
+        if left <= 0:
+            if on_timeout == "wait":
+                return decision, control
+            decision = timed_out(decision, timeout)
+            console.print(f"decision after {timeout}: [bold]{decision.action}[/]",
+                          highlight=False)
+            return decision, control
+        wait_s = min(pause.total_seconds(), left)
+        console.print(f"next look in {wait_s:.0f} s ({left / 60:.1f} min left)",
+                      highlight=False)
+        time.sleep(wait_s)
 
 
 def _decide(start: StageEntry, stage: str, reg: Registry, path: Path,
@@ -501,6 +557,45 @@ def _promote(reg: Registry, stage: str, version: str, control: str, by: str,
     except (StageConflict, RegistryError) as exc:
         fail(str(exc))
     console.print(f"{stage} -> {entry.version}", highlight=False)
+
+
+@app.command()
+def finish(registry: str = REGISTRY, stage: Stage = STAGE,
+           serve_config: Path | None = SERVE, kubernetes: bool = KUBERNETES,
+           release: str | None = RELEASE, namespace: str | None = NAMESPACE,
+           chart: Path | None = typer.Option(None, "--chart", help="The chart (default: "
+                                             "the one the canary started with)."),
+           apply: bool = APPLY) -> None:
+    """Send all traffic where the last canary's check decided.
+
+    For a check that ran where it could not change the traffic: on the cluster, beside
+    the event history, while helm runs elsewhere (deploy.yml runs the check in the
+    consumer's pod and this in the runner). Reads the stage's history: after a
+    promotion all traffic goes to the canary's version, after a rollback back to
+    control; serve.yaml or the release is the one the canary started with unless
+    given. Refused while the canary is still open. Exit codes: 0 done (or printed), 1
+    refused or a failed helm run, 2 bad input."""
+    reg = Registry(registry)
+    try:
+        opened, start = reg.canary(stage), _last_start(reg, stage)
+        now = reg.stage(stage)
+    except RegistryError as exc:
+        fail(str(exc))
+    if opened is not None:
+        fail(f"the canary of {opened.version} on {stage} is still open: `recstack rollout "
+             "check` decides it first")
+    if start is None or now is None:
+        fail(f"no canary has run on {stage}: nothing to finish")
+    target = _recorded_target(start, serve_config, kubernetes, release, namespace, chart)
+    promoted = now == start.version
+    console.print(f"{stage} stands on {now}: the canary of {start.version} was "
+                  f"{'promoted' if promoted else 'rolled back'}", highlight=False)
+    _finish(target, registry, stage, start.version, apply, promoted=promoted)
+
+
+def _last_start(reg: Registry, stage: str) -> StageEntry | None:
+    return next((e for e in reversed(reg.history()[stage]) if e.action == "canary_start"),
+                None)
 
 
 def _finish(target: Target | None, registry: str, stage: str, canary: str, apply: bool,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from models.evaluation.canary import Traffic, simulate_traffic
-from recstack.cli.rollout import EXIT_ROLLBACK, app, read_events
+from recstack.cli.rollout import EXIT_ROLLBACK, EXIT_UNDECIDED, app, read_events
 from recstack.registry import Manifest, Registry
 from recstack.schemas import EVENTS_SCHEMA
 from serving.config import load_config
@@ -180,18 +182,77 @@ def test_too_little_traffic_waits_and_records_the_numbers(registry: Path,
     assert len(load_config(serve).variants) == 2  # unchanged
 
 
+def test_until_decided_looks_again_as_traffic_arrives(registry: Path,
+                                                     tmp_path: Path) -> None:
+    """The first looks find too little traffic; the events then grow (as the
+    consumer's sink appends them) and a later look promotes."""
+    serve = _serve_yaml(tmp_path)
+    _start(registry, serve)
+    data = _traffic(tmp_path, canary_ctr=0.05, canary_impressions=200)
+    (tmp_path / "later").mkdir()
+    grown = _traffic(tmp_path / "later", canary_ctr=0.09, canary_impressions=3000)
+
+    def arrive() -> None:
+        time.sleep(2.5)
+        os.replace(grown / "events.parquet", data / "events.parquet")
+
+    arriving = threading.Thread(target=arrive)
+    started = time.monotonic()
+    arriving.start()
+    checked = run("check", "--registry", str(registry), "--events", str(data),
+                  "--until-decided", "--every", "1s", "--timeout", "60s")
+    arriving.join()
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.count("decision: wait") >= 2
+    assert "next look in 1 s" in checked.output and "decision: promote" in checked.output
+    assert time.monotonic() - started < 30
+    reg = Registry(registry)
+    assert reg.stage("prod") == "v2"
+    # Only the deciding look is recorded, not every wait before it.
+    assert [e.action for e in reg.history()["prod"]][-2:] == ["canary_start", "promote"]
+
+
+@pytest.mark.parametrize(("then", "code", "action"), [
+    ("rollback", EXIT_ROLLBACK, "canary_stop"), ("wait", EXIT_UNDECIDED, "canary_wait")])
+def test_a_canary_still_undecided_at_the_timeout(registry: Path, tmp_path: Path,
+                                                 then: str, code: int, action: str) -> None:
+    """Equal arms on little traffic never settle: after --timeout the canary is rolled
+    back (the stage keeps its version), or left open and recorded as a wait."""
+    serve = _serve_yaml(tmp_path)
+    _start(registry, serve)
+    data = _traffic(tmp_path, canary_ctr=0.05, canary_impressions=500)
+    checked = run("check", "--registry", str(registry), "--events", str(data),
+                  "--until-decided", "--every", "1s", "--timeout", "2s",
+                  "--on-timeout", then)
+    assert checked.exit_code == code, checked.output
+    last = Registry(registry).history()["prod"][-1]
+    assert last.action == action and Registry(registry).stage("prod") == "v1"
+    if then == "rollback":
+        assert "decision after 2s: rollback" in checked.output
+        assert last.note.startswith("rolled back: no decision within 2s: canary ")
+        assert last.details["timed_out"] == "2s"
+        assert [(v.name, v.stage) for v in load_config(serve).variants] == [
+            ("control", "prod")]
+    else:
+        assert Registry(registry).canary("prod") is not None
+
+
 @pytest.mark.parametrize(("args", "said"), [
     (("--window", "30x"), "--window: '30x' is not a span such as 45s, 30m, 2h or 1d"),
     (("--window", "0m"), "--window: '0m' is not a span"),
     (("--events", "nowhere"), "--events nowhere: not found"),
+    (("--every", "soon"), "--every: 'soon' is not a span"),
+    (("--on-timeout", "promote"), "--on-timeout: 'promote' is not rollback or wait"),
 ])
 def test_bad_input_is_exit_2_on_one_line(registry: Path, tmp_path: Path,
                                          args: tuple[str, ...], said: str) -> None:
     given = dict(zip(args[::2], args[1::2], strict=True))
     events = given.get("--events", str(_traffic(tmp_path, 0.05, 10)))
     window = given.get("--window", "1h")
+    others = [arg for pair in given.items() if pair[0] not in ("--events", "--window")
+              for arg in pair]
     checked = run("check", "--registry", str(registry), "--events", events,
-                  "--window", window)
+                  "--window", window, *others)
     assert checked.exit_code == 2, checked.output
     assert checked.stderr.startswith(f"error: {said}") and checked.stderr.count("\n") == 1
 
@@ -270,6 +331,32 @@ def test_on_kubernetes_the_chart_canary_is_set_and_rolled_back(
         "upgrade rs charts/recstack --reuse-values --namespace recstack --set "
         "inferenceService.canary.enabled=false,inferenceService.canary.trafficPercent=0")
     assert Registry(registry).canary("prod") is None
+
+
+@pytest.mark.parametrize(("canary_ctr", "code", "values"), [
+    (0.09, 0, "inferenceService.version=v2,inferenceService.canary.enabled=false"),
+    (0.02, 3, "inferenceService.canary.enabled=false,inferenceService.canary.trafficPercent=0"),
+])
+def test_finish_applies_a_check_decided_elsewhere(registry: Path, tmp_path: Path,
+                                                  helm: Path, canary_ctr: float, code: int,
+                                                  values: str) -> None:
+    """deploy.yml's split: the check runs beside the events (no helm there) and only
+    records; `finish` in the runner then moves the traffic as the history says."""
+    started = run("canary", "v2", "--registry", str(registry), "--kubernetes",
+                  "--release", "rs", "--namespace", "recstack", "--apply")
+    assert started.exit_code == 0, started.output
+    refused = run("finish", "--registry", str(registry), "--apply")
+    assert refused.exit_code == 1 and "is still open" in refused.stderr
+    data = _traffic(tmp_path, canary_ctr=canary_ctr, canary_impressions=3000,
+                    control="default", canary="default")
+    checked = run("check", "--registry", str(registry), "--events", str(data))
+    assert checked.exit_code == code, checked.output
+    assert len(helm.read_text().splitlines()) == 1  # the check ran no helm
+    done = run("finish", "--registry", str(registry), "--apply")
+    assert done.exit_code == 0, done.output
+    assert helm.read_text().splitlines()[-1] == (
+        f"upgrade rs charts/recstack --reuse-values --namespace recstack --set {values}")
+    assert ("was promoted" if code == 0 else "was rolled back") in done.output
 
 
 def test_a_failed_helm_run_leaves_no_canary_open(registry: Path, helm: Path,
