@@ -122,13 +122,17 @@ def test_actions_are_pinned_by_sha(path: Path) -> None:
 
 
 def run_lines(path: Path) -> list[tuple[str, str]]:
-    """(job/step, line) of every `recstack ...` line of every `run:` in a workflow."""
+    """(job/step, line) of every `recstack ...` line of every `run:` in a workflow,
+    those run in a pod (`kubectl exec ... -- recstack ...`) too, less a stdin
+    redirection."""
     found = []
     for job_name, job in workflow(path).get("jobs", {}).items():
         for step in job.get("steps", []):
             for line in str(step.get("run", "")).splitlines():
-                if line.strip().startswith("recstack "):
-                    found.append((f"{job_name}/{step.get('name', '?')}", line.strip()))
+                line = re.sub(r"\s<\s*\S+$", "", line.strip().partition(" -- ")[2]
+                              if line.strip().startswith("kubectl exec ") else line.strip())
+                if line.startswith("recstack "):
+                    found.append((f"{job_name}/{step.get('name', '?')}", line))
     return found
 
 
@@ -139,7 +143,9 @@ def test_every_recstack_command_a_workflow_runs_parses() -> None:
 
     placeholders = {"VERSION": "v20260101-000000-abc123", "REGISTRY": "s3://bucket/reg",
                     "STAGE": "staging", "SEED": "3", "GITHUB_OUTPUT": "/tmp/out",
-                    "RELEASE": "recstack", "NAMESPACE": "recstack"}
+                    "RELEASE": "recstack", "NAMESPACE": "recstack", "CANARY_PERCENT": "10",
+                    "CANARY_EVERY": "5m", "CANARY_TIMEOUT": "2h", "GITHUB_ACTOR": "ci-bot",
+                    "DATA_PATH": "/data"}
     lines = [item for path in WORKFLOWS for item in run_lines(path)]
     assert len(lines) >= 8, lines
     for where, line in lines:
@@ -156,6 +162,8 @@ def test_promotion_workflows_are_thin_and_bound_to_environments() -> None:
     assert set(flow[True]) == {"schedule", "workflow_dispatch"}
     assert jobs["staging"]["uses"] == jobs["prod"]["uses"] == "$/.github/workflows/deploy.yml"
     assert jobs["prod"]["needs"] == ["train", "staging"]
+    assert jobs["prod"]["with"]["canary_percent"] == "${{ inputs.canary_percent || '10' }}"
+    assert "canary_percent" not in jobs["staging"]["with"]
     deploy = workflow(ROOT / ".github" / "workflows" / "deploy.yml")
     assert set(deploy[True]) == {"workflow_call"}
     promote = deploy["jobs"]["promote"]
@@ -167,6 +175,20 @@ def test_promotion_workflows_are_thin_and_bound_to_environments() -> None:
         assert workflow(path)["permissions"] == {}  # each job asks for what it needs
         for job in workflow(path)["jobs"].values():
             assert job["permissions"] == {"contents": "read"}
+    # prod's canary: gates checked only, then canary -> check (until decided, in the
+    # pod beside the events) -> finish, which runs after a rollback's exit 3 too.
+    steps = {s["name"]: s for s in promote["steps"] if "name" in s}
+    order = [s.get("name") for s in promote["steps"]]
+    canary_steps = ["gates (the canary promotes)", "canary",
+                    "canary check, beside the event history", "traffic where the check decided"]
+    assert [order.index(n) for n in canary_steps] == sorted(order.index(n) for n in canary_steps)
+    assert steps["gates (the canary promotes)"]["run"].endswith("--dry-run")
+    for name in canary_steps[:3]:
+        assert steps[name]["if"] == "env.CANARY == 'true'"
+    assert steps["gates and promotion"]["if"] == "env.CANARY != 'true'"
+    assert "--until-decided" in steps["canary check, beside the event history"]["run"]
+    assert steps["canary check, beside the event history"]["run"].endswith("< promotion.yaml")
+    assert "!cancelled()" in steps["traffic where the check decided"]["if"]
 
 
 def test_kind_e2e_workflow() -> None:
