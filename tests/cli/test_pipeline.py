@@ -1,5 +1,6 @@
 """`recstack pipeline rehearse`: the promotion workflows' commands, end to end, on one
-machine: 2 minutes on an idle 2-core machine, 6 in a loaded full run, so `slow`
+machine, canaries included: 3 minutes on an idle 2-core machine, more in a loaded
+full run, so `slow`
 (`pytest -m slow tests/cli/test_pipeline.py`); tests/cli/test_promotion.py runs the
 same gates on real versions in the default run."""
 
@@ -17,8 +18,7 @@ from recstack.registry import Registry
 pytestmark = pytest.mark.slow
 
 
-def test_the_rehearsal_promotes_the_good_version_and_refuses_the_weak_one(
-        tmp_path: Path) -> None:
+def test_the_rehearsal_promotes_refuses_and_decides_two_canaries(tmp_path: Path) -> None:
     out = tmp_path / "rehearsal"
     done = subprocess.run([sys.executable, "-m", "recstack", "pipeline", "rehearse", "--out",
                            str(out)], capture_output=True, text=True, timeout=900,
@@ -27,9 +27,19 @@ def test_the_rehearsal_promotes_the_good_version_and_refuses_the_weak_one(
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     good = (out / "train.version").read_text().strip().removeprefix("version=")
     weak = (out / "tenth.version").read_text().strip().removeprefix("version=")
+    retrain = (out / "retrain.version").read_text().strip().removeprefix("version=")
     registry = Registry(out / "registry")
-    assert registry.stage("prod") == registry.stage("staging") == good
-    assert registry.stage("dev") == weak
-    assert f"{weak} refused for staging" in done.stdout + done.stderr
-    assert "has never been in staging" in done.stdout + done.stderr
-    assert [e.version for e in registry.history()["prod"]] == [good]
+    said = done.stdout + done.stderr
+    assert f"{weak} refused for staging" in said
+    assert "has never been in staging" in said
+    assert registry.stage("staging") == registry.stage("dev") == retrain
+    # prod: the good version through the gates; the retrain's first canary (clicking
+    # 20% less) rolled back, its second (20% more) promoted.
+    assert [(e.action, e.version) for e in registry.history()["prod"]] == [
+        ("promote", good), ("canary_start", retrain), ("canary_stop", retrain),
+        ("canary_start", retrain), ("promote", retrain)]
+    stopped, promoted = registry.history()["prod"][2], registry.history()["prod"][4]
+    assert stopped.note.startswith("rolled back: CTR ") and "upper bound stays below" in \
+        stopped.note
+    assert promoted.note.startswith("canary: CTR ") and "lower bound clears" in promoted.note
+    assert "decision: rollback" in said and "decision: promote" in said
