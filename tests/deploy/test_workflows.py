@@ -162,6 +162,13 @@ def test_promotion_workflows_are_thin_and_bound_to_environments() -> None:
     assert set(flow[True]) == {"schedule", "workflow_dispatch"}
     assert jobs["staging"]["uses"] == jobs["prod"]["uses"] == "$/.github/workflows/deploy.yml"
     assert jobs["prod"]["needs"] == ["train", "staging"]
+    # A given version skips training; staging and prod still run, in order.
+    assert jobs["train"]["if"] == "${{ !inputs.version }}"
+    assert "needs.train.result != 'failure'" in jobs["staging"]["if"]
+    assert "needs.staging.result == 'success'" in jobs["prod"]["if"]
+    for stage in ("staging", "prod"):
+        assert jobs[stage]["with"]["version"] == (
+            "${{ inputs.version || needs.train.outputs.version }}")
     assert jobs["prod"]["with"]["canary_percent"] == "${{ inputs.canary_percent || '10' }}"
     assert "canary_percent" not in jobs["staging"]["with"]
     deploy = workflow(ROOT / ".github" / "workflows" / "deploy.yml")
@@ -182,10 +189,14 @@ def test_promotion_workflows_are_thin_and_bound_to_environments() -> None:
     canary_steps = ["gates (the canary promotes)", "canary",
                     "canary check, beside the event history", "traffic where the check decided"]
     assert [order.index(n) for n in canary_steps] == sorted(order.index(n) for n in canary_steps)
-    assert steps["gates (the canary promotes)"]["run"].endswith("--dry-run")
+    assert steps["gates (the canary promotes)"]["run"].endswith("--dry-run < promotion.yaml")
     for name in canary_steps[:3]:
         assert steps[name]["if"] == "env.CANARY == 'true'"
-    assert steps["gates and promotion"]["if"] == "env.CANARY != 'true'"
+    # Exactly one gates step runs in each case: no cluster, a cluster, a canary.
+    assert steps["gates and promotion"]["if"] == "env.HAS_CLUSTER != 'true'"
+    assert steps["gates and promotion, on the cluster's events"]["if"] == (
+        "env.HAS_CLUSTER == 'true' && env.CANARY != 'true'")
+    assert order.index("kubeconfig") < order.index("gates and promotion, on the cluster's events")
     assert "--until-decided" in steps["canary check, beside the event history"]["run"]
     assert steps["canary check, beside the event history"]["run"].endswith("< promotion.yaml")
     assert "!cancelled()" in steps["traffic where the check decided"]["if"]
