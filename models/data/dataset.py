@@ -8,6 +8,7 @@ never leaves half a file and a rerun with the same input gives the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,12 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
+
+
+def events_sha256(data_dir: Path) -> str:
+    """What ties a version, or an evaluation window, to its data: the SHA-256 of
+    DATA/events.parquet."""
+    return hashlib.sha256((data_dir / "events.parquet").read_bytes()).hexdigest()
 
 
 def check_destination(out: Path, overwrite: bool = False) -> None:

@@ -16,7 +16,6 @@ up: the gates (models/evaluation/gates.py) bootstrap over those pairs.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,10 +95,6 @@ def window_users(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
     attributes = users.assign(user_id=users["user_id"].astype(str)).set_index("user_id")
     return WindowUsers(window, candidates, relevant, catalog, popularity, lengths,
                        attributes.reindex(candidates))
-
-
-def events_digest(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
 
 
 def activity_bucket(lengths: np.ndarray, buckets: tuple[int, int]) -> np.ndarray:

@@ -63,7 +63,8 @@ def cutoff(manifest: Manifest) -> pd.Timestamp | None:
 
 def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
                 policy: Policy) -> Fresh:
-    from models.evaluation.fresh import Window, events_digest, window_users
+    from models.data.dataset import events_sha256
+    from models.evaluation.fresh import Window, window_users
     from models.ranker.features import store_join
     from recstack.cli.features import _features_stale, run_build
     from recstack.feature_store import apply_definitions, open_store
@@ -73,7 +74,7 @@ def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
     users_file = data / "users.parquet"
     users = pd.read_parquet(users_file) if users_file.exists() else pd.DataFrame(
         {"user_id": pd.Series([], dtype=str)})
-    window = Window(since, until, events_digest((data / "events.parquet").read_bytes()))
+    window = Window(since, until, events_sha256(data))
     who = window_users(events, items, users, window, policy.window.max_users)
     if len(who.user_ids) < policy.window.min_users:
         fail(f"the window {window.since:%Y-%m-%d %H:%M} to "

@@ -32,13 +32,10 @@ SHORT = {"long_tail_share": "long-tail"}  # in a header; the manifest keeps the 
 SHOWN = ("ndcg@10", "recall@20", "precision@10", "map@10", "coverage@10", "long_tail_share@10")
 
 
-def _events_digest(data: Path) -> str:
-    """What ties a version to its data: the SHA-256 of DATA/events.parquet."""
-    return hashlib.sha256((data / "events.parquet").read_bytes()).hexdigest()
-
-
 def _snapshot(data: Path, events: pd.DataFrame) -> dict[str, Any]:
-    digest = _events_digest(data)
+    from models.data.dataset import events_sha256
+
+    digest = events_sha256(data)
     return {"data_dir": str(data.resolve()), "events": len(events),
             "users": int(events["user_id"].nunique()),
             "first_event": str(events["timestamp"].min()),
@@ -277,7 +274,9 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
         bundle = load_bundle(local)
     except FileNotFoundError as exc:
         fail(str(exc))
-    if _events_digest(data) != manifest.data_snapshot.get("events_sha256"):
+    from models.data.dataset import events_sha256
+
+    if events_sha256(data) != manifest.data_snapshot.get("events_sha256"):
         errors.print(f"[yellow]note:[/] {data} is not the data version {manifest.version} "
                      "was trained on; scoring from the events it holds")
     if _features_stale(data):
