@@ -1,5 +1,5 @@
 """The Ray Serve graph of one model version: an ingress with `Retriever` and `Ranker`
-deployments (REFERENCE.md: KServe + Ray Serve).
+deployments, served behind KServe's `RayModel` (serving/endpoints.py).
 
 The ingress validates and awaits, nothing else: the Retriever reads the user's
 online row and retrieves every source's top list; the Ranker reads the cached item
