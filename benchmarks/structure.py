@@ -1,0 +1,79 @@
+"""The structure figures issue 20 is judged by, from the source alone (no imports).
+
+Usage:
+    python benchmarks/structure.py [--top 15]
+
+Per package (models, serving, recstack, with recstack/cli apart): files, lines,
+functions over 60 lines, `type: ignore` comments, and reads of the environment
+(`os.environ`, `os.getenv`, `Settings.from_env`) outside the entry points
+(recstack/cli); then the longest functions. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("models", "serving", "recstack", "recstack/cli")
+LONG = 60
+IGNORE = re.compile(r"#\s*type:\s*ignore")
+ENVIRONMENT = re.compile(r"os\.environ|os\.getenv|from_env\(")
+
+
+@dataclass
+class Figures:
+    files: int = 0
+    lines: int = 0
+    long_functions: int = 0
+    ignores: int = 0
+    environment_reads: int = 0
+    functions: list[tuple[int, str]] = field(default_factory=list)
+
+
+def package_of(path: Path) -> str:
+    relative = path.relative_to(ROOT).as_posix()
+    return "recstack/cli" if relative.startswith("recstack/cli/") else relative.split("/")[0]
+
+
+def measure() -> dict[str, Figures]:
+    figures = {name: Figures() for name in PACKAGES}
+    for top in ("models", "serving", "recstack"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            text = path.read_text()
+            into = figures[package_of(path)]
+            into.files += 1
+            into.lines += text.count("\n")
+            into.ignores += len(IGNORE.findall(text))
+            into.environment_reads += len(ENVIRONMENT.findall(text))
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    where = f"{path.relative_to(ROOT).as_posix()}:{node.lineno} {node.name}"
+                    into.functions.append((length, where))
+                    into.long_functions += length > LONG
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    figures = measure()
+    print(f"| package | files | lines | functions over {LONG} lines | `type: ignore` | "
+          "environment reads |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, f in figures.items():
+        print(f"| {name} | {f.files} | {f.lines:,} | {f.long_functions} | {f.ignores} | "
+              f"{f.environment_reads} |")
+    print("\nLongest functions:\n\n| lines | function |\n|---:|---|")
+    everything = sorted((fn for f in figures.values() for fn in f.functions), reverse=True)
+    for length, where in everything[:args.top]:
+        print(f"| {length} | `{where}` |")
+
+
+if __name__ == "__main__":
+    main()
