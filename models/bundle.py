@@ -52,6 +52,13 @@ class Bundle:
     blend: Blend
     events: pd.DataFrame  # user_id, item_id, event_type, timestamp
 
+    def popularity_scores(self) -> np.ndarray:
+        """The popularity source's score per catalog column (every version has it)."""
+        popularity = self.generators["popularity"]
+        if not isinstance(popularity, Popularity):
+            raise TypeError(f"the popularity source is a {type(popularity).__name__}")
+        return popularity.item_scores
+
 
 def save_bundle(bundle: Bundle, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,7 @@ class Scorer:
         self.bundle = bundle
         self.items = Index(np.asarray(bundle.item_ids, dtype=object))
         self.known = pd.Index(bundle.user_ids)
-        popularity = bundle.generators["popularity"]
-        self.pop_z = popularity_z(popularity.item_scores)  # type: ignore[attr-defined]
+        self.pop_z = popularity_z(bundle.popularity_scores())
         tower = bundle.generators["two_tower"]
         assert isinstance(tower, TwoTowerGenerator)
         self.tower = tower

@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.bundle import Bundle
-from models.candidates.base import HistoryScorer, top_k_row
+from models.candidates.base import HistoryScorer, embedding_of, top_k_row
 from models.candidates.content import ContentSimilarity
 from models.ranker.candidates import AFFINITY, MISSING_RANK
 from models.ranker.exposure import blend_scores
@@ -101,7 +101,7 @@ class OnlineScorer:
         # content's, built here (about 3 s for 10k items), as versions carry none.
         self.indexes: dict[str, ItemIndex] = {}
         if retrieves:
-            indexes = {name: ItemIndex(g.vectors)  # type: ignore[attr-defined]
+            indexes = {name: ItemIndex(embedding_of(g))
                        for name, g in bundle.generators.items() if name in self.content}
             indexes[self.tower.name] = self.tower.index
             self.indexes = {name: ix for name, ix in indexes.items() if not ix.exact}

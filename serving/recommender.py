@@ -26,6 +26,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from models.bundle import load_bundle
+from models.candidates.base import embedding_of
 from models.candidates.popularity import Popularity
 from models.vectors import unit_rows
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
@@ -83,8 +84,7 @@ class Recommender:
         self._by_category: tuple[float, dict[str, list[str]]] | None = None
         self.columns = pd.Index(self.bundle.item_ids)
         self.similar_items = SimilarItems(self.bundle)
-        self.vectors = unit_rows(
-            self.bundle.generators["two_tower"].item_vectors)  # type: ignore[attr-defined]
+        self.vectors = unit_rows(embedding_of(self.bundle.generators["two_tower"]))
 
     def recommend(self, request: RecommendRequest, request_id: str,
                   now: pd.Timestamp | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import Bundle
+from models.candidates.base import embedding_of
 from models.candidates.content import ContentSimilarity
 from models.candidates.knn import ItemKNN
 from models.vectors import unit_rows
@@ -36,8 +37,7 @@ class SimilarItems:
         self.knn: ItemKNN | None = None
         for name, generator in bundle.generators.items():
             if name == "two_tower":
-                self.vectors["embedding"] = unit_rows(
-                    generator.item_vectors)  # type: ignore[attr-defined]
+                self.vectors["embedding"] = unit_rows(embedding_of(generator))
             elif isinstance(generator, ContentSimilarity):
                 self.vectors["content"] = generator.vectors  # unit length already
             elif isinstance(generator, ItemKNN):

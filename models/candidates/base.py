@@ -43,6 +43,12 @@ class CandidateGenerator(ABC):
     def score(self, users: np.ndarray) -> np.ndarray:
         """Dense (len(users), items) float32 scores; higher is better."""
 
+    def embedding(self) -> np.ndarray | None:
+        """(items, d) item vectors in the catalog's column order, where the source has
+        them (two-tower, content similarity): similar items, diversity and ANN indexes
+        use them. None for the others."""
+        return None
+
     def recommend(self, users: np.ndarray, k: int, seen: sp.csr_matrix | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores per user, excluding `seen` items."""
@@ -55,6 +61,14 @@ class CandidateGenerator(ABC):
             ids.append(top_ids)
             scores.append(top_scores)
         return np.vstack(ids), np.vstack(scores)
+
+
+def embedding_of(generator: CandidateGenerator) -> np.ndarray:
+    """The item vectors of a source that must have them."""
+    vectors = generator.embedding()
+    if vectors is None:
+        raise TypeError(f"the {generator.name} source has no item vectors")
+    return vectors
 
 
 class HistoryScorer(ABC):

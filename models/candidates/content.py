@@ -63,6 +63,9 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
         self.profiles = self._profiles(self.decayed_history(data))
         return self
 
+    def embedding(self) -> np.ndarray:
+        return self.vectors  # unit length
+
     def decayed_history(self, data: TrainingData) -> sp.csr_matrix:
         """(users, items) weights: each interaction counts 0.5 ** (age / half-life)."""
         events = data.events[data.events["item_id"].notna()]

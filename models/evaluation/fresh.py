@@ -130,8 +130,7 @@ def score_version(version: str, bundle: Bundle, events: pd.DataFrame, who: Windo
 
 def _cold_list(bundle: Bundle, before: pd.DataFrame, who: WindowUsers) -> np.ndarray:
     """The bundle's popularity order over its catalog, as of the window."""
-    popularity = bundle.generators["popularity"]
-    scores = np.asarray(popularity.item_scores)  # type: ignore[attr-defined]
+    scores = np.asarray(bundle.popularity_scores())
     order = np.argsort(-scores, kind="stable")[:DEPTH]
     return who.items.positions(np.asarray(bundle.item_ids, dtype=object)[order])
 

@@ -62,6 +62,9 @@ class TwoTowerGenerator(CandidateGenerator):
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.user_vectors[users] @ self.item_vectors.T
 
+    def embedding(self) -> np.ndarray:
+        return self.item_vectors
+
     def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The affinity of each (user row, item column) pair, for any item, retrieved or not."""
         return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items])
