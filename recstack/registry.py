@@ -270,8 +270,7 @@ class Registry:
         return self._path(HISTORY_DIR, f"{generation:08d}.json")
 
     def stage(self, stage: str) -> str | None:
-        versions = line(self.history()[_check_stage(stage)])
-        return versions[-1] if versions else None
+        return current_version(self.history()[_check_stage(stage)])
 
     def resolve(self, version: str | None = None, stage: str | None = None) -> Manifest:
         """The manifest for a version (its id or a unique prefix), a stage, or the latest
@@ -354,7 +353,7 @@ class Registry:
         _check_stage(stage)
 
         def change(history: dict[str, list[StageEntry]]) -> StageEntry:
-            open_now = _open_canary(history[stage])
+            open_now = open_canary(history[stage])
             if action == "canary_start" and open_now is not None:
                 raise RegistryError(f"a canary of {open_now.version} is open on {stage} "
                                     "already: `recstack rollout check` decides it first")
@@ -370,7 +369,7 @@ class Registry:
     def canary(self, stage: str) -> StageEntry | None:
         """The stage's open canary: its newest `canary_start`, unless a `canary_stop` or
         a promotion came after it."""
-        return _open_canary(self.history()[_check_stage(stage)])
+        return open_canary(self.history()[_check_stage(stage)])
 
     def _change(self, stage: str, make: Any) -> StageEntry:
         """Read generation N, append `make(history)` to `stage`, create generation N+1
@@ -445,7 +444,15 @@ def single_version(version_dir: Path) -> Registry:
     return Registry(root)
 
 
-def _open_canary(entries: list[StageEntry]) -> StageEntry | None:
+def current_version(entries: list[StageEntry]) -> str | None:
+    """Of one stage's history: the version it stands on now."""
+    versions = line(entries)
+    return versions[-1] if versions else None
+
+
+def open_canary(entries: list[StageEntry]) -> StageEntry | None:
+    """Of one stage's history: its newest `canary_start`, unless a `canary_stop` or a
+    promotion came after it."""
     for entry in reversed(entries):
         if entry.action == "canary_start":
             return entry

@@ -41,6 +41,8 @@ from recstack.registry import (
     Stage,
     StageConflict,
     StageEntry,
+    current_version,
+    open_canary,
 )
 
 if TYPE_CHECKING:
@@ -577,10 +579,12 @@ def finish(registry: str = REGISTRY, stage: Stage = STAGE,
     refused or a failed helm run, 2 bad input."""
     reg = Registry(registry)
     try:
-        opened, start = reg.canary(stage), _last_start(reg, stage)
-        now = reg.stage(stage)
+        entries = reg.history()[stage]  # read once: the open canary, its start, the stage
     except RegistryError as exc:
         fail(str(exc))
+    opened = open_canary(entries)
+    start = next((e for e in reversed(entries) if e.action == "canary_start"), None)
+    now = current_version(entries)
     if opened is not None:
         fail(f"the canary of {opened.version} on {stage} is still open: `recstack rollout "
              "check` decides it first")
@@ -591,11 +595,6 @@ def finish(registry: str = REGISTRY, stage: Stage = STAGE,
     console.print(f"{stage} stands on {now}: the canary of {start.version} was "
                   f"{'promoted' if promoted else 'rolled back'}", highlight=False)
     _finish(target, registry, stage, start.version, apply, promoted=promoted)
-
-
-def _last_start(reg: Registry, stage: str) -> StageEntry | None:
-    return next((e for e in reversed(reg.history()[stage]) if e.action == "canary_start"),
-                None)
 
 
 def _finish(target: Target | None, registry: str, stage: str, canary: str, apply: bool,
