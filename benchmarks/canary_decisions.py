@@ -29,6 +29,7 @@ import argparse
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
@@ -113,33 +114,36 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     rows = 0
     with ProcessPoolExecutor(args.workers) as pool:
-        for share in (float(s) for s in args.shares.split(",")):
-            for lift in (float(x) for x in args.lifts.split(",")):
-                traffic = Traffic(control_ctr=args.control_ctr,
-                                  canary_ctr=args.control_ctr * (1 + lift),
-                                  canary_share=share, requests_per_minute=args.rate)
-                for window in windows:
-                    # Seeds of their own: rows sharing seeds share their random draws,
-                    # and their counts would be off from the truth together.
-                    seeds = range(rows * args.seeds, (rows + 1) * args.seeds)
-                    print(row(traffic, lift, window, seeds, pool), flush=True)
-                    rows += 1
+        for traffic, lift in traffics(args):
+            for window in windows:
+                print(row(traffic, lift, window, seeds_of(rows, args.seeds), pool),
+                      flush=True)
+                rows += 1
+
+
+def traffics(args: argparse.Namespace) -> Iterator[tuple[Traffic, float]]:
+    """Each row group's simulated traffic and the canary's lift, shares outermost."""
+    for share in (float(s) for s in args.shares.split(",")):
+        for lift in (float(x) for x in args.lifts.split(",")):
+            yield Traffic(control_ctr=args.control_ctr,
+                          canary_ctr=args.control_ctr * (1 + lift),
+                          canary_share=share, requests_per_minute=args.rate), lift
+
+
+def seeds_of(row_number: int, per_row: int) -> range:
+    """Seeds of the row's own: rows sharing seeds share their random draws, and their
+    counts would be off from the truth together."""
+    return range(row_number * per_row, (row_number + 1) * per_row)
 
 
 def sequential(args: argparse.Namespace, windows: list[int]) -> None:
     print("| canary share | lift | looks | mean window at the decision | minutes | "
           "promote | rollback | right answer | seconds |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-    rows = 0
     with ProcessPoolExecutor(args.workers) as pool:
-        for share in (float(s) for s in args.shares.split(",")):
-            for lift in (float(x) for x in args.lifts.split(",")):
-                traffic = Traffic(control_ctr=args.control_ctr,
-                                  canary_ctr=args.control_ctr * (1 + lift),
-                                  canary_share=share, requests_per_minute=args.rate)
-                seeds = range(rows * args.seeds, (rows + 1) * args.seeds)
-                print(sequential_row(traffic, lift, windows, seeds, pool), flush=True)
-                rows += 1
+        for rows, (traffic, lift) in enumerate(traffics(args)):
+            print(sequential_row(traffic, lift, windows, seeds_of(rows, args.seeds), pool),
+                  flush=True)
 
 
 if __name__ == "__main__":
