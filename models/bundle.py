@@ -2,10 +2,10 @@
 
 Written by `recstack train` into the version directory beside the manifest:
 
-    bundle.json              which generator lives where (and its class), per-source
+    bundle.json              which source lives where (and its class), per-source
                              candidate counts, the exposure blend
-    generators/<name>/       each candidate generator, refit on all the data
-                             (HistoryScorer.save; TwoTowerGenerator.save)
+    generators/<name>/       each candidate source (models/sources.py), refit on all
+                             the data (CandidateSource.save)
     ranker/                  the XGBoost ranker and its feature list
     items.parquet            item_id of each generator column, in order
     users.parquet            user_id of each two-tower user vector, in order
@@ -22,29 +22,23 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.candidates.base import CandidateGenerator
-from models.candidates.content import ContentSimilarity
-from models.candidates.ease import EASE
-from models.candidates.knn import ItemKNN
+from models.candidates.base import CandidateSource
 from models.candidates.popularity import Popularity
 from models.ranker.exposure import Blend
 from models.ranker.model import Ranker
-from models.two_tower.generator import TwoTowerGenerator
+from models.sources import by_class_name
 
 BUNDLE_FILE = "bundle.json"
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
-CLASSES: dict[str, Any] = {cls.__name__: cls for cls in (
-    TwoTowerGenerator, EASE, ItemKNN, Popularity, ContentSimilarity)}
 
 
 @dataclass
 class Bundle:
-    generators: dict[str, CandidateGenerator]
+    generators: dict[str, CandidateSource]
     ranker: Ranker
     item_ids: np.ndarray  # generator column -> item_id
     user_ids: np.ndarray  # two-tower user vector row -> user_id
@@ -54,7 +48,7 @@ class Bundle:
 
     def popularity_scores(self) -> np.ndarray:
         """The popularity source's score per catalog column (every version has it)."""
-        popularity = self.generators["popularity"]
+        popularity = self.generators[Popularity.name]
         if not isinstance(popularity, Popularity):
             raise TypeError(f"the popularity source is a {type(popularity).__name__}")
         return popularity.item_scores
@@ -65,9 +59,8 @@ def save_bundle(bundle: Bundle, directory: Path) -> None:
     classes = {}
     for name, generator in bundle.generators.items():
         kind = type(generator).__name__
-        if kind not in CLASSES:
-            raise TypeError(f"generator {name!r} ({kind}) cannot be saved in a bundle")
-        generator.save(directory / "generators" / name)  # type: ignore[attr-defined]
+        by_class_name(kind)  # a class serving can find again
+        generator.save(directory / "generators" / name)
         classes[name] = kind
     bundle.ranker.save(directory / "ranker")
     pd.DataFrame({"item_id": bundle.item_ids}).to_parquet(directory / "items.parquet")
@@ -87,7 +80,7 @@ def load_bundle(directory: Path) -> Bundle:
                                 "trained before versions carried a serving bundle; "
                                 "train a new one")
     meta = json.loads(path.read_text())
-    generators = {name: CLASSES[kind].load(directory / "generators" / name)
+    generators = {name: by_class_name(kind).load(directory / "generators" / name)
                   for name, kind in meta["generators"].items()}
     return Bundle(
         generators=generators,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,10 +31,13 @@ from feast import FeatureStore
 
 from models.bundle import Bundle
 from models.candidates.als import ALS
-from models.candidates.base import SCORE_CHUNK, CandidateGenerator, TrainingData
-from models.candidates.content import ContentSimilarity
-from models.candidates.ease import EASE
-from models.candidates.knn import ItemKNN
+from models.candidates.base import (
+    SCORE_CHUNK,
+    CandidateGenerator,
+    CandidateSource,
+    SourceBuild,
+    TrainingData,
+)
 from models.candidates.popularity import Popularity
 from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
@@ -51,23 +54,22 @@ from models.ranker.exposure import (
 from models.ranker.features import compact, matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
 from models.scoring import as_table
+from models.sources import affinity_source, counts, default_counts, make_sources
 from models.text_embeddings import TextEmbedder
-from models.two_tower.generator import TwoTowerGenerator
 from models.two_tower.train import TwoTowerConfig
 
 Progress = Callable[[str], None]
-BASELINES = ("ease", "item_knn", "popularity")  # also fitted as sources; ALS is added
 FRAME_CHUNK = 4 * SCORE_CHUNK  # users per candidate frame part (~1.2M rows); whole
 # score blocks, so that each user is scored in the same block as in one part
 
 
 @dataclass
 class PipelineConfig:
-    # Top-n per source; ~200 distinct candidates per user after overlap. On the 20k x
-    # 10k world, against 150/100/50/30/50 (293 distinct): NDCG@10 and recall@20 the
-    # same or better, coverage@10 0.72 -> 0.70, a third less ranking per request.
-    per_source: dict[str, int] = field(default_factory=lambda: {
-        "two_tower": 100, "ease": 70, "item_knn": 35, "popularity": 20, "content": 35})
+    # Top-n per source (each source's `candidates` unless set here); ~200 distinct
+    # candidates per user after overlap. On the 20k x 10k world, 100/70/35/20/35
+    # against 150/100/50/30/50 (293 distinct): NDCG@10 and recall@20 the same or
+    # better, coverage@10 0.72 -> 0.70, a third less ranking per request.
+    per_source: dict[str, int] = field(default_factory=default_counts)
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ease_l2: float = 500.0
     # Evaluation protocol, applied twice (P3, then P2): "per_user" or "global"
@@ -109,23 +111,10 @@ class PipelineResult:
     bundle: Bundle  # stage C's generators and the ranker, for on-demand scoring
 
 
-def make_generators(config: PipelineConfig, embedder: TextEmbedder,
-                    on_epoch: Callable[[int, float], None] | None = None
-                    ) -> dict[str, CandidateGenerator]:
-    return {
-        "two_tower": TwoTowerGenerator(config.two_tower, workers=config.workers,
-                                       embedder=embedder, on_epoch=on_epoch),
-        "ease": EASE(l2=config.ease_l2),
-        "item_knn": ItemKNN(),
-        "popularity": Popularity(),
-        "content": ContentSimilarity(embedder),
-    }
-
-
 def _fitted(config: PipelineConfig, embedder: TextEmbedder,
             on_epoch: Callable[[int, float], None] | None, data: TrainingData
-            ) -> dict[str, CandidateGenerator]:
-    generators = make_generators(config, embedder, on_epoch)
+            ) -> dict[str, CandidateSource]:
+    generators = make_sources(SourceBuild(config, embedder, on_epoch))
     for generator in generators.values():
         generator.fit(data)
     return generators
@@ -156,14 +145,13 @@ def _boundary(split: Split, users: np.ndarray) -> pd.Series:
     return pd.Series(first.reindex(split.users.ids[users]).to_numpy(), index=users)
 
 
-def _candidates(generators: dict[str, CandidateGenerator], config: PipelineConfig,
+def _candidates(generators: dict[str, CandidateSource], config: PipelineConfig,
                 users: np.ndarray, seen: sp.csr_matrix, at: pd.Series, store: FeatureStore,
                 split: Split) -> pd.DataFrame:
     """Every user's pooled candidates with their features, built `FRAME_CHUNK` users at
     a time and kept as the numeric columns only (models.ranker.features.compact): the
     full frame with its joined text and list columns held 17 GB at 20k users."""
-    tower = generators["two_tower"]
-    assert isinstance(tower, TwoTowerGenerator)
+    tower = affinity_source(generators)
     parts = []
     for start in range(0, len(users), FRAME_CHUNK):
         chunk = users[start:start + FRAME_CHUNK]
@@ -197,6 +185,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         timings[name] = now - clock
         clock = now
 
+    config = replace(config, per_source=counts(config.per_source))
     catalog_ids = dataset.items["item_id"]
     splitter = SPLITS[config.split]
     outer = splitter(dataset.events, catalog_ids)
@@ -231,7 +220,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     progress("stage B: generators on P1+P2, evaluation on P3")
     data_b = _data(outer, catalog)
     gens_b = _fitted(config, embedder, on_epoch, data_b)
-    two_tower_metrics = dict(gens_b["two_tower"].metrics)  # type: ignore[attr-defined]
+    two_tower_metrics = affinity_source(gens_b).fit_metrics()
     users_b = outer.test_users()
     frame_b = _candidates(gens_b, config, users_b, data_b.matrix,
                           _boundary(outer, users_b), store, outer)
@@ -344,13 +333,14 @@ def _cross_fit(frame: pd.DataFrame, features: list[str], user_ids: np.ndarray,
     return fitted(useful), out_of_fold
 
 
-def _best_baseline_ndcg(generators: dict[str, CandidateGenerator], data: TrainingData,
+def _best_baseline_ndcg(generators: dict[str, CandidateSource], data: TrainingData,
                         users: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     """Per-user NDCG@10 (metrics.ndcg_per_user over relevant[users]) of the baseline with
     the best mean on these users, baselines fitted on the same data."""
     from models.evaluation.metrics import ndcg_per_user
 
-    baselines = {name: generators[name] for name in BASELINES} | {"als": ALS().fit(data)}
+    baselines: dict[str, CandidateGenerator] = {
+        name: g for name, g in generators.items() if g.baseline} | {"als": ALS().fit(data)}
     scores = [ndcg_per_user(g.recommend(users, 10, seen=data.matrix)[0], relevant[users], 10)
               for g in baselines.values()]
     return max(scores, key=lambda per_user: float(per_user.mean()) if len(per_user) else 0.0)

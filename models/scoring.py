@@ -25,25 +25,26 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import Bundle
-from models.candidates.base import HistoryScorer, TrainingData, chunks, exclude, top_k
-from models.candidates.content import ContentSimilarity
+from models.candidates.base import TrainingData
 from models.interactions import Index, positive_pairs, to_matrix
 from models.ranker.candidates import AFFINITY, pool_lists
 from models.ranker.exposure import blend_scores, popularity_z, ranked_lists, visit_order
 from models.ranker.features import FeatureJoin, matrix, with_features
-from models.two_tower.data import histories, pad_history
-from models.two_tower.generator import TwoTowerGenerator
+from models.sources import affinity_source
 
 
 class Scorer:
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, search: bool = False) -> None:
+        """`search`: ready the sources' ANN indexes for one-user retrieval too (the
+        batch here is exact)."""
         self.bundle = bundle
         self.items = Index(np.asarray(bundle.item_ids, dtype=object))
         self.known = pd.Index(bundle.user_ids)
         self.pop_z = popularity_z(bundle.popularity_scores())
-        tower = bundle.generators["two_tower"]
-        assert isinstance(tower, TwoTowerGenerator)
-        self.tower = tower
+        self.tower = affinity_source(bundle.generators)
+        self.training = self.history(bundle.events, list(bundle.user_ids))
+        for source in bundle.generators.values():
+            source.prepare(self.training, search)
 
     def history(self, events: pd.DataFrame, user_ids: Sequence[str]) -> TrainingData:
         """The users' events as the generators read them: rows in `user_ids` order over
@@ -53,46 +54,12 @@ class Scorer:
         return TrainingData(to_matrix(positive_pairs(events), users, self.items), events,
                             pd.DataFrame({"item_id": self.items.ids}), users.ids)
 
-    def user_vectors(self, data: TrainingData) -> np.ndarray:
-        """Trained vectors for known users; the rest embedded from their most recent
-        positives, as the two-tower's training builds histories."""
-        rows = self.known.get_indexer(pd.Index(data.user_ids))
-        out = np.empty((len(rows), self.tower.user_vectors.shape[1]), dtype=np.float32)
-        known = rows >= 0
-        out[known] = self.tower.user_vectors[rows[known]]
-        if (~known).any():
-            new = data.user_ids[~known]
-            pairs = positive_pairs(data.events[data.events["user_id"].isin(set(new))])
-            _, final = histories(pairs, pd.Index(self.items.ids), pd.Index(new))
-            padded = np.stack([pad_history(final.get(str(u), np.zeros(0, np.int64)))
-                               for u in new])
-            out[~known] = self.tower.embed_histories(padded)
-        return out
-
     def candidates(self, data: TrainingData, include_seen: bool = False) -> pd.DataFrame:
-        """`pool` for these users: each source's top list, with the affinity column.
-        Dense score blocks are SCORE_CHUNK users at a time."""
-        vectors = self.user_vectors(data)
-        content = {name: g.decayed_history(data) for name, g in self.bundle.generators.items()
-                   if isinstance(g, ContentSimilarity)}
-        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
-            name: [] for name in self.bundle.generators}
-        for block in chunks(np.arange(len(data.user_ids))):
-            seen = None if include_seen else data.matrix[block]
-            for name, generator in self.bundle.generators.items():
-                n = self.bundle.per_source[name]
-                if generator is self.tower:
-                    scores = vectors[block] @ self.tower.item_vectors.T
-                    if seen is not None:
-                        exclude(scores, seen)
-                    parts[name].append(top_k(scores, n))
-                else:
-                    assert isinstance(generator, HistoryScorer)
-                    history = content[name][block] if name in content else data.matrix[block]
-                    parts[name].append(generator.recommend_history(history, n, seen=seen))
-        lists = {name: (np.vstack([p[0] for p in got]), np.vstack([p[1] for p in got]))
-                 for name, got in parts.items()}
+        """`pool` for these users: each source's top list, with the affinity column."""
+        lists = {name: source.recommend_users(data, self.bundle.per_source[name], include_seen)
+                 for name, source in self.bundle.generators.items()}
         frame = pool_lists(lists, np.arange(len(data.user_ids)))
+        vectors = self.tower.users_vectors(data)
         frame[AFFINITY] = np.einsum("ij,ij->i", vectors[frame["user"].to_numpy()],
                                     self.tower.item_vectors[frame["item"].to_numpy()])
         return frame

@@ -1,15 +1,15 @@
 """One request's two-stage scoring with numpy arrays: models/scoring.py's steps, minus
 the per-request DataFrames.
 
-Loaded once per model version: each known user's positives and content weights
-(built from the bundle's training events by the generators' own code), the
-popularity z-scores, and where each ranker feature comes from. Per request it adds
-the user's fresh items (real-time features, the session) to their history,
-retrieves from every source, pools, fills the ranker's feature matrix from the
+Loaded once per model version: each known user's positives, every source readied
+to serve (`CandidateSource.prepare`), the popularity z-scores, and where each ranker
+feature comes from. Per request it adds the user's fresh items (real-time features,
+the session) to their history, asks every source for its list
+(`CandidateSource.retrieve`), pools, fills the ranker's feature matrix from the
 user's online row and the cached item rows, ranks and blends.
 `tests/serving/test_online_scoring.py` checks it against `Scorer`, the reference.
 
-The two sources that score the whole catalog from one vector (two-tower, content)
+The sources that score the whole catalog from one vector (two-tower, content)
 search an ANN index instead (models/two_tower/ann.py) on catalogs of 2,000 items or
 more: the exact products read 8.4 MB of vectors per request on the 10k-item load
 test, and that traffic slows the other processes on the box, not only this one.
@@ -27,17 +27,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from models.bundle import Bundle
-from models.candidates.base import HistoryScorer, embedding_of, top_k_row
-from models.candidates.content import ContentSimilarity
+from models.candidates.base import Row, UserHistory, matrix_row
 from models.ranker.candidates import AFFINITY, MISSING_RANK
 from models.ranker.exposure import blend_scores
 from models.ranker.features import crosses
 from models.scoring import Scorer
-from models.two_tower.ann import ItemIndex
-from models.two_tower.data import HISTORY
 from serving.features import OnlineFeatureJoin
 from serving.item_table import ItemRows, number
 from serving.timing import Timings, stage
@@ -90,22 +86,9 @@ class OnlineScorer:
         # loaded (the two-tower) XGBoost's default threading costs ~3 ms a call, 0.4 ms
         # with one thread (measured on the 10k-item benchmark version).
         bundle.ranker.booster.set_param({"nthread": 1})
-        self.reference = Scorer(bundle)
+        self.reference = Scorer(bundle, search=retrieves)
         self.tower = self.reference.tower
-        history = self.reference.history(bundle.events, list(bundle.user_ids))
-        self.positives = history.matrix
-        self.content = {name: g.decayed_history(history)
-                        for name, g in bundle.generators.items()
-                        if isinstance(g, ContentSimilarity)}
-        # ANN indexes, by source (none: exact search): the two-tower's, saved with it;
-        # content's, built here (about 3 s for 10k items), as versions carry none.
-        self.indexes: dict[str, ItemIndex] = {}
-        if retrieves:
-            indexes = {name: ItemIndex(embedding_of(g))
-                       for name, g in bundle.generators.items() if name in self.content}
-            indexes[self.tower.name] = self.tower.index
-            self.indexes = {name: ix for name, ix in indexes.items() if not ix.exact}
-        self._trained_until_ns = pd.Timestamp(history.now).value
+        self.positives = self.reference.training.matrix
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
         # Dicts for a request's few ids: pandas' get_indexer costs ~0.3 ms a call.
@@ -138,13 +121,15 @@ class OnlineScorer:
         """The first stage: every source's top list for this user's history."""
         row = self._user_rows.get(user_id, -1)
         fresh = [c for c in map(self._item_columns.get, fresh_items) if c is not None]
-        history = self._history(row, fresh)
+        trained = matrix_row(self.positives, row) if row >= 0 else EMPTY
+        history = _with_fresh(trained, fresh)
         if row < 0 and not len(history.columns):
             return Retrieved({}, np.zeros(self.tower.item_vectors.shape[1], np.float32))
-        vector = (self.tower.user_vectors[row] if row >= 0
-                  else self.tower.embed_history(fresh[:HISTORY]))
+        user = UserHistory(row, trained, fresh, history, at,
+                           self.tower.user_vector(row, fresh))
         seen = None if include_seen else history.seen()
-        return Retrieved(self._retrieve(row, fresh, history, vector, seen, at), vector)
+        return Retrieved({name: source.retrieve(user, self.bundle.per_source[name], seen)
+                          for name, source in self.bundle.generators.items()}, user.vector)
 
     def rank(self, retrieved: Retrieved, user_features: dict[str, Any],
              join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
@@ -174,66 +159,6 @@ class OnlineScorer:
         return Scored(items[best], scores[best], [retrieved_by[i] for i in best],
                       degraded=not rows.complete,
                       rows=ItemRows(rows.table, rows.slots[best], rows.complete))
-
-    def _history(self, row: int, fresh: list[int]) -> Row:
-        """The user's training positives, with the fresh items added (then every item
-        counts 1, as the reference's fresh history does)."""
-        base = (_slice(self.positives, row) if row >= 0
-                else Row(np.zeros(0, np.int32), np.zeros(0, np.float32)))
-        if not fresh:
-            return base
-        columns = np.union1d(base.columns, fresh)
-        return Row(columns, np.ones(len(columns), np.float32))
-
-    def _retrieve(self, row: int, fresh: list[int], history: Row, vector: np.ndarray,
-                  seen: np.ndarray | None, at: pd.Timestamp
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        lists = {}
-        for name, generator in self.bundle.generators.items():
-            n = self.bundle.per_source[name]
-            if generator is self.tower:
-                lists[name] = self._closest(name, self.tower.item_vectors, vector, n, seen)
-            elif name in self.content:
-                assert isinstance(generator, ContentSimilarity)
-                content = self._content_row(name, generator, row, fresh, at)
-                profile = generator.profile_row(content.columns, content.values)
-                lists[name] = self._closest(name, generator.vectors, profile, n, seen)
-            else:
-                assert isinstance(generator, HistoryScorer)
-                lists[name] = generator.recommend_row(history.columns, history.values,
-                                                      len(self.items), n, seen)
-        return lists
-
-    def _closest(self, name: str, vectors: np.ndarray, query: np.ndarray, n: int,
-                 seen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The n items of largest inner product with the query: from the source's ANN
-        index when it has one, else exactly."""
-        index = self.indexes.get(name)
-        if index is not None:
-            return nearest(index, query, n, seen)
-        return top_k_row(vectors @ query, n, seen)
-
-    def _content_row(self, name: str, generator: ContentSimilarity, row: int,
-                     fresh: list[int], at: pd.Timestamp) -> Row:
-        """Training weights aged to `at`, fresh items at full weight."""
-        if row >= 0:
-            age = (at.value - self._trained_until_ns) / 86_400e9
-            trained = _slice(self.content[name], row)
-            columns = trained.columns
-            weights = trained.values * float(generator.decay(np.array([age]))[0])
-            known = _slice(self.positives, row).columns
-        else:
-            columns, weights, known = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int32)
-        # Only items the training history lacks: the real-time view's recent items
-        # overlap training, and a training item must not count twice.
-        new = np.unique(np.asarray(fresh, np.int64))  # setdiff1d, with a table for isin
-        new = new[~np.isin(new, known, kind="table")] if len(new) else new
-        if not len(new):
-            return Row(columns, weights)
-        # A new item the content row holds adds to its weight.
-        columns, where = np.unique(np.concatenate([columns, new]), return_inverse=True)
-        return Row(columns, np.bincount(where, np.concatenate([weights, np.ones(len(new))]),
-                                        len(columns)))
 
     def _matrix(self, items: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray]],
                 vector: np.ndarray, user: dict[str, Any], rows: ItemRows,
@@ -276,38 +201,13 @@ class OnlineScorer:
         return x, retrieved_by
 
 
-def nearest(index: ItemIndex, query: np.ndarray, n: int, seen: np.ndarray | None
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k` of the query's inner products, from an ANN index: (n,) item columns and
-    scores, best first, `seen` columns left out (the index is asked for as many more),
-    -1 pads where the index returned fewer."""
-    found, values = index.search(query[None], n + (0 if seen is None else len(seen)))
-    found, values = found[0], values[0]
-    if seen is not None and len(seen):
-        keep = ~np.isin(found, seen, kind="table")  # a lookup over item columns: no sort
-        found, values = found[keep], values[keep]
-    ids = np.full(n, -1, np.int64)
-    scores = np.full(n, -np.inf, np.float32)
-    ids[:min(n, len(found))], scores[:min(n, len(found))] = found[:n], values[:n]
-    return ids, scores
+EMPTY = Row(np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
-@dataclass(frozen=True)
-class Row:
-    """One user's history over the catalog's columns: distinct columns, ascending, and
-    their weights. Served requests score one row at a time, and scipy's per-matrix
-    checks cost more than the arithmetic on a row of a few dozen items."""
-
-    columns: np.ndarray
-    values: np.ndarray
-
-    def seen(self) -> np.ndarray:
-        """The columns that count as interacted with: stored and nonzero, as
-        `models.candidates.base.exclude` reads a matrix."""
-        return self.columns[self.values != 0]
-
-
-def _slice(matrix: sp.csr_matrix, row: int) -> Row:
-    """One row of a canonical CSR matrix (sorted, distinct columns)."""
-    start, end = matrix.indptr[row], matrix.indptr[row + 1]
-    return Row(matrix.indices[start:end], matrix.data[start:end])
+def _with_fresh(trained: Row, fresh: list[int]) -> Row:
+    """The user's training positives, with the fresh items added (then every item
+    counts 1, as the reference's fresh history does)."""
+    if not fresh:
+        return trained
+    columns = np.union1d(trained.columns, fresh)
+    return Row(columns, np.ones(len(columns), np.float32))

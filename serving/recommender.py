@@ -26,15 +26,15 @@ import pandas as pd
 from feast import FeatureStore
 
 from models.bundle import load_bundle
-from models.candidates.base import embedding_of
 from models.candidates.popularity import Popularity
+from models.sources import affinity_source
 from models.vectors import unit_rows
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import FeaturesUnavailable, OnlineFeatureJoin
 from serving.item_table import ItemRows
 from serving.online_scoring import OnlineScorer, Scored
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
-from serving.rules import REASONS, Candidates, Pick, RuleConfig, apply_rules
+from serving.rules import Candidates, Pick, RuleConfig, apply_rules, reason
 from serving.similar import REASONS as SIMILAR_REASONS
 from serving.similar import SimilarItems
 from serving.timing import Timings, stage
@@ -84,7 +84,7 @@ class Recommender:
         self._by_category: tuple[float, dict[str, list[str]]] | None = None
         self.columns = pd.Index(self.bundle.item_ids)
         self.similar_items = SimilarItems(self.bundle)
-        self.vectors = unit_rows(embedding_of(self.bundle.generators["two_tower"]))
+        self.vectors = unit_rows(affinity_source(self.bundle.generators).item_vectors)
 
     def recommend(self, request: RecommendRequest, request_id: str,
                   now: pd.Timestamp | None = None) -> dict[str, Any]:
@@ -237,7 +237,7 @@ class Recommender:
         """The caller's candidates in the ranker's order; those the version does not
         know come last, unscored, in the order given."""
         picks = [Pick(str(self.bundle.item_ids[c]), float(v), list(by),
-                      [REASONS.get(s, s) for s in by])
+                      [reason(s) for s in by])
                  for c, v, by in zip(scored.items, scored.scores, scored.sources, strict=True)]
         rest = [{"item_id": i, "score": None, "sources": [], "reasons": ["not in the model"]}
                 for i in unknown]

@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from models.sources import reasons
+
 DIVERSITY = ("mmr", "category_cap", "none")
-REASONS = {
-    "two_tower": "matches your taste",
-    "ease": "often chosen with items you like",
-    "item_knn": "similar to items you interacted with",
-    "content": "like items you interacted with",
-    "popularity": "popular",
+# Why an item is shown, by what put it there: serving's own paths here, the candidate
+# sources' from their registration (models/sources.py).
+SERVING_REASONS = {
     "trending": "trending now",
     "session": "related to what you are looking at",
     "exploration": "something new for you",
@@ -116,8 +115,13 @@ def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
             slot = min(config.exploration_slot, k, len(picks) + 1) - 1  # within the list
             picks = [*picks[:slot], pick, *picks[slot:]][:k]
     for pick in picks:
-        pick.reasons = [REASONS.get(s, s) for s in dict.fromkeys(pick.sources)]
+        pick.reasons = [reason(s) for s in dict.fromkeys(pick.sources)]
     return picks
+
+
+def reason(source: str) -> str:
+    """The words a served item shows for a source that found it (its name when none)."""
+    return SERVING_REASONS.get(source) or reasons().get(source, source)
 
 
 def _explores(request_key: str, rate: float) -> bool:

@@ -1,17 +1,26 @@
-"""What every candidate generator offers, and top-k selection with seen items excluded."""
+"""What every candidate generator offers, what a served one (a `CandidateSource`)
+adds, and top-k selection with seen items excluded.
+
+A source serves two shapes through one interface: a batch of users from their
+histories (`score_users`: evaluation on fresh windows, batch recommendations) and
+one user per request (`retrieve`, on a `UserHistory`). models/sources.py registers
+the sources a version trains and serves; models/README.md says how to add one."""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from models.two_tower.ann import ItemIndex
 
 SCORE_CHUNK = 1024  # users scored per dense block: 1024 x 10k items x 4 B = 40 MB
 
@@ -26,10 +35,20 @@ class TrainingData:
     events: pd.DataFrame
     items: pd.DataFrame  # one row per column of `matrix`, in order
     user_ids: np.ndarray  # one id per row of `matrix`, in order
+    as_of: pd.Timestamp | None = None  # `now`, when not the last event's time
 
     @property
     def now(self) -> pd.Timestamp:
+        if self.as_of is not None:
+            return self.as_of
         return pd.Timestamp(self.events["timestamp"].max())
+
+    def rows(self, block: np.ndarray) -> TrainingData:
+        """These rows' users only (their matrix rows and events), in `block` order, as of
+        the same `now`."""
+        user_ids = self.user_ids[block]
+        return TrainingData(self.matrix[block], self.events[self.events["user_id"].isin(
+            set(user_ids))], self.items, user_ids, self.now)
 
 
 class CandidateGenerator(ABC):
@@ -71,11 +90,142 @@ def embedding_of(generator: CandidateGenerator) -> np.ndarray:
     return vectors
 
 
-class HistoryScorer(ABC):
-    """A generator that can score someone it has not seen in training, from their
-    interactions alone: what serving needs for fresh events, new sessions and new users.
-    `history` is a sparse (n, items) matrix over the training catalog's columns whose
-    values weigh each interaction (1 for a plain interaction).
+@dataclass(frozen=True)
+class Row:
+    """One user's history over the catalog's columns: distinct columns, ascending, and
+    their weights. Served requests score one row at a time, and scipy's per-matrix
+    checks cost more than the arithmetic on a row of a few dozen items."""
+
+    columns: np.ndarray
+    values: np.ndarray
+
+    def seen(self) -> np.ndarray:
+        """The columns that count as interacted with: stored and nonzero, as `exclude`
+        reads a matrix."""
+        return self.columns[self.values != 0]
+
+
+def matrix_row(matrix: sp.csr_matrix, row: int) -> Row:
+    """One row of a canonical CSR matrix (sorted, distinct columns)."""
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    return Row(matrix.indices[start:end], matrix.data[start:end])
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """One user as a served request sees them."""
+
+    row: int  # the user's row in the version's training users; -1 for anyone else
+    trained: Row  # their training positives (empty for row -1)
+    fresh: list[int]  # item columns of their interactions newer than training, newest first
+    history: Row  # trained and fresh together: every item counts 1 once fresh ones exist
+    at: pd.Timestamp  # the time of the request
+    vector: np.ndarray  # their two-tower vector: the affinity every source's pool shares
+
+
+@dataclass(frozen=True)
+class SourceBuild:
+    """What the pipeline hands a source's `create`: its config (models.pipeline's
+    PipelineConfig, whose fields a source may read) and the shared text embedder."""
+
+    config: Any
+    embedder: Any  # models.text_embeddings.TextEmbedder
+    on_epoch: Callable[[int, float], None] | None = None
+
+
+class CandidateSource(CandidateGenerator):
+    """A candidate generator that versions train, save and serve: the ranker pools the
+    `candidates` best items of every registered source, with each one's score and rank
+    as features, and a served item carries the `reason` of the sources that found it."""
+
+    reason: str = "recommended for you"
+    candidates: int = 20  # default list length pooled per user (PipelineConfig.per_source)
+    baseline: bool = False  # also one of the baselines the two-stage model must beat
+
+    def fit_metrics(self) -> dict[str, float]:
+        """What fitting measured, for the version's manifest; most sources measure
+        nothing."""
+        return {}
+
+    @classmethod
+    def create(cls, build: SourceBuild) -> Self:
+        """A new, unfitted source, configured from the pipeline's build."""
+        return cls()
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """What scoring needs, as plain files (no pickles)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> Self:
+        """`save`'s inverse."""
+
+    def prepare(self, training: TrainingData, search: bool) -> None:
+        """Ready a loaded source to serve, once per version: `training` holds the version's
+        training users (rows in the bundle's user order, positives, events). `search`:
+        build the nearest-neighbour indexes one-user retrieval reads (a Ranker-only
+        process does not retrieve)."""
+
+    @abstractmethod
+    def score_users(self, data: TrainingData) -> np.ndarray:
+        """Dense (len(data.user_ids), items) float32 scores for these users from their
+        histories in `data` (events and positives over the version's catalog), after
+        `prepare`: a batch of users who may be new since training."""
+
+    @abstractmethod
+    def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """One user's n best item columns and their scores, best first, `seen` columns
+        left out, -1 pads; after `prepare`."""
+
+    def recommend_users(self, data: TrainingData, n: int, include_seen: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """`score_users`' top n per user, SCORE_CHUNK users at a time, their positives
+        left out unless `include_seen`."""
+        ids, scores = [], []
+        for block in chunks(np.arange(len(data.user_ids))):
+            block_scores = self.score_users(data.rows(block))
+            if not include_seen:
+                exclude(block_scores, data.matrix[block])
+            top_ids, top_scores = top_k(block_scores, n)
+            ids.append(top_ids)
+            scores.append(top_scores)
+        if not ids:
+            return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
+        return np.vstack(ids), np.vstack(scores)
+
+
+def closest(vectors: np.ndarray, index: ItemIndex | None, query: np.ndarray, n: int,
+            seen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The n items of largest inner product with the query: from the ANN index when
+    there is one, else exactly."""
+    if index is not None and not index.exact:
+        return nearest(index, query, n, seen)
+    return top_k_row(vectors @ query, n, seen)
+
+
+def nearest(index: ItemIndex, query: np.ndarray, n: int, seen: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of the query's inner products, from an ANN index: (n,) item columns and
+    scores, best first, `seen` columns left out (the index is asked for as many more),
+    -1 pads where the index returned fewer."""
+    found, values = index.search(query[None], n + (0 if seen is None else len(seen)))
+    found, values = found[0], values[0]
+    if seen is not None and len(seen):
+        keep = ~np.isin(found, seen, kind="table")  # a lookup over item columns: no sort
+        found, values = found[keep], values[keep]
+    ids = np.full(n, -1, np.int64)
+    scores = np.full(n, -np.inf, np.float32)
+    ids[:min(n, len(found))], scores[:min(n, len(found))] = found[:n], values[:n]
+    return ids, scores
+
+
+class HistoryScorer(CandidateSource):
+    """A source that scores anyone from their interactions alone, as a sparse (n, items)
+    history matrix over the training catalog's columns whose values weigh each
+    interaction (1 for a plain interaction): what serving needs for fresh events, new
+    sessions and new users.
 
     It saves what scoring needs as plain files (`.npy`, `.npz`, `params.json`), no
     pickles: `params` are its constructor arguments, `fitted` the arrays, sparse
@@ -122,6 +272,18 @@ class HistoryScorer(ABC):
     @abstractmethod
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Dense (n, items) float32 scores; higher is better."""
+
+    def score_users(self, data: TrainingData) -> np.ndarray:
+        return self.score_history(data.matrix)
+
+    def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        return self.recommend_row(user.history.columns, user.history.values,
+                                  self.catalog_size(), n, seen)
+
+    @abstractmethod
+    def catalog_size(self) -> int:
+        """The number of catalog columns this source scores."""
 
     def recommend_history(self, history: sp.csr_matrix, k: int,
                           seen: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:

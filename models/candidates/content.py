@@ -22,17 +22,28 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
+from models.candidates.base import (
+    HistoryScorer,
+    Row,
+    SourceBuild,
+    TrainingData,
+    UserHistory,
+    closest,
+    matrix_row,
+)
 from models.evaluation.compare import category_vectors
 from models.text_embeddings import TextEmbedder, item_text
+from models.two_tower.ann import ItemIndex
 from models.vectors import unit_rows
 
 
-class ContentSimilarity(CandidateGenerator, HistoryScorer):
+class ContentSimilarity(HistoryScorer):
     params = ("category_weight", "half_life_days", "text_dims", "project_from")
     fitted = ("vectors", "text_basis")
     optional = ("text_basis",)  # versions saved before it kept every text dimension
     name = "content"
+    reason = "like items you interacted with"
+    candidates = 35
 
     def __init__(self, embedder: TextEmbedder | None = None, category_weight: float = 0.5,
                  half_life_days: float = 90.0, text_dims: int | None = 128,
@@ -45,6 +56,10 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
         self.text_dims = text_dims
         self.project_from = project_from
         self.text_basis: np.ndarray | None = None  # (embedding dims, kept dims), from fit
+
+    @classmethod
+    def create(cls, build: SourceBuild) -> ContentSimilarity:
+        return cls(build.embedder)
 
     def item_vectors(self, items: pd.DataFrame) -> np.ndarray:
         return self._vectors(self.embedder.encode(item_text(items)), items)
@@ -106,6 +121,46 @@ class ContentSimilarity(CandidateGenerator, HistoryScorer):
 
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self._profiles(history) @ self.vectors.T
+
+    def catalog_size(self) -> int:
+        return len(self.vectors)
+
+    def score_users(self, data: TrainingData) -> np.ndarray:
+        return self.score_history(self.decayed_history(data))
+
+    def prepare(self, training: TrainingData, search: bool) -> None:
+        """Each training user's decayed weights, and an ANN index when serving searches
+        (about 3 s for 10k items: versions carry none)."""
+        self._weights = self.decayed_history(training)
+        self._trained_until_ns = pd.Timestamp(training.now).value
+        self._index = ItemIndex(self.vectors) if search else None
+
+    def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        history = self._served_row(user)
+        return closest(self.vectors, self._index,
+                       self.profile_row(history.columns, history.values), n, seen)
+
+    def _served_row(self, user: UserHistory) -> Row:
+        """Training weights aged to the request, fresh items at full weight."""
+        if user.row >= 0:
+            age = (user.at.value - self._trained_until_ns) / 86_400e9
+            trained = matrix_row(self._weights, user.row)
+            columns = trained.columns
+            weights = trained.values * float(self.decay(np.array([age]))[0])
+            known = user.trained.columns
+        else:
+            columns, weights, known = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int32)
+        # Only items the training history lacks: the real-time view's recent items
+        # overlap training, and a training item must not count twice.
+        new = np.unique(np.asarray(user.fresh, np.int64))  # setdiff1d, with a table for isin
+        new = new[~np.isin(new, known, kind="table")] if len(new) else new
+        if not len(new):
+            return Row(columns, weights)
+        # A new item the content row holds adds to its weight.
+        columns, where = np.unique(np.concatenate([columns, new]), return_inverse=True)
+        return Row(columns, np.bincount(where, np.concatenate([weights, np.ones(len(new))]),
+                                        len(columns)))
 
     def similar(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = self.vectors @ self.vectors[item]

@@ -12,17 +12,27 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
+from models.candidates.base import HistoryScorer, SourceBuild, TrainingData
 
 
-class EASE(CandidateGenerator, HistoryScorer):
+class EASE(HistoryScorer):
     params = ("l2", "max_items")
     fitted = ("columns", "weights", "n_items")
     name = "ease"
+    reason = "often chosen with items you like"
+    candidates = 70
+    baseline = True
 
     def __init__(self, l2: float = 500.0, max_items: int = 4000) -> None:
         self.l2 = l2
         self.max_items = max_items
+
+    @classmethod
+    def create(cls, build: SourceBuild) -> EASE:
+        return cls(l2=build.config.ease_l2)
+
+    def catalog_size(self) -> int:
+        return int(self.n_items)
 
     def fit(self, data: TrainingData) -> EASE:
         counts = np.asarray(data.matrix.sum(axis=0)).ravel()

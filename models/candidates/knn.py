@@ -37,10 +37,13 @@ def cosine_neighbours(matrix: sp.csr_matrix, shrink: float, neighbours: int,
                          shape=(n, n), dtype=np.float32)
 
 
-class ItemKNN(CandidateGenerator, HistoryScorer):
+class ItemKNN(HistoryScorer):
     """score(u, i) = sum over the user's items j of sim(j, i)."""
 
     name = "item_knn"
+    reason = "similar to items you interacted with"
+    candidates = 35
+    baseline = True
     params = ("shrink", "neighbours")
     fitted = ("similarity",)
 
@@ -71,6 +74,9 @@ class ItemKNN(CandidateGenerator, HistoryScorer):
         weights = sim.data[entries] * np.repeat(np.asarray(values, np.float32), lengths)
         return np.bincount(sim.indices[entries], weights=weights, minlength=n).astype(
             np.float32)
+
+    def catalog_size(self) -> int:
+        return int(self.similarity.shape[0])
 
     def similar_items(self, items: np.ndarray) -> sp.csr_matrix:
         return self.similarity[items]

@@ -10,9 +10,12 @@ from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingDa
 from models.interactions import POSITIVE_TYPES
 
 
-class Popularity(CandidateGenerator, HistoryScorer):
+class Popularity(HistoryScorer):
     """Items ranked by how many users interacted with them. With `half_life_days`,
     each interaction counts 0.5 ** (age / half_life): trending rather than all-time."""
+    name = "popularity"
+    reason = "popular"
+    baseline = True
     params = ("half_life_days",)
     fitted = ("item_scores",)
 
@@ -33,6 +36,9 @@ class Popularity(CandidateGenerator, HistoryScorer):
 
     def score_row(self, columns: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         return self.item_scores.copy()  # the same for everyone; `values` do not matter
+
+    def catalog_size(self) -> int:
+        return len(self.item_scores)
 
 
 def item_weights(data: TrainingData, half_life_days: float | None) -> np.ndarray:

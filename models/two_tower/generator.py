@@ -8,19 +8,38 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from models.candidates.base import CandidateGenerator, TrainingData
+from models.candidates.base import (
+    CandidateSource,
+    SourceBuild,
+    TrainingData,
+    UserHistory,
+    closest,
+)
+from models.interactions import positive_pairs
 from models.text_embeddings import TextEmbedder, item_text
 from models.two_tower.ann import ItemIndex
-from models.two_tower.data import item_features, pad_history, training_examples
+from models.two_tower.data import (
+    HISTORY,
+    histories,
+    item_features,
+    pad_history,
+    training_examples,
+)
 from models.two_tower.train import Trained, TwoTowerConfig, build_model, fit
 
 ANN_CHECK_USERS = 500
 
 
-class TwoTowerGenerator(CandidateGenerator):
+class TwoTowerGenerator(CandidateSource):
+    """Every version has it: its user vector's affinity to each pooled item is a ranker
+    feature (models.ranker.candidates.AFFINITY) whichever source found the item."""
+
     name = "two_tower"
+    reason = "matches your taste"
+    candidates = 100
 
     def __init__(self, config: TwoTowerConfig | None = None, workers: int = 0,
                  embedder: TextEmbedder | None = None, use_text: bool = True,
@@ -31,6 +50,14 @@ class TwoTowerGenerator(CandidateGenerator):
         self.use_text = use_text
         self.on_epoch = on_epoch
         self.metrics: dict[str, float] = {}
+
+    @classmethod
+    def create(cls, build: SourceBuild) -> TwoTowerGenerator:
+        return cls(build.config.two_tower, workers=build.config.workers,
+                   embedder=build.embedder, on_epoch=build.on_epoch)
+
+    def fit_metrics(self) -> dict[str, float]:
+        return dict(self.metrics)
 
     def fit(self, data: TrainingData) -> TwoTowerGenerator:
         text = None
@@ -64,6 +91,42 @@ class TwoTowerGenerator(CandidateGenerator):
 
     def embedding(self) -> np.ndarray:
         return self.item_vectors
+
+    def prepare(self, training: TrainingData, search: bool) -> None:
+        """`training.user_ids` are the users of `user_vectors`, in order."""
+        self._known = pd.Index(training.user_ids)
+        self._search = search
+
+    def score_users(self, data: TrainingData) -> np.ndarray:
+        return self.users_vectors(data) @ self.item_vectors.T
+
+    def users_vectors(self, data: TrainingData) -> np.ndarray:
+        """Trained vectors for known users; the rest embedded from their most recent
+        positives, as training builds histories (after `prepare`)."""
+        rows = self._known.get_indexer(pd.Index(data.user_ids))
+        out = np.empty((len(rows), self.user_vectors.shape[1]), dtype=np.float32)
+        known = rows >= 0
+        out[known] = self.user_vectors[rows[known]]
+        if (~known).any():
+            new = data.user_ids[~known]
+            pairs = positive_pairs(data.events[data.events["user_id"].isin(set(new))])
+            _, final = histories(pairs, pd.Index(data.items["item_id"]), pd.Index(new))
+            padded = np.stack([pad_history(final.get(str(u), np.zeros(0, np.int64)))
+                               for u in new])
+            out[~known] = self.embed_histories(padded)
+        return out
+
+    def user_vector(self, row: int, fresh: list[int]) -> np.ndarray:
+        """One user's vector: trained for training row `row`, else embedded from their
+        fresh item columns (newest first)."""
+        if row >= 0:
+            return self.user_vectors[row]
+        return self.embed_history(fresh[:HISTORY])
+
+    def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        return closest(self.item_vectors, self.index if self._search else None,
+                       user.vector, n, seen)
 
     def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The affinity of each (user row, item column) pair, for any item, retrieved or not."""

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from models.candidates.base import exclude, top_k
+from models.candidates.base import exclude, nearest, top_k
 from models.two_tower.ann import ItemIndex
 from models.vectors import unit_rows
-from serving.online_scoring import nearest
 
 
 def _seen(columns: np.ndarray, n: int) -> sp.csr_matrix:

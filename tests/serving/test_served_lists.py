@@ -1,0 +1,38 @@
+"""A fixed version's answers on a fixed world do not change: the lists (and the
+sources behind each item) are the ones recorded before the scoring code was
+restructured, the scores equal to float32 rounding. The version is stored in
+tests/fixtures/small_version, so this also checks that an old version still loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from recstack.feature_store import open_store
+from tests.conftest import applied_copy
+from tests.serving.served_lists import served_lists
+
+pytestmark = pytest.mark.integration
+VERSION = Path(__file__).resolve().parents[1] / "fixtures" / "small_version"
+
+
+def test_a_fixed_version_serves_the_recorded_lists(small_world: Path, tmp_path: Path,
+                                                   redis_settings) -> None:  # type: ignore[no-untyped-def]
+    world = applied_copy(small_world, tmp_path / "world", redis_settings)
+    recorded = json.loads((VERSION / "served_lists.json").read_text())
+    now = served_lists(load_bundle(VERSION), open_store(world, redis_settings))
+    assert now["at"] == recorded["at"]
+    assert len(now["online"]) == len(recorded["online"]) == 326
+    for got, expected in zip(now["online"], recorded["online"], strict=True):
+        where = f"{expected['case']} {expected['user']}"
+        assert got["items"] == expected["items"], where
+        assert got["sources"] == expected["sources"], where
+        np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-6, atol=1e-6,
+                                   err_msg=where)
+    assert [row[:3] for row in now["batch"]] == [row[:3] for row in recorded["batch"]]
+    np.testing.assert_allclose([row[3] for row in now["batch"]],
+                               [row[3] for row in recorded["batch"]], rtol=1e-6, atol=1e-6)
