@@ -14,19 +14,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from serving.recommender import Recommender
 from serving.requests import RecommendRequest
 
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
 WARM_UP = 10  # requests per version before timing
 
 
-def alternated_p99_ms(version_dirs: dict[str, Path], store: object, user_ids: Sequence[str],
+def alternated_p99_ms(version_dirs: dict[str, Path], store: FeatureStore, user_ids: Sequence[str],
                       k: int = 10) -> dict[str, float]:
     """p99 milliseconds per version over one `recommend` per user, alternated."""
-    recommenders = {name: Recommender(path, store)  # type: ignore[arg-type]
+    recommenders = {name: Recommender(path, store)
                     for name, path in version_dirs.items()}
     requests = [RecommendRequest(user_id=u, k=k) for u in user_ids]
     for recommender in recommenders.values():

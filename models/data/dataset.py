@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -38,7 +39,7 @@ class Dataset:
     items: pd.DataFrame
     users: pd.DataFrame
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         by_type = self.events["event_type"].value_counts().sort_index()
         return {
             "events": len(self.events),

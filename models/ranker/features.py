@@ -84,22 +84,22 @@ def crosses(ts: np.ndarray | float, category: np.ndarray, tops: Any, shares: Any
             "cross_item_age_days": (ts - created_ts) / DAY_S}
 
 
-def _share(category: object, tops: object, shares: object) -> float:
+def _share(category: object, tops: Any, shares: Any) -> float:
     if not isinstance(category, str) or tops is None or shares is None:
         return 0.0
     try:
-        names = list(tops)  # type: ignore[call-overload]
-        values = list(shares)  # type: ignore[call-overload]
+        names = list(tops)
+        values = list(shares)
     except TypeError:
         return 0.0
     return float(values[names.index(category)]) if category in names else 0.0
 
 
-def _one_user_shares(category: np.ndarray, tops: object, shares: object) -> np.ndarray:
+def _one_user_shares(category: np.ndarray, tops: Any, shares: Any) -> np.ndarray:
     """`_share` of every row for one user's lists, with one lookup table."""
     table: dict[object, float] = {}
     try:
-        names, values = list(tops), list(shares)  # type: ignore[call-overload]
+        names, values = list(tops), list(shares)
     except TypeError:  # None or not a list: no shares, as _share says
         names, values = [], []
     for name, value in reversed(list(zip(names, values, strict=False))):  # first wins

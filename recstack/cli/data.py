@@ -50,7 +50,7 @@ def _print_summary(out: Path, dataset: Dataset) -> None:
     for key in ("events", "users", "items", "first_event", "last_event"):
         table.add_row(key, str(summary[key]))
     table.add_row("by type", ", ".join(f"{k} {v}" for k, v in
-                                      summary["event_types"].items()))  # type: ignore[attr-defined]
+                                      summary["event_types"].items()))
     console.print(table)
 
 
