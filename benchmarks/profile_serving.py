@@ -35,11 +35,11 @@ from serve_load import ENV, OUT, world_paths
 
 os.environ.update(ENV)
 
+from models.timing import Timings
 from recstack.registry import Registry
 from serving.features import open_serving_store
 from serving.recommender import DEPTH, Recommender
 from serving.requests import RecommendRequest
-from serving.timing import Timings
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ from models.ranker.exposure import (
 )
 from models.ranker.features import compact, matrix, numeric_columns, with_store_features
 from models.ranker.model import Ranker
-from models.scoring import as_table
+from models.served import as_table
 from models.sources import affinity_source, counts, default_counts, make_sources
 from models.text_embeddings import TextEmbedder
 from models.two_tower.train import TwoTowerConfig

@@ -43,8 +43,8 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from redis.exceptions import RedisError
 
+from models.ranker.item_rows import ItemRows, ItemTable
 from serving.config import ITEM_STALENESS_S, STORE_TIMEOUT_S
-from serving.item_table import ItemRows, ItemTable
 
 log = logging.getLogger("recstack.serving")
 USER_SERVICE, ITEM_SERVICE = "user_online", "item_online"

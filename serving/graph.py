@@ -43,13 +43,13 @@ from ray.serve.handle import DeploymentHandle
 from threadpoolctl import threadpool_limits
 
 from models.bundle import load_bundle
+from models.served import Retrieved, ServedModel
+from models.timing import Timings, stage
 from serving.config import GraphConfig, StoreOptions
 from serving.features import OnlineFeatureJoin, open_serving_store
-from serving.online_scoring import OnlineScorer, Retrieved
 from serving.recommender import DEPTH, Recommender, read_user, version_of
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
-from serving.timing import Timings, stage
 
 # (user id, session items, request time in ns): what the Retriever is asked.
 Query = tuple[str, list[str], int]
@@ -87,7 +87,7 @@ class Retriever:
                  threads: int | None = None) -> None:
         """`data_dir` None: features from the registry snapshot in the version."""
         use_threads(threads)
-        self.scorer = OnlineScorer(load_bundle(Path(version_dir)))
+        self.scorer = ServedModel(load_bundle(Path(version_dir)))
         # User rows only: no item rows are held here, so none are kept fresh.
         self.join = OnlineFeatureJoin(_store(version_dir, data_dir, store),
                                       store.item_staleness_s)
@@ -109,7 +109,7 @@ def _at(at_ns: int) -> pd.Timestamp:
     return pd.Timestamp(at_ns, tz="UTC")
 
 
-def find(join: OnlineFeatureJoin, scorer: OnlineScorer, query: Query
+def find(join: OnlineFeatureJoin, scorer: ServedModel, query: Query
          ) -> tuple[Found, Timings]:
     """The first stage: the user's online row, then every source's top list."""
     user_id, session_items, at_ns = query

@@ -2,7 +2,7 @@
 Serve graph's deployments will split between them.
 
 Per request: the user's online row (real-time recent items among it), the
-session's items, the two-stage scores (serving/online_scoring.py), then the rules
+session's items, the two-stage scores (models/served.py), then the rules
 (serving/rules.py). A user with no trained vector and no history gets the
 version's trending list, through the same rules; a `category` in the request's
 context puts that category's most popular items first. The answer is the V1 prediction
@@ -27,17 +27,17 @@ from feast import FeatureStore
 
 from models.bundle import load_bundle
 from models.candidates.popularity import Popularity
+from models.ranker.item_rows import ItemRows
+from models.served import Scored, ServedModel
 from models.sources import affinity_source
+from models.timing import Timings, stage
 from models.vectors import unit_rows
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import FeaturesUnavailable, OnlineFeatureJoin
-from serving.item_table import ItemRows
-from serving.online_scoring import OnlineScorer, Scored
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import Candidates, Pick, RuleConfig, apply_rules, reason
 from serving.similar import REASONS as SIMILAR_REASONS
 from serving.similar import SimilarItems
-from serving.timing import Timings, stage
 
 DEPTH = 200  # candidates ranked per request before the rules pick k
 CONTEXT_TRENDING = 50  # a context category's popular items put before global trending
@@ -70,10 +70,10 @@ class Recommender:
                  rules: RuleConfig | None = None, variant: str | None = None,
                  item_staleness_s: float | None = None, retrieves: bool = True) -> None:
         """`retrieves` False: this recommender only ranks what another retrieved
-        (`OnlineScorer`'s)."""
+        (`ServedModel`'s)."""
         self.version = version_of(version_dir)
         self.bundle = load_bundle(version_dir)
-        self.scorer = OnlineScorer(self.bundle, retrieves)
+        self.scorer = ServedModel(self.bundle, search=retrieves)
         self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
                      else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()

@@ -9,7 +9,7 @@ printed.
 A request's trace is one span per endpoint call (`recstack.recommend`, ...) with
 a child per stage: `features.user`, `retrieve`, `features.items`, `rank`,
 `rules` (and `similar`). Stages that ran in a Ray worker report their wall-clock
-start and end (serving/timing.py) and their spans are placed from those, so that
+start and end (models/timing.py) and their spans are placed from those, so that
 the front is the only process that exports. The parent is the caller's
 `traceparent` header when there is one.
 """
@@ -30,7 +30,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from serving.timing import Timings
+from models.timing import Timings
 
 SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
 COUNTS = [0, 1, 10, 25, 50, 100, 200, 400, 800]

@@ -32,7 +32,7 @@ from models.evaluation.metrics import (
 )
 from models.interactions import Index, positive_pairs, to_matrix
 from models.ranker.features import FeatureJoin
-from models.scoring import Scorer
+from models.served import ServedModel
 
 DEPTH = 20  # the longest list scored (recall@20)
 SEED = 0  # which users a large window keeps: the same for every version
@@ -120,7 +120,8 @@ def score_version(version: str, bundle: Bundle, events: pd.DataFrame, who: Windo
     users the version cannot rank (no usable history) get its cold-start list."""
     since = who.window.since
     before = events[pd.to_datetime(events["timestamp"], utc=True) < since]
-    table = Scorer(bundle).recommend(before, list(who.user_ids), since, join, DEPTH)
+    model = ServedModel(bundle, search=False, history=before)
+    table = model.recommend(before, list(who.user_ids), since, join, DEPTH)
     if progress:
         progress(f"{version}: {table['user_id'].nunique()} of {len(who.user_ids)} users "
                  "ranked by the model, the rest get the cold-start list")

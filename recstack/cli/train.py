@@ -203,7 +203,7 @@ def recommend(
     (trending items).
 
     Without --include-seen the answer is the ranked lists the version stored at training
-    time; with it, each user is scored on demand (models/scoring.py) as of the end of
+    time; with it, each user is scored on demand (models/served.py) as of the end of
     the data in --data."""
     checks.output_file("--out", out, (".parquet", ".csv"))
     checks.not_both("--version", version, "--stage", stage)
@@ -258,7 +258,7 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
     """The version's bundle over the wanted users' events, seen items included."""
     from models.bundle import load_bundle
     from models.ranker.features import store_join
-    from models.scoring import Scorer
+    from models.served import ServedModel
     from recstack.cli.features import _features_stale, run_build
     from recstack.feature_store import apply_definitions, open_store
 
@@ -285,8 +285,8 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
     apply_definitions(store, data)
     events = pd.read_parquet(data / "events.parquet")
     at = events["timestamp"].max() + pd.Timedelta(seconds=1)
-    return Scorer(bundle).recommend(events, list(dict.fromkeys(wanted)), at,
-                                    store_join(store), k, include_seen=True)
+    return ServedModel(bundle, search=False, history=events).recommend(
+        events, list(dict.fromkeys(wanted)), at, store_join(store), k, include_seen=True)
 
 
 def evaluate(

@@ -17,11 +17,14 @@ from typer.testing import CliRunner
 
 from models.bundle import load_bundle
 from models.candidates.base import HistoryScorer, TrainingData
-from models.scoring import Scorer
+from models.ranker.features import store_join
+from models.ranker.item_rows import OfflineRows
+from models.served import ServedModel
 from models.sources import SOURCES, register, unregister
 from recstack.cli import app
+from recstack.feature_store import open_store
 from recstack.registry import Registry
-from serving.online_scoring import OnlineScorer
+from recstack.settings import Settings
 from serving.rules import reason
 from tests.cli.test_train import SMALL
 
@@ -83,14 +86,18 @@ def test_a_registered_source_is_trained_saved_and_served(
     # One user, as serving asks: the source's list is the newest items they have not seen.
     user = str(bundle.user_ids[0])
     at = bundle.events["timestamp"].max() + pd.Timedelta(seconds=1)
-    retrieved = OnlineScorer(bundle).retrieve(user, [], at)
+    retrieved = ServedModel(bundle).retrieve(user, [], at)
     ids, _ = retrieved.lists["new_arrivals"]
     assert len(ids) == NewArrivals.candidates and set(ids) <= newest
-    # A batch, as evaluation and batch recommendations ask: the same list for that user.
-    scorer = Scorer(bundle)
-    frame = scorer.candidates(scorer.history(bundle.events, [user]))
-    found = frame.loc[frame["new_arrivals_rank"] <= NewArrivals.candidates, "item"]
-    assert set(found) == set(ids)
+    # Ranked with its features, as of the end of the data from the offline store: the
+    # one-user answer names it among the sources; the batch answer is that user's too.
+    model = ServedModel(bundle, search=False)
+    join = store_join(open_store(small_world, Settings(online_store="sqlite")))
+    rows = OfflineRows(join, np.array([user], dtype=object), bundle.item_ids, at)
+    scored = model.score(user, [], rows.user(user), rows, at, 200)
+    assert any("new_arrivals" in by for by in scored.sources)
+    batch = model.recommend(bundle.events, [user], at, join, 10)
+    assert batch["item_id"].tolist() == list(bundle.item_ids[scored.items[:10]])
     assert reason("new_arrivals") == "new in the shop"
 
 

@@ -15,14 +15,13 @@ import pandas as pd
 
 from models.bundle import Bundle
 from models.ranker.features import store_join
-from models.scoring import Scorer
+from models.served import ServedModel
 from serving.features import OnlineFeatureJoin
-from serving.online_scoring import OnlineScorer
 
 
 def served_lists(bundle: Bundle, store: Any) -> dict[str, Any]:
     join = OnlineFeatureJoin(store)
-    online = OnlineScorer(bundle)
+    online = ServedModel(bundle)
     events = bundle.events
     at = events["timestamp"].max() + pd.Timedelta(seconds=1)
     users = list(events["user_id"].unique())
@@ -46,7 +45,8 @@ def served_lists(bundle: Bundle, store: Any) -> dict[str, Any]:
         answer("fresh", user, [i for i in catalog[n * 7:] if i not in theirs][:2])
     for n in range(10):
         answer("new", f"brand-new-{n}", [str(i) for i in catalog[n * 11:n * 11 + 1 + n % 3]])
-    table = Scorer(bundle).recommend(events, users, at, store_join(store), 30)
+    table = ServedModel(bundle, search=False).recommend(events, users, at, store_join(store),
+                                                        30)
     batch = [[str(u), str(i), int(r), float(s)] for u, i, r, s in zip(
         table["user_id"], table["item_id"], table["rank"], table["score"], strict=True)]
     return {"at": str(at), "online": answers, "batch": batch}

@@ -1,5 +1,5 @@
 """`nearest`: a source's top list from an ANN index, as `top_k` gives it from the
-exact product (serving/online_scoring.py)."""
+exact product (models/served.py)."""
 
 from __future__ import annotations
 

@@ -34,5 +34,7 @@ def test_a_fixed_version_serves_the_recorded_lists(small_world: Path, tmp_path: 
         np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-6, atol=1e-6,
                                    err_msg=where)
     assert [row[:3] for row in now["batch"]] == [row[:3] for row in recorded["batch"]]
+    # The batch was recorded from dense score blocks and now runs the one-user path: the
+    # same float32 arithmetic in another order, up to 4e-6 apart on these scores.
     np.testing.assert_allclose([row[3] for row in now["batch"]],
-                               [row[3] for row in recorded["batch"]], rtol=1e-6, atol=1e-6)
+                               [row[3] for row in recorded["batch"]], rtol=0, atol=1e-5)

@@ -1,5 +1,5 @@
 """What the split graph sends between deployments survives the trip unchanged: the
-retrieved lists (packed as bytes, serving/online_scoring.py), the rules (as a dict,
+retrieved lists (packed as bytes, models/served.py), the rules (as a dict,
 serving/front.py) and the request (as its validated fields, serving/graph.py)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from ray import cloudpickle
 
+from models.served import Retrieved
 from serving.config import VariantConfig
 from serving.front import Variant
-from serving.online_scoring import Retrieved
 from serving.requests import RecommendRequest
 from serving.rules import RuleConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.item_table import ItemTable
+from models.ranker.item_rows import ItemTable
 
 
 def test_rows_are_found_by_slot_and_missing_items_read_as_none_or_nan() -> None:

@@ -1,4 +1,5 @@
-"""The in-process copy of item feature rows, laid out for per-request lookups.
+"""Feature rows as one-user ranking reads them: the in-process copy of item feature
+rows, laid out for per-request lookups, and the offline store's rows as of one time.
 
 A request reads a few hundred items' features several times (ranker inputs, then
 categories and availability for the rules). Kept as one dict per item, each of
@@ -14,11 +15,14 @@ growth consistent.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
+
+ITEM_VIEWS = ("item_popularity", "item_content")  # the ranker's views keyed by item_id
 
 
 def number(value: Any) -> float:
@@ -134,3 +138,46 @@ class ItemRows:
 
     def field(self, name: str) -> np.ndarray:
         return self.table.field(self.slots, name)
+
+
+class FeatureRows(Protocol):
+    """Where one-user ranking reads features: the user's row (`view__feature` names)
+    and the items' rows. Serving's is the online store (serving.features); a batch
+    as of one time reads the offline store (`OfflineRows`)."""
+
+    def user(self, user_id: str) -> dict[str, Any]: ...
+
+    def lookup(self, item_ids: Sequence[str] | np.ndarray) -> ItemRows: ...
+
+
+class OfflineRows:
+    """FeatureRows as of one instant from a point-in-time join (models.ranker.features'
+    FeatureJoin): every user's and every item's row, read in one join."""
+
+    def __init__(self, join: Callable[[pd.DataFrame], pd.DataFrame], user_ids: np.ndarray,
+                 item_ids: np.ndarray, at: pd.Timestamp) -> None:
+        # The ranker's service joins user views on user_id and item views on item_id
+        # independently, so rows pairing users and items round-robin read each user's
+        # and each item's values as of `at` with no cross product.
+        self._users: dict[str, dict[str, Any]] = {}
+        self._table = ItemTable(max(len(item_ids), 1))
+        if not len(user_ids) or not len(item_ids):
+            return
+        n = max(len(user_ids), len(item_ids))
+        joined = join(pd.DataFrame({
+            "user_id": np.resize(np.asarray(user_ids, dtype=object), n),
+            "item_id": np.resize(np.asarray(item_ids, dtype=object), n),
+            "event_timestamp": pd.to_datetime(np.full(n, pd.Timestamp(at).value), utc=True)}))
+        views = [c for c in joined.columns if "__" in c]
+        items = [c for c in views if c.split("__")[0] in ITEM_VIEWS]
+        users = [c for c in views if c not in items]
+        for row in joined.drop_duplicates("user_id")[["user_id", *users]].to_dict("records"):
+            self._users[str(row.pop("user_id"))] = row
+        self._table.write(joined.drop_duplicates("item_id")[["item_id", *items]].to_dict(
+            "records"), "item_id", 0.0)
+
+    def user(self, user_id: str) -> dict[str, Any]:
+        return self._users.get(user_id, {})
+
+    def lookup(self, item_ids: Sequence[str] | np.ndarray) -> ItemRows:
+        return ItemRows(self._table, self._table.slots([str(i) for i in item_ids]), True)

@@ -1,22 +1,25 @@
-"""One request's two-stage scoring with numpy arrays: models/scoring.py's steps, minus
-the per-request DataFrames.
+"""One served model: what a version loads to answer, and the one code path that
+answers one user (a request) or a batch of users (fresh-window evaluation, batch
+recommendations) with it.
 
-Loaded once per model version: each known user's positives, every source readied
-to serve (`CandidateSource.prepare`), the popularity z-scores, and where each ranker
-feature comes from. Per request it adds the user's fresh items (real-time features,
-the session) to their history, asks every source for its list
-(`CandidateSource.retrieve`), pools, fills the ranker's feature matrix from the
-user's online row and the cached item rows, ranks and blends.
-`tests/serving/test_online_scoring.py` checks it against `Scorer`, the reference.
+Loaded once per version (`ServedModel`): each known user's positives, every source
+readied to serve (`CandidateSource.prepare`), the popularity z-scores, and where each
+ranker feature comes from. For a user it adds their fresh items (newer than
+training: the real-time view, the session) to their history, asks every source for
+its list (`CandidateSource.retrieve`), pools, fills the ranker's feature matrix from
+the user's row and the items' rows (`FeatureRows`: the online store for a request,
+the offline store as of one time for a batch), ranks and blends. A batch is that,
+user by user, with the blend's unique slots then shared out among the batch's users
+as training shares them (models/ranker/exposure.py); one user alone keeps every
+fresh item it likes. Users with no usable history get nothing here; callers answer
+them with the cold-start list.
 
 The sources that score the whole catalog from one vector (two-tower, content)
-search an ANN index instead (models/two_tower/ann.py) on catalogs of 2,000 items or
-more: the exact products read 8.4 MB of vectors per request on the 10k-item load
-test, and that traffic slows the other processes on the box, not only this one.
-The reference stays exact; `nearest` is tested against exact search.
-
-One user at a time, unique slots have nobody to share with, so the list is the
-blended score's order; serving-wide exposure budgets are a separate rule.
+search an ANN index (models/two_tower/ann.py) when the model is loaded to `search`
+and the catalog has 2,000 items or more: the exact products read 8.4 MB of vectors
+per request on the 10k-item load test, and that traffic slows the other processes on
+the box, not only this one. Batches are exact; `nearest` is tested against exact
+search.
 """
 
 from __future__ import annotations
@@ -29,16 +32,14 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import Bundle
-from models.candidates.base import Row, UserHistory, matrix_row
+from models.candidates.base import Row, TrainingData, UserHistory, matrix_row
+from models.interactions import Index, positive_pairs, to_matrix
 from models.ranker.candidates import AFFINITY, MISSING_RANK
-from models.ranker.exposure import blend_scores
-from models.ranker.features import crosses
-from models.scoring import Scorer
-from serving.features import OnlineFeatureJoin
-from serving.item_table import ItemRows, number
-from serving.timing import Timings, stage
-
-ITEM_VIEWS = ("item_popularity", "item_content")
+from models.ranker.exposure import blend_scores, popularity_z, ranked_lists, visit_order
+from models.ranker.features import FeatureJoin, crosses
+from models.ranker.item_rows import ITEM_VIEWS, FeatureRows, ItemRows, OfflineRows, number
+from models.sources import affinity_source
+from models.timing import Timings, stage
 
 
 @dataclass(frozen=True)
@@ -76,19 +77,26 @@ class Scored:
     rows: ItemRows | None = None  # the items' feature rows, same order, for the rules
 
 
-class OnlineScorer:
-    def __init__(self, bundle: Bundle, retrieves: bool = True) -> None:
-        """`retrieves` False: a scorer that only ranks what another retrieved (the split
-        graph's Ranker), so no ANN index is built for it; retrieval still works, exact."""
+class ServedModel:
+    def __init__(self, bundle: Bundle, search: bool = True,
+                 history: pd.DataFrame | None = None) -> None:
+        """`search` False: exact retrieval, no ANN index built (a batch, or the split
+        graph's Ranker, which only ranks what another retrieved). `history`: the known
+        users' events, by default the version's training events; a batch as of another
+        time (a fresh window's start) passes the events before it."""
         self.bundle = bundle
         assert bundle.ranker.booster is not None
         # One thread per prediction: a request ranks a few hundred rows, and with torch
         # loaded (the two-tower) XGBoost's default threading costs ~3 ms a call, 0.4 ms
         # with one thread (measured on the 10k-item benchmark version).
         bundle.ranker.booster.set_param({"nthread": 1})
-        self.reference = Scorer(bundle, search=retrieves)
-        self.tower = self.reference.tower
-        self.positives = self.reference.training.matrix
+        self.tower = affinity_source(bundle.generators)
+        self.pop_z = popularity_z(bundle.popularity_scores())
+        training = _training(bundle, bundle.events if history is None else history)
+        for source in bundle.generators.values():
+            source.prepare(training, search)
+        self.positives = training.matrix
+        self.trained_until = training.now
         self.users = pd.Index(bundle.user_ids)
         self.items = pd.Index(bundle.item_ids)
         # Dicts for a request's few ids: pandas' get_indexer costs ~0.3 ms a call.
@@ -109,7 +117,7 @@ class OnlineScorer:
         self._computed = [n for n, v in enumerate(view) if v is None]
 
     def score(self, user_id: str, fresh_items: Sequence[str], user_features: dict[str, Any],
-              join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
+              join: FeatureRows, at: pd.Timestamp, k: int,
               include_seen: bool = False) -> Scored:
         """`fresh_items`: item ids newer than training, newest first. `user_features`:
         the user's `user_online` row (`view__feature` names)."""
@@ -132,7 +140,7 @@ class OnlineScorer:
                           for name, source in self.bundle.generators.items()}, user.vector)
 
     def rank(self, retrieved: Retrieved, user_features: dict[str, Any],
-             join: OnlineFeatureJoin, at: pd.Timestamp, k: int,
+             join: FeatureRows, at: pd.Timestamp, k: int,
              timings: Timings | None = None, only: np.ndarray | None = None) -> Scored:
         """The second stage: pool, features, ranker, blend; the best k. `only`: return
         just these item columns (a caller's candidates), scored alongside the retrieved
@@ -151,7 +159,7 @@ class OnlineScorer:
             raw = self.bundle.ranker.predict(x)
             scores = blend_scores(raw, x[:, self.features.index(AFFINITY)],
                                   np.zeros(len(items), np.int64),
-                                  self.reference.pop_z[items], self.bundle.blend)
+                                  self.pop_z[items], self.bundle.blend)
             best = np.argsort(-scores, kind="stable")
             if only is not None:
                 best = best[np.isin(items[best], only)]
@@ -159,6 +167,48 @@ class OnlineScorer:
         return Scored(items[best], scores[best], [retrieved_by[i] for i in best],
                       degraded=not rows.complete,
                       rows=ItemRows(rows.table, rows.slots[best], rows.complete))
+
+    def recommend(self, events: pd.DataFrame, user_ids: Sequence[str], at: pd.Timestamp,
+                  join: FeatureJoin, k: int, include_seen: bool = False) -> pd.DataFrame:
+        """`user_id, item_id, rank, score` for the users with any usable history (or a
+        trained vector), each scored as a request would be, with `events` giving their
+        fresh items (`fresh_items`) and features as of `at`; the blend's unique slots
+        are then shared among them (the module's docstring)."""
+        fresh = self.fresh_items(events, user_ids)
+        users, items, scores = [], [], []
+        retrieved = [self.retrieve(u, fresh.get(u, []), at, include_seen) for u in user_ids]
+        pooled = np.unique(np.concatenate([np.zeros(0, np.int64), *(
+            ids[ids >= 0] for r in retrieved for ids, _ in r.lists.values())]))
+        rows = OfflineRows(join, np.asarray(list(user_ids), dtype=object),
+                           self.bundle.item_ids[pooled], at)
+        for n, (user, got) in enumerate(zip(user_ids, retrieved, strict=True)):
+            if got.lists:
+                scored = self.rank(got, rows.user(user), rows, at, len(self.items))
+                users.append(np.full(len(scored.items), n))
+                items.append(scored.items)
+                scores.append(scored.scores)
+        if not users:
+            return as_table(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
+                            np.zeros(0, dtype=object), self.bundle.item_ids)
+        flat_users = np.concatenate(users)
+        order = np.unique(flat_users)
+        ids = np.asarray(list(user_ids), dtype=object)[order]
+        top, values = ranked_lists(flat_users, np.concatenate(items), np.concatenate(scores),
+                                   order, k, self.bundle.blend.head, visit_order(ids))
+        return as_table(top, values, ids, self.bundle.item_ids)
+
+    def fresh_items(self, events: pd.DataFrame, user_ids: Sequence[str]
+                    ) -> dict[str, list[str]]:
+        """Each user's positive items that the known users' history does not hold,
+        newest first, as the real-time view hands serving them: for a known user those
+        after its last event, for anyone else all of them."""
+        pairs = positive_pairs(events[events["user_id"].isin(set(user_ids))])
+        known = pairs["user_id"].isin(set(self._user_rows))
+        pairs = pairs[~known | (pairs["timestamp"] > self.trained_until)]
+        pairs = pairs.sort_values(["user_id", "timestamp", "item_id"],
+                                  ascending=[True, False, True], kind="stable")
+        return {str(u): list(dict.fromkeys(g["item_id"].astype(str)))
+                for u, g in pairs.groupby("user_id", sort=False)}
 
     def _matrix(self, items: np.ndarray, lists: dict[str, tuple[np.ndarray, np.ndarray]],
                 vector: np.ndarray, user: dict[str, Any], rows: ItemRows,
@@ -206,8 +256,28 @@ EMPTY = Row(np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 def _with_fresh(trained: Row, fresh: list[int]) -> Row:
     """The user's training positives, with the fresh items added (then every item
-    counts 1, as the reference's fresh history does)."""
+    counts 1)."""
     if not fresh:
         return trained
     columns = np.union1d(trained.columns, fresh)
     return Row(columns, np.ones(len(columns), np.float32))
+
+
+def _training(bundle: Bundle, events: pd.DataFrame) -> TrainingData:
+    """The version's training users as the sources read them, with these events as their
+    histories: rows in the bundle's user order, positives over its catalog (items it
+    does not know dropped)."""
+    users = Index(np.asarray(bundle.user_ids, dtype=object))
+    items = Index(np.asarray(bundle.item_ids, dtype=object))
+    events = events[events["user_id"].isin(set(users.ids))]
+    return TrainingData(to_matrix(positive_pairs(events), users, items), events,
+                        pd.DataFrame({"item_id": items.ids}), users.ids)
+
+
+def as_table(ids: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray
+             ) -> pd.DataFrame:
+    """Ranked lists (rows aligned with `user_ids`, -1 padded) as the batch table
+    `user_id, item_id, rank, score`."""
+    rows, cols = np.nonzero(ids >= 0)
+    return pd.DataFrame({"user_id": user_ids[rows], "item_id": item_ids[ids[rows, cols]],
+                         "rank": cols + 1, "score": scores[rows, cols].astype(np.float32)})
