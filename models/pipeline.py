@@ -173,39 +173,78 @@ def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int, bl
                         blend.head, visit_order(user_ids[users]))
 
 
+@dataclass
+class _Run:
+    """What every stage of one run reads, and the stage timings it writes."""
+
+    config: PipelineConfig
+    store: FeatureStore
+    embedder: TextEmbedder
+    catalog: pd.DataFrame  # the items, aligned with the splits' columns
+    progress: Progress
+    on_epoch: Callable[[int, float], None] | None
+    timings: dict[str, float] = field(default_factory=dict)
+    clock: float = field(default_factory=time.perf_counter)
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self.clock
+        self.clock = now
+
+    def fitted(self, split: Split) -> tuple[TrainingData, dict[str, CandidateSource]]:
+        data = _data(split, self.catalog)
+        return data, _fitted(self.config, self.embedder, self.on_epoch, data)
+
+    def candidates(self, sources: dict[str, CandidateSource], data: TrainingData,
+                   users: np.ndarray, at: pd.Series, split: Split) -> pd.DataFrame:
+        return _candidates(sources, self.config, users, data.matrix, at, self.store, split)
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """Stage A's outcome: the ranker, its features, the calibrated blend."""
+
+    ranker: Ranker
+    features: list[str]
+    blend: Blend
+    exposure: pd.DataFrame
+    stages: dict[str, float]  # the calibration's figures, for PipelineResult.stages
+
+
 def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         embedder: TextEmbedder, progress: Progress = lambda _: None,
         on_epoch: Callable[[int, float], None] | None = None) -> PipelineResult:
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = now - clock
-        clock = now
-
     config = replace(config, per_source=counts(config.per_source))
     catalog_ids = dataset.items["item_id"]
     splitter = SPLITS[config.split]
     outer = splitter(dataset.events, catalog_ids)
     inner = splitter(outer.train_events, catalog_ids)
-    catalog = aligned_items(outer, dataset.items)
-    lap("split")
+    state = _Run(config, store, embedder, aligned_items(outer, dataset.items), progress,
+                 on_epoch)
+    state.lap("split")
+    ranked = _train_ranker(state, inner)
+    metrics, stages, segments, two_tower = _evaluate(state, outer, ranked)
+    serving, fallback, bundle = _refit_for_serving(state, dataset, outer, ranked)
+    return PipelineResult(metrics, stages | ranked.stages, state.timings, serving, fallback,
+                          two_tower, asdict(config), ranked.exposure, segments, bundle)
 
-    progress("stage A: generators on P1")
-    data_a = _data(inner, catalog)
-    gens_a = _fitted(config, embedder, on_epoch, data_a)
-    lap("stage_a_generators")
-    progress("stage A: candidates and features for P2")
+
+def _train_ranker(state: _Run, inner: Split) -> _Ranked:
+    """Stage A: generators on P1, candidates and features for P2's users, the ranker on
+    P2's labels, and the exposure blend calibrated on out-of-fold scores."""
+    config = state.config
+    state.progress("stage A: generators on P1")
+    data_a, gens_a = state.fitted(inner)
+    state.lap("stage_a_generators")
+    state.progress("stage A: candidates and features for P2")
     users_a = inner.test_users()
-    frame_a = _candidates(gens_a, config, users_a, data_a.matrix,
-                          _boundary(inner, users_a), store, inner)
+    frame_a = state.candidates(gens_a, data_a, users_a, _boundary(inner, users_a), inner)
     frame_a["label"] = label(frame_a, inner.test_matrix())
     frame_a = frame_a.sort_values("user", kind="stable").reset_index(drop=True)
     features = numeric_columns(frame_a, {"user", "item", "label"})
-    lap("stage_a_features")
-    progress(f"stage A: ranker on {len(frame_a):,} examples, and out of fold for calibration")
+    state.lap("stage_a_features")
+    state.progress(f"stage A: ranker on {len(frame_a):,} examples, and out of fold for "
+                   "calibration")
     ranker, out_of_fold = _cross_fit(frame_a, features, inner.users.ids, config)
     relevant_a = inner.test_matrix()
     calibration_users = np.unique(frame_a["user"].to_numpy())
@@ -215,40 +254,8 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         frame_a[AFFINITY].to_numpy(), relevant_a, _pop_z(data_a), baseline,
         config.accuracy_floor, config.coverage_target,
         visit=visit_order(inner.users.ids[calibration_users]))
-    lap("ranker")
-
-    progress("stage B: generators on P1+P2, evaluation on P3")
-    data_b = _data(outer, catalog)
-    gens_b = _fitted(config, embedder, on_epoch, data_b)
-    two_tower_metrics = affinity_source(gens_b).fit_metrics()
-    users_b = outer.test_users()
-    frame_b = _candidates(gens_b, config, users_b, data_b.matrix,
-                          _boundary(outer, users_b), store, outer)
-    lap("stage_b")
-    k_max = max(config.ks)
-    recommended, _ = _rank(frame_b, _final_scores(ranker, frame_b, features, data_b, blend),
-                           users_b, k_max, blend, outer.users.ids)
-    popularity = np.asarray(data_b.matrix.sum(axis=0)).ravel()
-    relevant = outer.test_matrix()[users_b]
-    vectors = category_vectors(catalog)
-    metrics = {"two_stage": list_metrics(recommended, relevant, config.ks, popularity,
-                                         vectors)}
-    for name, generator in gens_b.items():
-        ids, _ = generator.recommend(users_b, k_max, seen=data_b.matrix)
-        metrics[name] = list_metrics(ids, relevant, config.ks, popularity, vectors)
-    als = ALS().fit(data_b)
-    ids, _ = als.recommend(users_b, k_max, seen=data_b.matrix)
-    metrics["als"] = list_metrics(ids, relevant, config.ks, popularity, vectors)
-    segments = _segment_ndcg(
-        {"two_stage": recommended,
-         **{n: g.recommend(users_b, 10, seen=data_b.matrix)[0] for n, g in gens_b.items()}},
-        relevant, np.asarray(data_b.matrix.sum(axis=1)).ravel()[users_b])
-    in_pool = label(frame_b, outer.test_matrix())
-    stages = {
-        "candidates_per_user": float(len(frame_b) / max(len(users_b), 1)),
-        "candidate_recall": float(in_pool.sum() / max(relevant.nnz, 1)),
-        "ranker_lift_ndcg@10": metrics["two_stage"]["ndcg@10"] / max(
-            max(metrics[n]["ndcg@10"] for n in gens_b), 1e-9),
+    state.lap("ranker")
+    return _Ranked(ranker, features, blend, exposure_table, {
         "blend_affinity": blend.affinity,
         "blend_popularity": blend.popularity,
         "blend_unique_slots": float(blend.unique_slots),
@@ -256,30 +263,71 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         "calibration_baseline_ndcg@10": float(baseline.mean()),
         "calibration_floor_ratio": config.accuracy_floor,
         "calibration_coverage_target": config.coverage_target,
-    }
-    lap("evaluation")
+    })
 
-    progress("stage C: refit on everything for serving")
+
+def _evaluate(state: _Run, outer: Split, ranked: _Ranked
+              ) -> tuple[dict[str, dict[str, float]], dict[str, float],
+                         dict[str, dict[str, float]], dict[str, float]]:
+    """Stage B: generators on P1+P2, the two-stage model and every source (and ALS)
+    ranked for P3's users: metrics, candidate stages, segments, the two-tower's own."""
+    config = state.config
+    state.progress("stage B: generators on P1+P2, evaluation on P3")
+    data_b, gens_b = state.fitted(outer)
+    two_tower_metrics = affinity_source(gens_b).fit_metrics()
+    users_b = outer.test_users()
+    frame_b = state.candidates(gens_b, data_b, users_b, _boundary(outer, users_b), outer)
+    state.lap("stage_b")
+    k_max = max(config.ks)
+    recommended, _ = _rank(frame_b, _final_scores(ranked.ranker, frame_b, ranked.features,
+                                                  data_b, ranked.blend),
+                           users_b, k_max, ranked.blend, outer.users.ids)
+    popularity = np.asarray(data_b.matrix.sum(axis=0)).ravel()
+    relevant = outer.test_matrix()[users_b]
+    vectors = category_vectors(state.catalog)
+    lists = {"two_stage": recommended}
+    for name, generator in [*gens_b.items(), ("als", ALS().fit(data_b))]:
+        lists[name] = generator.recommend(users_b, k_max, seen=data_b.matrix)[0]
+    metrics = {name: list_metrics(ids, relevant, config.ks, popularity, vectors)
+               for name, ids in lists.items()}
+    segments = _segment_ndcg({n: ids[:, :10] for n, ids in lists.items() if n != "als"},
+                             relevant, np.asarray(data_b.matrix.sum(axis=1)).ravel()[users_b])
+    in_pool = label(frame_b, outer.test_matrix())
+    stages = {
+        "candidates_per_user": float(len(frame_b) / max(len(users_b), 1)),
+        "candidate_recall": float(in_pool.sum() / max(relevant.nnz, 1)),
+        "ranker_lift_ndcg@10": metrics["two_stage"]["ndcg@10"] / max(
+            max(metrics[n]["ndcg@10"] for n in gens_b), 1e-9),
+    }
+    state.lap("evaluation")
+    return metrics, stages, segments, two_tower_metrics
+
+
+def _refit_for_serving(state: _Run, dataset: Dataset, outer: Split, ranked: _Ranked
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, Bundle]:
+    """Stage C: generators refit on everything; every known user's ranked list, the
+    cold-start list, and the version's bundle."""
+    config = state.config
+    state.progress("stage C: refit on everything for serving")
     everything = Split(dataset.events, outer.test_pairs.iloc[:0], outer.users, outer.items,
                        None)
-    data_c = _data(everything, catalog)
-    gens_c = _fitted(config, embedder, on_epoch, data_c)
+    data_c, gens_c = state.fitted(everything)
     all_users = np.arange(len(outer.users))
     now = pd.Series(dataset.events["timestamp"].max() + pd.Timedelta(seconds=1),
                     index=all_users)
-    frame_c = _candidates(gens_c, config, all_users, data_c.matrix, now, store, everything)
-    ids, scores = _rank(frame_c, _final_scores(ranker, frame_c, features, data_c, blend),
-                        all_users, config.serve_top, blend, outer.users.ids)
+    frame_c = state.candidates(gens_c, data_c, all_users, now, everything)
+    ids, scores = _rank(frame_c, _final_scores(ranked.ranker, frame_c, ranked.features,
+                                               data_c, ranked.blend),
+                        all_users, config.serve_top, ranked.blend, outer.users.ids)
     serving = as_table(ids, scores, outer.users.ids, outer.items.ids)
     fallback_scores = Popularity(half_life_days=30.0).fit(data_c).item_scores
     top = np.argsort(-fallback_scores, kind="stable")[: config.serve_top]
     fallback = pd.DataFrame({"item_id": outer.items.ids[top], "rank": np.arange(1, len(top) + 1),
                              "score": fallback_scores[top]})
-    lap("stage_c")
-    bundle = Bundle(gens_c, ranker, outer.items.ids, outer.users.ids,
-                    dict(config.per_source), blend, dataset.events)
-    return PipelineResult(metrics, stages, timings, serving, fallback, two_tower_metrics,
-                          asdict(config), exposure_table, segments, bundle)
+    state.lap("stage_c")
+    bundle = Bundle(gens_c, ranked.ranker, outer.items.ids, outer.users.ids,
+                    dict(config.per_source), ranked.blend, dataset.events)
+    return serving, fallback, bundle
 
 
 SEGMENTS = (("new (<= 5 items)", 0, 5), ("light (6-20)", 6, 20), ("medium (21-100)", 21, 100),
