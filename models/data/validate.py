@@ -282,16 +282,7 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
     check.flag(needs_item.to_numpy(), "item_id",
                lambda p: f"missing: a {out.at[p, 'event_type']} event needs an item")
 
-    raw_value = _raw(raw, "value")
-    value = pd.to_numeric(raw_value, errors="coerce").astype(float)
-    given = _given(raw_value)
-    check.flag((given & value.isna()).to_numpy(), "value",
-               lambda p: f"not a number: {_short(raw_value.iat[p])}")
-    check.flag((value.notna() & ~np.isfinite(value)).to_numpy(), "value", "not finite")
-    check.flag((value < 0).to_numpy(), "value", lambda p: f"negative: {value.iat[p]}")
-    check.flag(((out["event_type"] == "rating") & value.isna() & ~given).to_numpy(), "value",
-               "missing: a rating event needs its rating in `value`")
-    out["value"] = value
+    out["value"] = _event_values(raw, out["event_type"], check)
 
     stamps = parse_timestamps(raw["timestamp"], unit=timestamp_unit)
     check.flag(stamps.isna().to_numpy(), "timestamp",
@@ -310,21 +301,43 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
     check.flag(context_error.notna().to_numpy(), "context",
                lambda p: str(context_error.iat[p]))
 
+    out["event_id"] = _event_ids(raw, out, check, locator)
+    columns = ["event_id", "user_id", "item_id", "event_type", "value", "timestamp",
+               "session_id", "query", "request_id", "context"]
+    return check.result(out[columns])
+
+
+def _event_values(raw: pd.DataFrame, event_type: pd.Series, check: _Collector) -> pd.Series:
+    """The `value` column as floats, its bad cells flagged."""
+    raw_value = _raw(raw, "value")
+    value = pd.to_numeric(raw_value, errors="coerce").astype(float)
+    given = _given(raw_value)
+    check.flag((given & value.isna()).to_numpy(), "value",
+               lambda p: f"not a number: {_short(raw_value.iat[p])}")
+    check.flag((value.notna() & ~np.isfinite(value)).to_numpy(), "value", "not finite")
+    check.flag((value < 0).to_numpy(), "value", lambda p: f"negative: {value.iat[p]}")
+    check.flag(((event_type == "rating") & value.isna() & ~given).to_numpy(), "value",
+               "missing: a rating event needs its rating in `value`")
+    return value
+
+
+def _event_ids(raw: pd.DataFrame, out: pd.DataFrame, check: _Collector, locator: Locator
+               ) -> pd.Series:
+    """The given event ids, derived ones where none is given (`out`'s other columns
+    are complete by now); a repeated id is flagged on every row after its first."""
     given_ids = string_column(raw, "event_id")
     missing_ids = given_ids.isna()
     if missing_ids.any():
         given_ids = given_ids.where(~missing_ids, derive_event_ids(out))
-    out["event_id"] = given_ids
-    dup = out["event_id"].duplicated(keep="first") & ~pd.Series(check.bad, index=out.index)
+    given_ids = given_ids.rename("event_id")
+    dup = given_ids.duplicated(keep="first") & ~pd.Series(check.bad, index=out.index)
     if dup.any():
-        first_at = out.reset_index().drop_duplicates("event_id").set_index("event_id")["index"]
+        first_at = given_ids.reset_index().drop_duplicates("event_id").set_index(
+            "event_id")["index"]
         check.flag(dup.to_numpy(), "event_id", lambda p: (
-            f"duplicate event_id {out.at[p, 'event_id']!r} "
-            f"(first at {locator.at(int(first_at[out.at[p, 'event_id']]))})"))
-
-    columns = ["event_id", "user_id", "item_id", "event_type", "value", "timestamp",
-               "session_id", "query", "request_id", "context"]
-    return check.result(out[columns])
+            f"duplicate event_id {given_ids.at[p]!r} "
+            f"(first at {locator.at(int(first_at[given_ids.at[p]]))})"))
+    return given_ids
 
 
 def _as_list(value: Any) -> list[str] | None:

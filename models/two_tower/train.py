@@ -86,18 +86,8 @@ def train_loop(loop: dict[str, Any]) -> Trained | None:
         # The same permutation on every worker, then each takes its own slice.
         order = torch.from_numpy(np.random.default_rng(config.seed + epoch).permutation(n))
         mine = order[rank * shard_size:(rank + 1) * shard_size]
-        total = 0.0
-        batches = 0
-        model.train()
-        for start in range(0, len(mine) - config.batch_size + 1, config.batch_size):
-            batch = mine[start:start + config.batch_size]
-            loss = model(users[batch], history[batch], items[batch], log_q)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            batches += 1
-        losses.append(total / max(batches, 1))
+        losses.append(_epoch(model, optimizer, mine, (users, history, items), log_q,
+                             config.batch_size))
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
     seconds = time.perf_counter() - started
@@ -117,6 +107,25 @@ def train_loop(loop: dict[str, Any]) -> Trained | None:
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
     return None
+
+
+def _epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, mine: torch.Tensor,
+           examples: tuple[torch.Tensor, torch.Tensor, torch.Tensor], log_q: torch.Tensor,
+           batch_size: int) -> float:
+    """One pass over this worker's examples in full batches; the mean batch loss."""
+    users, history, items = examples
+    total = 0.0
+    batches = 0
+    model.train()
+    for start in range(0, len(mine) - batch_size + 1, batch_size):
+        batch = mine[start:start + batch_size]
+        loss = model(users[batch], history[batch], items[batch], log_q)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        batches += 1
+    return total / max(batches, 1)
 
 
 def _ray_worker(loop: dict[str, Any]) -> None:
