@@ -24,9 +24,14 @@ def load_model(path: Path, model: type[Model], error: type[Exception]) -> Model:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for found in exc.errors():
-            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in found["loc"])
-            problems.append(f"{loc.lstrip('.') or 'top level'}: "
-                            f"{found['msg'].removeprefix('Value error, ')}")
-        raise error(f"{path}: " + "; ".join(problems)) from None
+        raise error(f"{path}: {problems(exc)}") from None
+
+
+def problems(exc: ValidationError, prefix: str = "") -> str:
+    """Every problem of a validation, each as `key.path: message` under `prefix`."""
+    out = []
+    for found in exc.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in found["loc"])
+        out.append(f"{(prefix + loc).lstrip('.') or 'top level'}: "
+                   f"{found['msg'].removeprefix('Value error, ')}")
+    return "; ".join(out)

@@ -28,9 +28,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from recstack.yaml_file import load_model
+from recstack.yaml_file import load_model, problems
 from serving.health import HealthConfig
 from serving.rules import RuleConfig
 
@@ -136,16 +136,11 @@ class ServeConfig(_Strict):
 
     def rule_config(self, variant: VariantConfig | None = None) -> RuleConfig:
         overrides = {**self.rules, **(variant.rules if variant else {})}
-        known = {f.name for f in dataclasses.fields(RuleConfig)}
-        unknown = sorted(set(overrides) - known)
-        where = f"variant {variant.name}: " if variant else ""
-        if unknown:
-            raise ValueError(f"{where}unknown rule(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
         try:
-            return RuleConfig(**overrides)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}{exc}") from None
+            return RuleConfig.model_validate(overrides)
+        except ValidationError as exc:
+            where = f"variant {variant.name}: " if variant else ""
+            raise ValueError(where + problems(exc, "rules")) from None
 
 
 def load_config(path: Path | None) -> ServeConfig:

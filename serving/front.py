@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class Variant:
     rule_fields: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.rule_fields = asdict(self.rules)
+        self.rule_fields = self.rules.model_dump()
 
 
 class Deployer:

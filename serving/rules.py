@@ -21,9 +21,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from models.sources import reasons
 
@@ -37,29 +38,22 @@ SERVING_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class RuleConfig:
-    diversity: str = "mmr"  # one of DIVERSITY
-    diversity_weight: float = 0.2  # MMR: share of the score given to novelty in the list
-    category_cap: int = 3  # category_cap: at most this many items per category
-    exploration_rate: float = 0.1  # share of responses with an exploration slot
-    exploration_slot: int = 5  # its position (1-based), when the list is that long
-    explore_pool: int = 20  # the slot's item: uniform over this many next candidates
+class RuleConfig(BaseModel):
+    """serve.yaml's `rules` (and a variant's overrides of them)."""
 
-    def __post_init__(self) -> None:
-        if self.diversity not in DIVERSITY:
-            raise ValueError(f"diversity must be one of {', '.join(DIVERSITY)}, "
-                             f"got {self.diversity!r}")
-        if not 0.0 <= self.diversity_weight <= 1.0:
-            raise ValueError(f"diversity_weight must be in [0, 1], got {self.diversity_weight}")
-        if not 0.0 <= self.exploration_rate <= 1.0:
-            raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
-        if self.category_cap < 1 or self.exploration_slot < 1:
-            raise ValueError("category_cap and exploration_slot must be at least 1")
-        if isinstance(self.explore_pool, bool) or not isinstance(self.explore_pool, int) \
-                or self.explore_pool < 1:  # it slices the candidates
-            raise ValueError(f"explore_pool must be a whole number at least 1, "
-                             f"got {self.explore_pool!r}")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    diversity: Literal["mmr", "category_cap", "none"] = "mmr"
+    diversity_weight: float = Field(default=0.2, ge=0.0, le=1.0)
+    """MMR: the share of the score given to novelty in the list."""
+    category_cap: int = Field(default=3, ge=1)
+    """category_cap: at most this many items per category."""
+    exploration_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    """The share of responses with an exploration slot."""
+    exploration_slot: int = Field(default=5, ge=1)
+    """Its position (1-based), when the list is that long."""
+    explore_pool: StrictInt = Field(default=20, ge=1)
+    """The slot's item: uniform over this many next candidates (it slices them)."""
 
 
 @dataclass
