@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from feast import FeatureStore
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.bundle import Bundle
 from models.candidates.als import ALS
@@ -63,26 +64,29 @@ FRAME_CHUNK = 4 * SCORE_CHUNK  # users per candidate frame part (~1.2M rows); wh
 # score blocks, so that each user is scored in the same block as in one part
 
 
-@dataclass
-class PipelineConfig:
+class PipelineConfig(BaseModel):
+    """`recstack train --config`'s file: every field optional, unknown ones errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     # Top-n per source (each source's `candidates` unless set here); ~200 distinct
     # candidates per user after overlap. On the 20k x 10k world, 100/70/35/20/35
     # against 150/100/50/30/50 (293 distinct): NDCG@10 and recall@20 the same or
     # better, coverage@10 0.72 -> 0.70, a third less ranking per request.
-    per_source: dict[str, int] = field(default_factory=default_counts)
-    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    per_source: dict[str, int] = Field(default_factory=default_counts)
+    two_tower: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
     ease_l2: float = 500.0
     # Evaluation protocol, applied twice (P3, then P2): "per_user" or "global"
     # (models/evaluation/split.py).
-    split: str = "per_user"
+    split: Literal["per_user", "global"] = "per_user"
     # Point-in-time join for ranker features: "asof" (fast) or "feast" (Feast's own).
-    join_engine: str = "asof"
+    join_engine: Literal["asof", "feast"] = "asof"
     # 150 -> 100 on the 20k x 10k world: NDCG@10 0.0341 -> 0.0342, recall@20 0.0531 ->
     # 0.0525, coverage@10 0.70 -> 0.73; a third fewer trees to walk per request. 100 ->
     # 60 (retrained on the same world): NDCG@10 0.0340 -> 0.0339, recall@20 0.0525 ->
     # 0.0518, coverage@10 0.60 -> 0.72, gt-NDCG@10 0.366 -> 0.378; the ranker's
     # prediction of 200 candidates, the largest single step of a served request, 1.07 ->
-    # 0.87 ms (one paired run; BENCHMARKS.md).
+    # 0.87 ms (one paired run; in BENCHMARKS.md's history before 59fcaf6).
     ranker_rounds: int = 60
     # Exposure (models/ranker/exposure.py), chosen on calibration users: keep the 95%
     # lower bound of NDCG@10 over the best baseline's there at least `accuracy_floor`,
@@ -91,9 +95,15 @@ class PipelineConfig:
     # the product's 0.25.
     accuracy_floor: float = 1.05
     coverage_target: float = 0.27
-    workers: int = 0
+    workers: int = Field(default=0, ge=0)
     ks: tuple[int, ...] = KS
-    serve_top: int = 100
+    serve_top: int = Field(default=100, ge=1)
+
+    @field_validator("per_source")
+    @classmethod
+    def _every_source(cls, per_source: dict[str, int]) -> dict[str, int]:
+        """Every registered source's count, in registration order."""
+        return counts(per_source)
 
 
 @dataclass
@@ -214,7 +224,6 @@ class _Ranked:
 def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
         embedder: TextEmbedder, progress: Progress = lambda _: None,
         on_epoch: Callable[[int, float], None] | None = None) -> PipelineResult:
-    config = replace(config, per_source=counts(config.per_source))
     catalog_ids = dataset.items["item_id"]
     splitter = SPLITS[config.split]
     outer = splitter(dataset.events, catalog_ids)
@@ -226,7 +235,7 @@ def run(dataset: Dataset, store: FeatureStore, config: PipelineConfig,
     metrics, stages, segments, two_tower = _evaluate(state, outer, ranked)
     serving, fallback, bundle = _refit_for_serving(state, dataset, outer, ranked)
     return PipelineResult(metrics, stages | ranked.stages, state.timings, serving, fallback,
-                          two_tower, asdict(config), ranked.exposure, segments, bundle)
+                          two_tower, config.model_dump(), ranked.exposure, segments, bundle)
 
 
 def _train_ranker(state: _Run, inner: Split) -> _Ranked:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +151,7 @@ class TwoTowerGenerator(CandidateSource):
         np.save(directory / "user_vectors.npy", self.user_vectors)
         self.index.save(directory)
         (directory / "params.json").write_text(json.dumps(
-            {"config": asdict(self.config), "use_text": self.use_text,
+            {"config": self.config.model_dump(), "use_text": self.use_text,
              "metrics": self.metrics}))
 
     @classmethod

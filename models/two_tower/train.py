@@ -13,12 +13,13 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.two_tower.data import Examples
 from models.two_tower.model import TwoTower
@@ -27,15 +28,16 @@ WEIGHTS = "two_tower.pt"
 METRICS = "metrics.json"
 
 
-@dataclass(frozen=True)
-class TwoTowerConfig:
-    dim: int = 64
-    hidden: int = 128
-    epochs: int = 8
-    batch_size: int = 512
-    lr: float = 0.005
-    weight_decay: float = 1e-6
-    temperature: float = 0.05
+class TwoTowerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dim: int = Field(default=64, ge=1)
+    hidden: int = Field(default=128, ge=1)
+    epochs: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=512, ge=1)
+    lr: float = Field(default=0.005, gt=0)
+    weight_decay: float = Field(default=1e-6, ge=0)
+    temperature: float = Field(default=0.05, gt=0)
     seed: int = 0
 
 
@@ -137,7 +139,7 @@ def fit(examples: Examples, item_features: np.ndarray, sampling: np.ndarray, n_u
         on_epoch: Callable[[int, float], None] | None = None,
         storage: Path | None = None) -> Trained:
     """Train in process (`workers=0`) or on Ray Train with `workers` workers."""
-    loop = {"distributed": workers > 0, "config": asdict(config), "users": examples.users,
+    loop = {"distributed": workers > 0, "config": config.model_dump(), "users": examples.users,
             "history": examples.history, "items": examples.items, "sampling": sampling,
             "item_features": item_features, "n_users": n_users, "n_items": n_items}
     if workers == 0:

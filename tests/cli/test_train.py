@@ -165,9 +165,10 @@ def test_train_on_the_global_time_split(small_world: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("config_text", "message"), [
-    ("two_tower:\n  epoch: 3\n", "unknown field 'two_tower.epoch'"),
-    ("join_engine: spark\n", "join_engine must be one of asof, feast, got 'spark'"),
-    ("split: weekly\n", "split must be one of per_user, global, got 'weekly'"),
+    ("two_tower:\n  epoch: 3\n", "two_tower.epoch: Extra inputs are not permitted"),
+    ("join_engine: spark\n", "join_engine: Input should be 'asof' or 'feast'"),
+    ("split: weekly\n", "split: Input should be 'per_user' or 'global'"),
+    ("per_source: {als: 10}\n", "per_source: no candidate source named als"),
 ])
 def test_train_rejects_bad_config(small_world: Path, tmp_path: Path, config_text: str,
                                   message: str) -> None:
