@@ -41,7 +41,7 @@ from ray.serve.handle import DeploymentHandle
 from recstack.registry import FALLBACK_FILE, Registry
 from serving.cache import ResponseCache
 from serving.config import ServeConfig, VariantConfig
-from serving.graph import build
+from serving.graph import GraphArgs, build_app
 from serving.impressions import ImpressionLog
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
@@ -87,8 +87,8 @@ class Deployer:
     def deploy(self, version: str) -> Running:
         local = Path(self.registry.fetch(version))
         app = f"recstack-{version}"
-        handle = serve.run(build(local, self.data_dir, self.config.graph,
-                                 self.config.store_options()),
+        handle = serve.run(build_app(GraphArgs(local, self.data_dir, self.config.graph,
+                                               self.config.store_options())),
                            name=app, route_prefix=None)
         trending = pd.read_parquet(local / FALLBACK_FILE).sort_values("rank")
         return Running(version, app, handle, trending["item_id"].astype(str).tolist())

@@ -23,22 +23,24 @@ tuple (`Query`, `Call`) of request bodies and rules as dicts, the request time a
 integer nanoseconds, ids as strings; the retrieved lists as bytes
 (`Retrieved.__reduce__`). Ray pickles every argument and result on its own, with
 cloudpickle, which runs a Python hook for each object that is not a builtin: a
-pydantic request, a rule dataclass or a pandas timestamp cost ~50 us each to
-serialize, the retrieved arrays ~0.2 ms, and as much again to load (measured in
-process; BENCHMARKS.md, serving load test, for the hops).
+pydantic request or model, or a pandas timestamp cost ~50 us each to serialize, the
+retrieved arrays ~0.2 ms, and as much again to load (measured in process, in
+BENCHMARKS.md's history; its serving load test has the hops now).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from feast import FeatureStore
 from ray import serve
+from ray.serve import Application
+from ray.serve.deployment import Deployment
 from ray.serve.handle import DeploymentHandle
 from threadpoolctl import threadpool_limits
 
@@ -77,7 +79,6 @@ class Found:
     retrieved: Retrieved
 
 
-@serve.deployment
 class Retriever:
     """The user's online row (their real-time items among it), then every source's top
     list. The row is read here, not in the ingress: the next step needs it at once,
@@ -120,7 +121,6 @@ def find(join: OnlineFeatureJoin, scorer: ServedModel, query: Query
     return Found(user, degraded, retrieved), timings
 
 
-@serve.deployment
 class Ranker:
     """Item features, the ranker and the rules: the answer itself. The rules run here,
     beside the item rows they read, so the ingress holds no catalog of its own."""
@@ -187,7 +187,6 @@ def _query(call: Call) -> Query:
     return body["user_id"], list(body.get("session_items", [])), at_ns
 
 
-@serve.deployment
 class RecommenderIngress:
     """One version's entry point: `recommend`, `rank` and `similar`, one request each.
     It only validates and awaits; the work is in the Retriever and the Ranker. The
@@ -230,16 +229,31 @@ class RecommenderIngress:
         return dict(await self.ranker.similar.remote(body, variant, uuid.uuid4().hex))
 
 
-def build(version_dir: Path, data_dir: Path | None, config: GraphConfig = GraphConfig(),
-          store: StoreOptions = StoreOptions()) -> Any:
-    """The bound Serve application of one version (`data_dir` None: its features come
-    from the registry snapshot in the version)."""
-    data = None if data_dir is None else str(data_dir)
-    retriever = None if config.fused else Retriever.options(  # type: ignore[attr-defined]
-        **config.retriever.options()).bind(str(version_dir), data, store,
-                                           config.retriever.threads)
-    ranker = Ranker.options(  # type: ignore[attr-defined]
-        **config.ranker.options()).bind(str(version_dir), data, store,
-                                        config.ranker.threads, config.fused)
-    return RecommenderIngress.options(  # type: ignore[attr-defined]
-        **config.ingress.options()).bind(retriever, ranker, version_of(version_dir))
+@dataclass(frozen=True)
+class GraphArgs:
+    """What one version's application is built from."""
+
+    version_dir: Path
+    data_dir: Path | None = None  # None: its features from the version's registry snapshot
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    store: StoreOptions = field(default_factory=StoreOptions)
+
+
+def build_app(args: GraphArgs) -> Application:
+    """The bound Serve application of one version, in Ray Serve's typed-builder style:
+    each deployment made from its class here, with serve.yaml's options, and the
+    handles injected into the ingress's constructor."""
+    data = None if args.data_dir is None else str(args.data_dir)
+    version, config = str(args.version_dir), args.graph
+    retriever = None if config.fused else _deployment(Retriever).options(
+        **config.retriever.options()).bind(version, data, args.store, config.retriever.threads)
+    ranker = _deployment(Ranker).options(**config.ranker.options()).bind(
+        version, data, args.store, config.ranker.threads, config.fused)
+    return _deployment(RecommenderIngress).options(**config.ingress.options()).bind(
+        retriever, ranker, version_of(args.version_dir))
+
+
+def _deployment(cls: type) -> Deployment:
+    """`serve.deployment(cls)`, typed: Ray annotates the decorator's return as its
+    decorator-factory form whether or not a class is given."""
+    return cast(Deployment, serve.deployment(cls))
