@@ -1,10 +1,10 @@
 """Opening RecStack's Feast store for a data directory, with the embedded default.
 
 `feature_repo/feature_store.yaml` is read once here: `${VAR}` values are
-expanded from the environment with `Settings` defaults, the online store is
-Redis when one answers (or when asked for explicitly) and Feast's embedded
-SQLite otherwise, and the registry lives beside the data unless a shared one
-(a file or a SQL database) is configured.
+expanded from the caller's `Settings` (read from the environment at the entry
+point, not here), the online store is Redis when one answers (or when asked for
+explicitly) and Feast's embedded SQLite otherwise, and the registry lives beside
+the data unless a shared one (a file or a SQL database) is configured.
 """
 
 from __future__ import annotations
@@ -98,9 +98,8 @@ def repo_config(data_dir: Path, settings: Settings,
     return config
 
 
-def open_store(data_dir: Path, settings: Settings | None = None,
+def open_store(data_dir: Path, settings: Settings,
                announce: Callable[[str], None] = print) -> FeatureStore:
-    settings = settings or Settings.from_env()
     return FeatureStore(config=repo_config(data_dir, settings, announce), repo_path=str(REPO_DIR))
 
 

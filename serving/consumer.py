@@ -529,13 +529,13 @@ class NotApplied(RuntimeError):
     pass
 
 
-def build_consumer(data_dir: Path, config: ConsumerConfig, settings: Settings | None = None,
+def build_consumer(data_dir: Path, config: ConsumerConfig, settings: Settings,
                    stop: threading.Event | None = None,
                    announce: Callable[[str], None] = print) -> StreamConsumer:
     """Everything the consumer needs for `data_dir`: the stream's Redis, the data
     directory's event log, its Feast store (already applied) and the response cache.
+    `settings` come from the entry point (`recstack consume`), which reads them once.
     Raises NotApplied, or OnlineStoreUnavailable when Redis does not answer."""
-    settings = settings or Settings.from_env()
     if settings.online_store == "auto":
         # The stream is on Redis: with Redis down at start, falling back to an embedded
         # store would send every state where no server reads it. Fail instead.

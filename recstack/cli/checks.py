@@ -11,6 +11,8 @@ from recstack.cli.console import EXIT_INVALID_INPUT, fail
 if TYPE_CHECKING:  # pandas is imported where a check needs it: --help stays fast
     import pandas as pd
 
+    from recstack.settings import Settings
+
 
 def output_file(option: str, path: Path, suffixes: tuple[str, ...] = ()) -> None:
     """A file the command will write: its directory must exist (found out only at
@@ -35,6 +37,20 @@ def data_dir(option: str, path: Path, hint: str = "") -> None:
     if not (path / "events.parquet").exists():
         fail(f"{option} {path}: not a data directory (no events.parquet)"
              + (f"; {hint}" if hint else ""), EXIT_INVALID_INPUT)
+
+
+def settings() -> Settings:
+    """The RECSTACK_* environment, read once by the command and handed down: the
+    library below never reads it. A bad value is the user's input, not a crash."""
+    from pydantic import ValidationError
+
+    from recstack.settings import Settings
+    from recstack.yaml_file import problems
+
+    try:
+        return Settings.from_env()
+    except ValidationError as exc:  # one line, as every other bad input
+        fail(f"the RECSTACK_* environment: {problems(exc)}", EXIT_INVALID_INPUT)
 
 
 def cutoffs(option: str, text: str) -> list[int]:

@@ -44,12 +44,12 @@ def consume(
     for option, value in (("--group", group), ("--name", name)):
         if value is not None and not value.strip():
             fail(f"{option} must not be empty", EXIT_INVALID_INPUT)
+    settings = checks.settings()
     # Imported here: the CLI's --help stays fast.
     import threading
     import time
 
     from recstack.feature_store import OnlineStoreUnavailable
-    from recstack.settings import Settings
     from serving.consumer import (
         ConsumerConfig,
         NotApplied,
@@ -71,14 +71,14 @@ def consume(
             if not (data / "events.parquet").exists():  # only when waiting: checked above
                 raise NotApplied(f"--data {data}: not a data directory (no events.parquet)")
             consumer = build_consumer(
-                data, config, stop=stop,
+                data, config, settings, stop=stop,
                 announce=lambda line: console.print(line, highlight=False))
             break
         except (NotApplied, OnlineStoreUnavailable) as exc:
             if time.monotonic() >= deadline or stop.is_set():
                 if isinstance(exc, NotApplied):
                     fail(str(exc), EXIT_INVALID_INPUT)
-                fail(f"no Redis answers at RECSTACK_REDIS ({Settings.from_env().redis}): "
+                fail(f"no Redis answers at RECSTACK_REDIS ({settings.redis}): "
                      "the consumer reads the events stream and writes the online "
                      "features there")
             if str(exc) != said:  # a line when the reason changes, not every few seconds

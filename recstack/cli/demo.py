@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
 from recstack.cli.train_config import check_workers
 
@@ -50,6 +51,7 @@ def demo(
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; the demo writes a data directory there",
              EXIT_INVALID_INPUT)
+    settings = checks.settings()
     total = 9
     console.rule(f"1/{total} data: a synthetic shop")
     # The previous run's streamed events belong to the shop this run replaces.
@@ -57,7 +59,7 @@ def demo(
     generate(out=out, users=users, items=items, days=days, seed=seed,
              start="2026-01-01T00:00:00Z", overwrite=True)
     console.rule(f"2/{total} features: build, feast apply, materialize")
-    store = run_apply(out, engine="feast", materialize=True)
+    store = run_apply(out, engine="feast", materialize=True, settings=settings)
     console.rule(f"3/{total} online reads through the Feast SDK")
     dataset = read_dataset(out)
     busiest = dataset.events["user_id"].value_counts().index[:2]
@@ -94,8 +96,8 @@ def demo(
     if loop:
         from recstack.cli.demo_loop import run_or_skip
 
-        result = run_or_skip(out, registry, str(busiest[0]), sessions, seed, first_step=6,
-                             total=total)
+        result = run_or_skip(out, registry, str(busiest[0]), sessions, seed, settings,
+                             first_step=6, total=total)
         online = None if result is None else result.report
     else:
         console.print(f"6-{total}/{total} serving, events and the online report skipped "

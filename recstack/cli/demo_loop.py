@@ -467,9 +467,10 @@ def run_loop(out: Path, registry: Path, busy_user: str, sessions: int, seed: int
 
 
 def run_or_skip(out: Path, registry: Path, busy_user: str, sessions: int, seed: int,
-                first_step: int = 6, total: int = 9) -> LoopResult | None:
-    """The loop, or one line saying why it is skipped (no Redis)."""
-    settings = Settings.from_env()
+                settings: Settings, first_step: int = 6, total: int = 9
+                ) -> LoopResult | None:
+    """The loop, or one line saying why it is skipped (no Redis). `settings` are
+    the ones the services inherit: the demo read them from this environment."""
     why = unavailable(settings)
     if why is not None:
         console.print(f"[bold yellow]{first_step}-{total}/{total} serving, events and the "

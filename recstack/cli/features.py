@@ -11,6 +11,9 @@ import typer
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from recstack.settings import Settings
+
+from recstack.cli import checks
 from recstack.cli.console import console, errors, fail, progress_bar, steps
 from recstack.cli.usage import App
 
@@ -54,7 +57,8 @@ def run_build(data: Path) -> None:
         console.print(f"  {name:<16} {count:>9,} rows  {paths[name]}")
 
 
-def run_apply(data: Path, engine: str, materialize: bool) -> FeatureStore:
+def run_apply(data: Path, engine: str, materialize: bool,
+              settings: Settings) -> FeatureStore:
     from recstack.feature_store import (
         OnlineStoreUnavailable,
         apply_definitions,
@@ -67,7 +71,7 @@ def run_apply(data: Path, engine: str, materialize: bool) -> FeatureStore:
         console.print("feature tables missing or older than the data: building them first")
         run_build(data)
     try:
-        store = open_store(data, announce=console.print)
+        store = open_store(data, settings, announce=console.print)
     except (OnlineStoreUnavailable, ValueError, KeyError) as exc:
         fail(str(exc))
     definitions = apply_definitions(store, data)
@@ -107,7 +111,7 @@ def apply(
 
     `feast apply`, then the newest row of every entity into the online store. Builds
     the feature tables first when they are missing or older than the data."""
-    run_apply(data, engine, materialize)
+    run_apply(data, engine, materialize, checks.settings())
 
 
 def _jsonable(value: Any) -> Any:
@@ -138,10 +142,11 @@ def get(
     item: str | None = typer.Option(None, help="An item id: print its `item_online` features."),
 ) -> None:
     """Read online features through the Feast SDK, as serving does."""
-    from recstack.feature_store import open_store
-
     if user is None and item is None:
         fail("give --user, --item or both", 2)
     _require_data(data)
-    store = open_store(data, announce=errors.print)
+    settings = checks.settings()
+    from recstack.feature_store import open_store  # Feast: after the checks
+
+    store = open_store(data, settings, announce=errors.print)
     console.print_json(json.dumps(read_online(store, user, item), default=str))

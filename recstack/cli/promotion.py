@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.table import Table
@@ -32,6 +32,9 @@ from recstack.registry import (
     RegistryError,
     StageConflict,
 )
+
+if TYPE_CHECKING:
+    from recstack.settings import Settings
 
 EXIT_REFUSED = 4  # a gate failed: said in `models promote --help`
 GATED_STAGES = ("staging", "prod")  # dev takes any trained version
@@ -62,7 +65,7 @@ def cutoff(manifest: Manifest) -> pd.Timestamp | None:
 
 
 def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
-                policy: Policy) -> Fresh:
+                policy: Policy, settings: Settings) -> Fresh:
     from models.data.dataset import events_sha256
     from models.evaluation.fresh import Window, window_users
     from models.ranker.features import store_join
@@ -84,7 +87,7 @@ def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
              "events or pass an earlier --since", EXIT_INVALID_INPUT)
     if _features_stale(data):
         run_build(data)
-    store = open_store(data, announce=errors.print)
+    store = open_store(data, settings, announce=errors.print)
     apply_definitions(store, data)
     return Fresh(data, events, who, store_join(store), policy)
 
@@ -144,7 +147,8 @@ def evaluate_fresh(registry: Registry, manifest: Manifest, data: Path, since: st
     policy = policy_from(policy_file)
     start = window_since(since, manifest)
     end = checks.instant("--until", until) if until else None
-    fresh = open_window(data, start, end, policy)
+    # This is `recstack evaluate`'s body: the environment is read here, once.
+    fresh = open_window(data, start, end, policy, checks.settings())
     scored = scored_on(registry, manifest, fresh)
     key = f"{EVALUATIONS}/{fresh.who.window.key()}"
     page = render(manifest.version, fresh.who.window.as_dict(), scored.summary,
@@ -185,7 +189,10 @@ def gated_promote(registry: Registry, version: str, stage: str, by: str, note: s
              EXIT_INVALID_INPUT)
     policy = policy_from(policy_file)
     current = registry.manifest(current_id) if current_id else None
-    gates = run_gates(registry, candidate, current, stage, data, since, policy)
+    # This is `models promote`'s body: the environment is read here, once, and only
+    # on the path that opens the feature store.
+    gates = run_gates(registry, candidate, current, stage, data, since, policy,
+                      checks.settings())
     console.print(gate_table(candidate.version, current_id, stage, gates))
     for gate in gates:
         if gate.note:
@@ -219,10 +226,12 @@ def _promote(registry: Registry, version: str, stage: str, by: str, note: str,
 
 
 def run_gates(registry: Registry, candidate: Manifest, current: Manifest | None,
-              stage: str, data: Path, since: str | None, policy: Policy) -> list[Any]:
+              stage: str, data: Path, since: str | None, policy: Policy,
+              settings: Settings) -> list[Any]:
     from models.evaluation import gates
 
-    fresh = open_window(data, window_since(since, candidate, current), None, policy)
+    fresh = open_window(data, window_since(since, candidate, current), None, policy,
+                        settings)
     ours = scored_on(registry, candidate, fresh)
     theirs = scored_on(registry, current, fresh) if current else None
     found = [gates.order_gate(registry.order_problem(candidate.version, stage), stage),

@@ -126,7 +126,7 @@ def train(
     pipeline_config = load_config(config, workers, epochs)
     if _features_stale(data):
         run_build(data)
-    store = open_store(data, announce=console.print)
+    store = open_store(data, checks.settings(), announce=console.print)
     apply_definitions(store, data)
     dataset = read_dataset(data)
     embedder = TextEmbedder(cache_dir=data / "cache")
@@ -281,7 +281,7 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
                      "was trained on; scoring from the events it holds")
     if _features_stale(data):
         run_build(data)
-    store = open_store(data, announce=errors.print)
+    store = open_store(data, checks.settings(), announce=errors.print)
     apply_definitions(store, data)
     events = pd.read_parquet(data / "events.parquet")
     at = events["timestamp"].max() + pd.Timedelta(seconds=1)

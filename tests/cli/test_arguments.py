@@ -129,3 +129,15 @@ def test_serving_commands_refuse_before_importing_anything_heavy(args: list[str]
     result = subprocess.run([sys.executable, "-c", CHECK_IMPORTS, *args], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
     assert result.stdout.strip() == "2 []", (result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("args", [["features", "get", "--user", "u1"], ["consume", "--wait", "1"]])
+def test_a_bad_environment_is_refused_before_importing_anything_heavy(
+        small_world: Path, args: list[str]) -> None:
+    # The command reads RECSTACK_* once (checks.settings) and hands it down.
+    result = subprocess.run([sys.executable, "-c", CHECK_IMPORTS, *args, "--data",
+                             str(small_world)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "80",
+                                 "RECSTACK_ONLINE_STORE": "bogus"})
+    assert result.stdout.strip() == "2 []", (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and "online_store" in result.stderr, result.stderr

@@ -45,11 +45,9 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
 
 
 def test_without_redis_the_loop_is_skipped_with_one_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> None:
-    monkeypatch.setenv("RECSTACK_REDIS", "127.0.0.1:1")
-    monkeypatch.delenv("RECSTACK_ONLINE_STORE", raising=False)
-    assert run_or_skip(tmp_path, tmp_path / "registry", "u1", 10, 0) is None
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run_or_skip(tmp_path, tmp_path / "registry", "u1", 10, 0,
+                       Settings(redis="127.0.0.1:1")) is None
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert line.startswith("6-9/9 serving, events and the online report skipped: no Redis "
                            "at 127.0.0.1:1 db 0 (RECSTACK_REDIS)")

@@ -17,6 +17,7 @@ from models.served import ServedModel
 from recstack.cli import app
 from recstack.feature_store import open_store
 from recstack.registry import Registry
+from recstack.settings import Settings
 
 pytestmark = pytest.mark.integration
 SMALL = {"per_source": {"two_tower": 40, "ease": 30, "item_knn": 20, "popularity": 10,
@@ -24,8 +25,7 @@ SMALL = {"per_source": {"two_tower": 40, "ease": 30, "item_knn": 20, "popularity
          "two_tower": {"epochs": 2, "batch_size": 128}, "ranker_rounds": 20, "serve_top": 30}
 
 
-def test_train_then_recommend(small_world: Path, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_then_recommend(small_world: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     env = {"COLUMNS": "200", "RECSTACK_ONLINE_STORE": "sqlite"}
     config = tmp_path / "small.yaml"
@@ -61,9 +61,7 @@ def test_train_then_recommend(small_world: Path, tmp_path: Path,
     assert len(bundle.user_ids) == manifest.data_snapshot["users"]
     # Scoring every known user on demand, with features as of the end of the data, gives
     # back exactly the lists training stored: one model, batch or on demand.
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    store = open_store(small_world)
+    store = open_store(small_world, Settings.from_env(env))
     events = pd.read_parquet(small_world / "events.parquet")
     at = events["timestamp"].max() + pd.Timedelta(seconds=1)
     fresh = ServedModel(bundle, search=False).recommend(
