@@ -37,6 +37,7 @@ os.environ.update(ENV)
 
 from models.timing import Timings
 from recstack.registry import Registry
+from recstack.settings import Settings
 from serving.features import open_serving_store
 from serving.recommender import DEPTH, Recommender
 from serving.requests import RecommendRequest
@@ -53,7 +54,7 @@ def main() -> None:
     data, registry_dir = world_paths(OUT, args.users, args.items)
     registry = Registry(str(registry_dir))
     version = Path(registry.fetch(registry.resolve(stage="dev").version))
-    recommender = Recommender(version, open_serving_store(data))
+    recommender = Recommender(version, open_serving_store(data, Settings.from_env()))
     scorer = recommender.scorer
     began = time.perf_counter()
     recommender.join.keep_fresh(recommender.bundle.item_ids)

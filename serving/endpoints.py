@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from ray import serve
 
 from recstack.registry import Registry
+from recstack.settings import Settings
 from serving.cache import ResponseCache, key_prefix
 from serving.config import ServeConfig
 from serving.front import Deployer, Front
@@ -110,14 +111,12 @@ def _v2_response(request: InferRequest, answers: list[dict[str, Any]]) -> InferR
 
 
 def open_front(registry: Registry, config: ServeConfig, data_dir: Path | None,
-               version: str | None, stage: str | None) -> Front:
+               version: str | None, stage: str | None, settings: Settings) -> Front:
     """A started Front: every variant's graph deployed and running."""
     from recstack.redis_address import RedisAddress
-    from recstack.settings import Settings
     from serving.event_stream import EventStream
     from serving.impressions import ImpressionLog
 
-    settings = Settings.from_env()
     cache, impressions = None, None
     address = RedisAddress.parse(settings.redis)
     if config.cache.enabled and settings.online_store != "sqlite":
@@ -127,14 +126,14 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path | None,
         impressions = ImpressionLog(EventStream(address.async_client(),
                                                 settings.feast_project))
     front = Front(registry, config, version, stage, cache,
-                  Deployer(registry, data_dir, config), impressions)
+                  Deployer(registry, data_dir, config, settings), impressions)
     front.start()
     return front
 
 
 def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path | None,
                   version: str | None, stage: str | None, host: str, port: int,
-                  access: Access) -> None:
+                  access: Access, settings: Settings) -> None:
     """Start local Ray, the graphs and the KServe routes on host:port (blocks)."""
     import psutil
 
@@ -149,7 +148,7 @@ def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path | None
     serve.start(proxy_location="Disabled")
     ray_up = time.monotonic()
     telemetry()  # metrics registered before the first scrape
-    front = open_front(registry, config, data_dir, version, stage)
+    front = open_front(registry, config, data_dir, version, stage, settings)
     log.info("start-up: %.1f s to import, %.1f s for Ray, %.1f s to deploy the graphs "
              "(their replicas load the bundles and connect to the store)", imports,
              ray_up - began, time.monotonic() - ray_up)

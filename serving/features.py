@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from redis.exceptions import RedisError
 
 from models.ranker.item_rows import ItemRows, ItemTable
 from serving.config import ITEM_STALENESS_S, STORE_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from recstack.settings import Settings
 
 log = logging.getLogger("recstack.serving")
 USER_SERVICE, ITEM_SERVICE = "user_online", "item_online"
@@ -261,7 +264,8 @@ def _drop_idle_connections(store: FeatureStore) -> None:
         pool.disconnect(inuse_connections=False)
 
 
-def open_serving_store(data_dir: Path | None, timeout_s: float = STORE_TIMEOUT_S,
+def open_serving_store(data_dir: Path | None, settings: Settings,
+                       timeout_s: float = STORE_TIMEOUT_S,
                        version_dir: Path | None = None) -> FeatureStore:
     """The Feast store of the data directory, or (`data_dir` None) of the registry
     snapshot `version_dir` carries, so that a pod holding only the version serves it;
@@ -277,9 +281,7 @@ def open_serving_store(data_dir: Path | None, timeout_s: float = STORE_TIMEOUT_S
 
     from recstack.feature_store import open_store
     from recstack.registry import FEATURE_REGISTRY_FILE
-    from recstack.settings import Settings
 
-    settings = Settings.from_env()
     if data_dir is None:
         if version_dir is None:
             raise ValueError("open_serving_store: a data directory or a version directory")

@@ -39,6 +39,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from recstack.registry import FALLBACK_FILE, Registry
+from recstack.settings import Settings
 from serving.cache import ResponseCache
 from serving.config import ServeConfig, VariantConfig
 from serving.graph import GraphArgs, build_app
@@ -79,15 +80,17 @@ class Variant:
 class Deployer:
     """Starts and stops one Serve application per version."""
 
-    def __init__(self, registry: Registry, data_dir: Path | None, config: ServeConfig
-                 ) -> None:
+    def __init__(self, registry: Registry, data_dir: Path | None, config: ServeConfig,
+                 settings: Settings) -> None:
         """`data_dir` None: each version's features from the registry it carries."""
         self.registry, self.data_dir, self.config = registry, data_dir, config
+        self.settings = settings
 
     def deploy(self, version: str) -> Running:
         local = Path(self.registry.fetch(version))
         app = f"recstack-{version}"
-        handle = serve.run(build_app(GraphArgs(local, self.data_dir, self.config.graph,
+        handle = serve.run(build_app(GraphArgs(local, self.settings, self.data_dir,
+                                               self.config.graph,
                                                self.config.store_options())),
                            name=app, route_prefix=None)
         trending = pd.read_parquet(local / FALLBACK_FILE).sort_values("rank")

@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 from models.bundle import load_bundle
 from models.served import Retrieved, ServedModel
 from models.timing import Timings, stage
+from recstack.settings import Settings
 from serving.config import GraphConfig, StoreOptions
 from serving.features import OnlineFeatureJoin, open_serving_store
 from serving.recommender import DEPTH, Recommender, read_user, version_of
@@ -85,12 +86,12 @@ class Retriever:
     and the ingress then only awaits, like the no-op graph's."""
 
     def __init__(self, version_dir: str, data_dir: str | None, store: StoreOptions,
-                 threads: int | None = None) -> None:
+                 settings: Settings, threads: int | None = None) -> None:
         """`data_dir` None: features from the registry snapshot in the version."""
         use_threads(threads)
         self.scorer = ServedModel(load_bundle(Path(version_dir)))
         # User rows only: no item rows are held here, so none are kept fresh.
-        self.join = OnlineFeatureJoin(_store(version_dir, data_dir, store),
+        self.join = OnlineFeatureJoin(_store(version_dir, data_dir, store, settings),
                                       store.item_staleness_s)
 
     def retrieve(self, query: Query) -> tuple[Found, Timings]:
@@ -100,9 +101,10 @@ class Retriever:
         return True
 
 
-def _store(version_dir: str, data_dir: str | None, store: StoreOptions) -> FeatureStore:
-    return open_serving_store(None if data_dir is None else Path(data_dir), store.timeout_s,
-                              Path(version_dir))
+def _store(version_dir: str, data_dir: str | None, store: StoreOptions, settings: Settings
+           ) -> FeatureStore:
+    return open_serving_store(None if data_dir is None else Path(data_dir), settings,
+                              store.timeout_s, Path(version_dir))
 
 
 def _at(at_ns: int) -> pd.Timestamp:
@@ -126,12 +128,13 @@ class Ranker:
     beside the item rows they read, so the ingress holds no catalog of its own."""
 
     def __init__(self, version_dir: str, data_dir: str | None, store: StoreOptions,
-                 threads: int | None = None, fused: bool = False) -> None:
+                 settings: Settings, threads: int | None = None, fused: bool = False
+                 ) -> None:
         """`fused`: this Ranker retrieves too (no Retriever deployment); otherwise it
         builds no retrieval index."""
         use_threads(threads)
         self.recommender = Recommender(
-            Path(version_dir), _store(version_dir, data_dir, store),
+            Path(version_dir), _store(version_dir, data_dir, store, settings),
             item_staleness_s=store.item_staleness_s, retrieves=fused)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
@@ -234,6 +237,7 @@ class GraphArgs:
     """What one version's application is built from."""
 
     version_dir: Path
+    settings: Settings  # the serving process's, read once at its entry point
     data_dir: Path | None = None  # None: its features from the version's registry snapshot
     graph: GraphConfig = field(default_factory=GraphConfig)
     store: StoreOptions = field(default_factory=StoreOptions)
@@ -246,9 +250,10 @@ def build_app(args: GraphArgs) -> Application:
     data = None if args.data_dir is None else str(args.data_dir)
     version, config = str(args.version_dir), args.graph
     retriever = None if config.fused else _deployment(Retriever).options(
-        **config.retriever.options()).bind(version, data, args.store, config.retriever.threads)
+        **config.retriever.options()).bind(version, data, args.store, args.settings,
+                                           config.retriever.threads)
     ranker = _deployment(Ranker).options(**config.ranker.options()).bind(
-        version, data, args.store, config.ranker.threads, config.fused)
+        version, data, args.store, args.settings, config.ranker.threads, config.fused)
     return _deployment(RecommenderIngress).options(**config.ingress.options()).bind(
         retriever, ranker, version_of(args.version_dir))
 

@@ -239,7 +239,7 @@ def run_gates(registry: Registry, candidate: Manifest, current: Manifest | None,
              *gates.catalog_gates(ours, theirs, policy),
              *gates.fairness_gates(ours, theirs, policy)]
     requests = _latency_users(fresh)
-    p99 = _latency(registry, candidate, current, fresh, requests)
+    p99 = _latency(registry, candidate, current, fresh, requests, settings)
     found.append(gates.latency_gate(p99[candidate.version],
                                     p99.get(current.version) if current else None,
                                     len(requests), policy))
@@ -258,12 +258,12 @@ def _latency_users(fresh: Fresh) -> list[str]:
 
 
 def _latency(registry: Registry, candidate: Manifest, current: Manifest | None,
-             fresh: Fresh, users: list[str]) -> dict[str, float]:
+             fresh: Fresh, users: list[str], settings: Settings) -> dict[str, float]:
     from serving.features import open_serving_store
     from serving.scoring_latency import alternated_p99_ms
 
     dirs = {m.version: registry.fetch(m.version) for m in (candidate, current) if m}
-    store = open_serving_store(fresh.data)
+    store = open_serving_store(fresh.data, settings)
     errors.print(f"timing {len(users)} in-process answers per version")
     return alternated_p99_ms(dirs, store, users)
 

@@ -75,6 +75,7 @@ def serve(
     from serving.api_keys import ApiKeyError
     from serving.config import ConfigError, load_config
 
+    environment = checks.settings()  # RECSTACK_*: read once, handed to every replica
     try:
         settings = load_config(config)
         access = serve_access(model_control)
@@ -93,7 +94,7 @@ def serve(
     if data is not None:
         checks.data_dir("--data", data, hint="pass --data DIR")
     else:
-        same_project(reg, served)
+        same_project(reg, served, environment.feast_project)
     from serving.endpoints import serve_forever
 
     following = f"stage {stage}" if stage else f"version {manifest.version}"
@@ -102,16 +103,14 @@ def serve(
     features = f"data {data}" if data else "features as the version's registry snapshot"
     console.print(f"serving {following} ({manifest.version}) on http://{host}:{port} "
                   f"({guarded}{control}; {features})", highlight=False)
-    serve_forever(reg, settings, data, version, stage, host, port, access)
+    serve_forever(reg, settings, data, version, stage, host, port, access, environment)
 
 
-def same_project(registry: Registry, served: list[Manifest]) -> None:
+def same_project(registry: Registry, served: list[Manifest], project: str) -> None:
     """Each version's feature registry must hold the Feast project serving reads
     (RECSTACK_FEAST_PROJECT), or every replica would fail to start."""
     from recstack.feature_store import snapshot_projects
-    from recstack.settings import Settings
 
-    project = Settings.from_env().feast_project
     for manifest in served:
         held = snapshot_projects(registry.fetch(manifest.version) / FEATURE_REGISTRY_FILE)
         if project not in held:

@@ -49,8 +49,7 @@ def fused(served_version: Path, small_world: Path, tmp_path_factory: pytest.Temp
 
 
 def test_fused_graph_answers_what_the_version_answers_in_process(
-        fused: int, served_version: Path, small_world: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        fused: int, served_version: Path, small_world: Path) -> None:
     events = pd.read_parquet(small_world / "events.parquet")
     users = [str(u) for u in events["user_id"].value_counts().index[:3]]
     status, body = _call(fused, "/v1/models/recommender:predict", {"instances": [
@@ -58,10 +57,8 @@ def test_fused_graph_answers_what_the_version_answers_in_process(
     assert status == 200
     *known, new = body["predictions"]
     assert new["fallback"] == "trending" and len(new["items"]) == 3
-    for name, value in {"RECSTACK_REDIS": TEST_REDIS, "RECSTACK_ONLINE_STORE": "redis",
-                        "RECSTACK_FEAST_PROJECT": PROJECT}.items():
-        monkeypatch.setenv(name, value)  # the server's store, read in this process
-    local = Recommender(served_version, open_serving_store(small_world),
+    server_settings = Settings(redis=TEST_REDIS, online_store="redis", feast_project=PROJECT)
+    local = Recommender(served_version, open_serving_store(small_world, server_settings),
                         rules=RuleConfig(exploration_rate=0.0))
     for user, answer in zip(users, known, strict=True):
         assert answer["degraded"] is False and len(answer["items"]) == 5

@@ -144,13 +144,9 @@ def test_redis_unreachable_gives_degraded_answers_not_errors(
     proxy = RedisProxy((address.host, address.port))
     proxy.start()
     settings = redis_settings.model_copy(update={"redis": proxy.address(address.db)})
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RECSTACK_REDIS", settings.redis)
-        env.setenv("RECSTACK_ONLINE_STORE", "redis")
-        env.setenv("RECSTACK_FEAST_PROJECT", settings.feast_project)
-        store = open_serving_store(small_world)
-        materialize_all(store, apply_definitions(store, small_world))
-        recommender = Recommender(served_version, store, RuleConfig(exploration_rate=0.0))
+    store = open_serving_store(small_world, settings)
+    materialize_all(store, apply_definitions(store, small_world))
+    recommender = Recommender(served_version, store, RuleConfig(exploration_rate=0.0))
     recommender.join.retry_after_s = 0.0
     events = pd.read_parquet(small_world / "events.parquet")
     user = events["user_id"].value_counts().index[0]
