@@ -17,31 +17,23 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import Bundle
-from models.candidates.base import embedding_of
-from models.candidates.content import ContentSimilarity
-from models.candidates.knn import ItemKNN
-from models.vectors import unit_rows
 
 RRF_K = 60
-SIGNALS = {"two_tower": "embedding", "item_knn": "collaborative", "content": "content"}
+# The signals, in the order a result names them; each comes from the source whose
+# `signal` it is (CandidateSource.similar_to).
 REASONS = {"embedding": "chosen by the same people",
-           "collaborative": "often chosen together",
-           "content": "similar description and category"}
+           "content": "similar description and category",
+           "collaborative": "often chosen together"}
 
 
 class SimilarItems:
     def __init__(self, bundle: Bundle, depth: int = 100) -> None:
+        """After the bundle's sources are ready to serve (models.served.ServedModel)."""
         self.items = pd.Index(bundle.item_ids.astype(str))
         self.depth = depth
-        self.vectors: dict[str, np.ndarray] = {}
-        self.knn: ItemKNN | None = None
-        for name, generator in bundle.generators.items():
-            if name == "two_tower":
-                self.vectors["embedding"] = unit_rows(embedding_of(generator))
-            elif isinstance(generator, ContentSimilarity):
-                self.vectors["content"] = generator.vectors  # unit length already
-            elif isinstance(generator, ItemKNN):
-                self.knn = generator
+        by_signal = {s.signal: s for s in bundle.generators.values() if s.signal}
+        self.sources = [(signal, by_signal[signal]) for signal in REASONS
+                        if signal in by_signal]
 
     def knows(self, item_id: str) -> bool:
         return item_id in self.items
@@ -49,11 +41,8 @@ class SimilarItems:
     def similar(self, item_id: str) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """(item ids, fused scores, signals) best first, the item itself left out."""
         column = int(self.items.get_loc(item_id))
-        lists = {signal: self._top(vectors @ vectors[column], column)
-                 for signal, vectors in self.vectors.items()}
-        if self.knn is not None:
-            row = self.knn.similarity[column].toarray().ravel()
-            lists["collaborative"] = self._top(row, column)
+        lists = {signal: self._top(source.similar_to(column), column)
+                 for signal, source in self.sources}
         fused: dict[int, float] = {}
         signals: dict[int, list[str]] = {}
         for signal, ranked in lists.items():

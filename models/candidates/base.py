@@ -139,6 +139,7 @@ class CandidateSource(CandidateGenerator):
     as features, and a served item carries the `reason` of the sources that found it."""
 
     reason: str = "recommended for you"
+    signal: str | None = None  # its similar-items signal (serving/similar.py), if it has one
     candidates: int = 20  # default list length pooled per user (PipelineConfig.per_source)
     baseline: bool = False  # also one of the baselines the two-stage model must beat
 
@@ -178,6 +179,11 @@ class CandidateSource(CandidateGenerator):
                  ) -> tuple[np.ndarray, np.ndarray]:
         """One user's n best item columns and their scores, best first, `seen` columns
         left out, -1 pads; after `prepare`."""
+
+    def similar_to(self, column: int) -> np.ndarray:
+        """(items,) every item's similarity to this one, for sources with a `signal`
+        (after `prepare`)."""
+        raise NotImplementedError(f"the {self.name} source gives no similar-items signal")
 
     def recommend_users(self, data: TrainingData, n: int, include_seen: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ class ContentSimilarity(HistoryScorer):
     optional = ("text_basis",)  # versions saved before it kept every text dimension
     name = "content"
     reason = "like items you interacted with"
+    signal = "content"
     candidates = 35
 
     def __init__(self, embedder: TextEmbedder | None = None, category_weight: float = 0.5,
@@ -161,6 +162,9 @@ class ContentSimilarity(HistoryScorer):
         columns, where = np.unique(np.concatenate([columns, new]), return_inverse=True)
         return Row(columns, np.bincount(where, np.concatenate([weights, np.ones(len(new))]),
                                         len(columns)))
+
+    def similar_to(self, column: int) -> np.ndarray:
+        return self.vectors @ self.vectors[column]  # unit vectors: cosines
 
     def similar(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = self.vectors @ self.vectors[item]

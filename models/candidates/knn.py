@@ -42,6 +42,7 @@ class ItemKNN(HistoryScorer):
 
     name = "item_knn"
     reason = "similar to items you interacted with"
+    signal = "collaborative"
     candidates = 35
     baseline = True
     params = ("shrink", "neighbours")
@@ -77,6 +78,9 @@ class ItemKNN(HistoryScorer):
 
     def catalog_size(self) -> int:
         return int(self.similarity.shape[0])
+
+    def similar_to(self, column: int) -> np.ndarray:
+        return np.asarray(self.similarity[column].toarray()).ravel()
 
     def similar_items(self, items: np.ndarray) -> sp.csr_matrix:
         return self.similarity[items]

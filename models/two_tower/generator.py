@@ -28,6 +28,7 @@ from models.two_tower.data import (
     training_examples,
 )
 from models.two_tower.train import Trained, TwoTowerConfig, build_model, fit
+from models.vectors import unit_rows
 
 ANN_CHECK_USERS = 500
 
@@ -38,6 +39,7 @@ class TwoTowerGenerator(CandidateSource):
 
     name = "two_tower"
     reason = "matches your taste"
+    signal = "embedding"
     candidates = 100
 
     def __init__(self, config: TwoTowerConfig | None = None, workers: int = 0,
@@ -95,6 +97,11 @@ class TwoTowerGenerator(CandidateSource):
         """`training.user_ids` are the users of `user_vectors`, in order."""
         self._known = pd.Index(training.user_ids)
         self._search = search
+        self._unit = unit_rows(self.item_vectors)
+
+    def similar_to(self, column: int) -> np.ndarray:
+        """Cosines between item vectors: items the same users pick."""
+        return self._unit @ self._unit[column]
 
     def score_users(self, data: TrainingData) -> np.ndarray:
         return self.users_vectors(data) @ self.item_vectors.T
