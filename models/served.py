@@ -37,9 +37,11 @@ from models.interactions import Index, positive_pairs, to_matrix
 from models.ranker.candidates import AFFINITY, MISSING_RANK
 from models.ranker.exposure import blend_scores, popularity_z, ranked_lists, visit_order
 from models.ranker.features import FeatureJoin, crosses
-from models.ranker.item_rows import ITEM_VIEWS, FeatureRows, ItemRows, OfflineRows, number
+from models.ranker.item_rows import FeatureRows, ItemRows, OfflineRows, number
 from models.sources import affinity_source
 from models.timing import Timings, stage
+from recstack import feature_columns
+from recstack.feature_columns import ITEM_VIEWS, view_of
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,11 @@ class ServedModel:
         self._item_columns = {i: n for n, i in enumerate(self.items)}
         self.features = list(bundle.ranker.features)
         self.item_features = tuple(dict.fromkeys(
-            [n for n in self.features if n.split("__")[0] in ITEM_VIEWS]
-            + ["item_content__price", "item_content__created_ts"]))
+            [n for n in self.features if view_of(n) in ITEM_VIEWS]
+            + [feature_columns.ITEM_PRICE, feature_columns.ITEM_CREATED_TS]))
         # Where the ranker's columns come from: (its columns, the item rows' columns) for
         # item features, its columns for the user's online row, and the rest.
-        view = [name.split("__")[0] if "__" in name else None for name in self.features]
+        view = [view_of(name) for name in self.features]
         item = [n for n, v in enumerate(view) if v in ITEM_VIEWS]
         self._item_block = (np.array(item, np.int64), np.array(
             [self.item_features.index(self.features[n]) for n in item], np.int64))
@@ -234,12 +236,12 @@ class ServedModel:
         values = rows.values(self.item_features)
         field = self.item_features.index
         columns |= crosses(
-            at.timestamp(), rows.field("item_content__category"),
-            user.get("user_profile__top_categories"),
-            user.get("user_profile__category_affinity"),
-            values[:, field("item_content__price")],
-            number(user.get("user_profile__avg_purchase_price")),
-            values[:, field("item_content__created_ts")], one_user=True)
+            at.timestamp(), rows.field(feature_columns.ITEM_CATEGORY),
+            user.get(feature_columns.USER_TOP_CATEGORIES),
+            user.get(feature_columns.USER_CATEGORY_AFFINITY),
+            values[:, field(feature_columns.ITEM_PRICE)],
+            number(user.get(feature_columns.USER_AVG_PURCHASE_PRICE)),
+            values[:, field(feature_columns.ITEM_CREATED_TS)], one_user=True)
         # Whole blocks where the columns are the item rows' and the user's own; the few
         # computed ones (sources, affinity, crosses) one by one.
         x = np.empty((len(items), len(self.features)), dtype=np.float32)

@@ -32,6 +32,7 @@ from models.served import Scored, ServedModel
 from models.sources import affinity_source
 from models.timing import Timings, stage
 from models.vectors import unit_rows
+from recstack import feature_columns
 from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import FeaturesUnavailable, OnlineFeatureJoin
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
@@ -59,7 +60,7 @@ def read_user(join: OnlineFeatureJoin, user_id: str, session_items: Sequence[str
             user, degraded = join.user(user_id), False
         except FeaturesUnavailable:
             user, degraded = {}, True
-    recent = user.get("user_realtime__recent_items")
+    recent = user.get(feature_columns.USER_RECENT_ITEMS)
     fresh = list(dict.fromkeys([*reversed(session_items),
                                 *(list(recent) if recent is not None else [])]))
     return user, fresh, degraded
@@ -171,7 +172,7 @@ class Recommender:
             rows = self.join.lookup(self.bundle.item_ids)
             if not rows.complete:  # the store is down: no context this time, nor cached
                 return {}
-            categories = rows.field("item_content__category")
+            categories = rows.field(feature_columns.ITEM_CATEGORY)
             for column in np.argsort(-popularity.item_scores, kind="stable"):
                 category = categories[column]
                 if isinstance(category, str):
@@ -192,11 +193,11 @@ class Recommender:
             columns = self.columns.get_indexer(ids)
         vectors = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
         vectors[columns >= 0] = self.vectors[columns[columns >= 0]]
-        available = rows.field("item_content__available")
+        available = rows.field(feature_columns.ITEM_AVAILABLE)
         return Candidates(
             item_ids=np.asarray(ids, dtype=object), scores=np.asarray(scores),
             sources=sources,
-            categories=rows.field("item_content__category"),
+            categories=rows.field(feature_columns.ITEM_CATEGORY),
             available=available != False, vectors=vectors  # noqa: E712 (elementwise)
         ), rows.complete
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
+from recstack import feature_columns
 from recstack.feature_store import training_frame
 
 DAY_S = 86_400.0
@@ -53,11 +54,11 @@ def add_crosses(frame: pd.DataFrame) -> pd.DataFrame:
 
     ts = pd.to_datetime(frame["event_timestamp"], utc=True).astype("int64").to_numpy() / 1e9
     for name, values in crosses(
-            ts, frame["item_content__category"].to_numpy(),
-            frame["user_profile__top_categories"].to_numpy(),
-            frame["user_profile__category_affinity"].to_numpy(),
-            number("item_content__price"), number("user_profile__avg_purchase_price"),
-            number("item_content__created_ts")).items():
+            ts, frame[feature_columns.ITEM_CATEGORY].to_numpy(),
+            frame[feature_columns.USER_TOP_CATEGORIES].to_numpy(),
+            frame[feature_columns.USER_CATEGORY_AFFINITY].to_numpy(),
+            number(feature_columns.ITEM_PRICE), number(feature_columns.USER_AVG_PURCHASE_PRICE),
+            number(feature_columns.ITEM_CREATED_TS)).items():
         frame[name] = values
     return frame
 

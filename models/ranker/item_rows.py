@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-ITEM_VIEWS = ("item_popularity", "item_content")  # the ranker's views keyed by item_id
+from recstack.feature_columns import ITEM_VIEWS, view_of
 
 
 def number(value: Any) -> float:
@@ -169,7 +169,7 @@ class OfflineRows:
             "item_id": np.resize(np.asarray(item_ids, dtype=object), n),
             "event_timestamp": pd.to_datetime(np.full(n, pd.Timestamp(at).value), utc=True)}))
         views = [c for c in joined.columns if "__" in c]
-        items = [c for c in views if c.split("__")[0] in ITEM_VIEWS]
+        items = [c for c in views if view_of(c) in ITEM_VIEWS]
         users = [c for c in views if c not in items]
         for row in joined.drop_duplicates("user_id")[["user_id", *users]].to_dict("records"):
             self._users[str(row.pop("user_id"))] = row
