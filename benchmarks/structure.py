@@ -6,7 +6,9 @@ Usage:
 Per package (models, serving, recstack, with recstack/cli apart): files, lines,
 functions over 60 lines, `type: ignore` comments, and reads of the environment
 (`os.environ`, `os.getenv`, `Settings.from_env`) outside the entry points
-(recstack/cli); then the longest functions. Prints Markdown.
+(recstack/cli); then the longest functions, and the imports between layers (the
+shared contracts in recstack/ at the bottom, then models, serving, and the CLI on
+top), each arrow marked where it runs back up. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ PACKAGES = ("models", "serving", "recstack", "recstack/cli")
 LONG = 60
 IGNORE = re.compile(r"#\s*type:\s*ignore")
 ENVIRONMENT = re.compile(r"os\.environ|os\.getenv|from_env\(")
+LAYERS = ("contracts", "models", "serving", "cli")  # bottom to top
 
 
 @dataclass
@@ -37,6 +40,35 @@ class Figures:
 def package_of(path: Path) -> str:
     relative = path.relative_to(ROOT).as_posix()
     return "recstack/cli" if relative.startswith("recstack/cli/") else relative.split("/")[0]
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of a dotted module name; None outside the three packages."""
+    top = module.split(".")[0]
+    if top == "recstack":
+        return "cli" if module.startswith("recstack.cli") or module == "recstack.__main__" \
+            else "contracts"
+    return top if top in ("models", "serving") else None
+
+
+def imports_between_layers() -> dict[tuple[str, str], int]:
+    """(importing layer, imported layer) -> distinct module pairs, function-level
+    imports included."""
+    pairs: set[tuple[str, str]] = set()
+    for top in ("models", "serving", "recstack"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    pairs.add((module, node.module))
+                elif isinstance(node, ast.Import):
+                    pairs.update((module, alias.name) for alias in node.names)
+    edges: dict[tuple[str, str], int] = {}
+    for importer, imported in pairs:
+        a, b = layer_of(importer), layer_of(imported)
+        if a and b and a != b:
+            edges[(a, b)] = edges.get((a, b), 0) + 1
+    return dict(sorted(edges.items()))
 
 
 def measure() -> dict[str, Figures]:
@@ -73,6 +105,11 @@ def main() -> None:
     everything = sorted((fn for f in figures.values() for fn in f.functions), reverse=True)
     for length, where in everything[:args.top]:
         print(f"| {length} | `{where}` |")
+    print("\nImports between layers (module pairs):\n\n| from | to | imports | direction |\n"
+          "|---|---|---:|---|")
+    for (a, b), n in imports_between_layers().items():
+        against = LAYERS.index(b) > LAYERS.index(a)
+        print(f"| {a} | {b} | {n} | {'against (up)' if against else 'down'} |")
 
 
 if __name__ == "__main__":
