@@ -148,8 +148,6 @@ def _request_schema() -> dict[str, Any]:
 def create_app(settings: CollectorSettings, stream: EventStream | None = None) -> FastAPI:
     events = stream or EventStream(settings.redis.async_client(settings.redis_timeout_s),
                                    settings.project, settings.dedupe_ttl_s)
-    unavailable = {"Retry-After": str(settings.retry_after_s)}
-
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -158,7 +156,27 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
     app = FastAPI(title="RecStack event collector", version="1",
                   summary=f"Events into the Redis Stream {events.key}.", lifespan=lifespan)
     guard = [] if settings.api_keys is None else [Depends(_require_key(settings.api_keys))]
+    _event_routes(app, events, settings, guard)
+    _user_routes(app, events, settings, guard)
+    _health_routes(app, events, settings)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """A bad path parameter is a 400 with a reason, as a bad body is (not FastAPI's
+        422 with its own shape)."""
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                    for e in exc.errors()[:5]]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
+
+    return app
+
+
+def _unavailable(settings: CollectorSettings) -> dict[str, str]:
+    return {"Retry-After": str(settings.retry_after_s)}
+
+
+def _event_routes(app: FastAPI, events: EventStream, settings: CollectorSettings,
+                  guard: list[Any]) -> None:
     @app.post("/v1/events", status_code=202, response_model=EventsResult,
               dependencies=guard, openapi_extra={"requestBody": _request_schema()},
               responses={400: {"description": "A lone event that is not valid (the result), "
@@ -184,12 +202,15 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
                         len(valid), exc)
             raise HTTPException(503, f"Redis at {settings.redis} failed ({exc}); nothing "
                                 "was accepted, retry later (events are stored once per "
-                                "event_id)", headers=unavailable) from exc
+                                "event_id)", headers=_unavailable(settings)) from exc
         result = EventsResult(accepted=appended.accepted, duplicates=appended.duplicates,
                               rejected=[RejectedEvent(index=r.index, reason=r.reason)
                                         for r in rejected])
         return JSONResponse(result.model_dump(), status_code=202)
 
+
+def _user_routes(app: FastAPI, events: EventStream, settings: CollectorSettings,
+                 guard: list[Any]) -> None:
     @app.delete("/v1/users/{user_id:any}", status_code=202, response_model=UserDeletion,
                 dependencies=guard,
                 responses={400: {"model": Problem, "description": "Bad user id"},
@@ -208,19 +229,13 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
                         settings.redis, exc)
             raise HTTPException(503, f"Redis at {settings.redis} failed ({exc}); nothing "
                                 "was done, retry later (a repeated deletion is harmless)",
-                                headers=unavailable) from exc
+                                headers=_unavailable(settings)) from exc
         return UserDeletion(user_id=user_id, stream_id=stream_id,
                             done_now=["cached recommendations invalidated"],
                             follows=DELETION_FOLLOWS)
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        """A bad path parameter is a 400 with a reason, as a bad body is (not FastAPI's
-        422 with its own shape)."""
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                    for e in exc.errors()[:5]]
-        return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
 
+def _health_routes(app: FastAPI, events: EventStream, settings: CollectorSettings) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         """The process answers (Redis is not asked)."""
@@ -233,10 +248,8 @@ def create_app(settings: CollectorSettings, stream: EventStream | None = None) -
             await events.ping()
         except (RedisError, OSError) as exc:
             raise HTTPException(503, f"Redis at {settings.redis}: {exc}",
-                                headers=unavailable) from exc
+                                headers=_unavailable(settings)) from exc
         return {"status": "ready"}
-
-    return app
 
 
 class _AnyText(StringConvertor):

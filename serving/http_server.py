@@ -29,7 +29,7 @@ the Python process's own; model names and version ids, never a user or item id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,23 @@ def build_app(models: list[BaseKServeModel], health: Health, access: Access) -> 
             raise ModelNotFound(name)
         return model
 
+    live = _health_routes(app, models, health, model_named)
+    _v2_routes(app, dataplane, model_named)
+    if access.admin_keys is not None:
+        _control_routes(app, model_named)
+    app.add_api_route("/metrics", metrics_handler, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", live, methods=["GET"], include_in_schema=False)
+    _include_kserve(app, dataplane)
+    _handle_errors(app)
+    return _KeepConnection(app, access)
+
+
+ModelNamed = Callable[[str], BaseKServeModel]  # the model of a name; ModelNotFound else
+
+
+def _health_routes(app: FastAPI, models: list[BaseKServeModel], health: Health,
+                   model_named: ModelNamed) -> Callable[[], Awaitable[JSONResponse]]:
+    """The V2 health routes; returns the liveness handler (also served at /)."""
     @app.get("/v2/health/live")
     async def live() -> JSONResponse:
         reason = health.live()
@@ -185,6 +202,12 @@ def build_app(models: list[BaseKServeModel], health: Health, access: Access) -> 
             return _error(503, f"{model_name} is not ready: {reason}")
         return JSONResponse({"name": model_name, "ready": True})
 
+    return live
+
+
+def _v2_routes(app: FastAPI, dataplane: DataPlane, model_named: ModelNamed) -> None:
+    """V2 inference with binary tensors, Triton's model config, and a clear 404 for
+    version-addressed routes."""
     @app.post("/v2/models/{model_name}/infer")
     async def infer(model_name: str, request: Request) -> Response:
         model = model_named(model_name)
@@ -223,24 +246,29 @@ def build_app(models: list[BaseKServeModel], health: Health, access: Access) -> 
                       "request is served by the version of its variant (serve.yaml); "
                       f"call /v2/models/{model_name}{rest}")
 
-    if access.admin_keys is not None:
-        @app.post(CONTROL_PREFIX + "models/{model_name}/unload")
-        async def unload(model_name: str) -> dict[str, Any]:
-            """Take a model out of service (admin key): 503 on its routes, readiness
-            false, until `load`."""
-            model_named(model_name).ready = False
-            log.warning("model %s unloaded through model control", model_name)
-            return {"name": model_name, "unload": True}
 
-        @app.post(CONTROL_PREFIX + "models/{model_name}/load")
-        async def load(model_name: str) -> dict[str, Any]:
-            """Put an unloaded model back in service (admin key)."""
-            model_named(model_name).ready = True
-            log.warning("model %s loaded through model control", model_name)
-            return {"name": model_name, "load": True}
+def _control_routes(app: FastAPI, model_named: ModelNamed) -> None:
+    """Model control, mounted only when admin keys are configured (`Access` then asks
+    for one on these paths)."""
+    @app.post(CONTROL_PREFIX + "models/{model_name}/unload")
+    async def unload(model_name: str) -> dict[str, Any]:
+        """Take a model out of service (admin key): 503 on its routes, readiness
+        false, until `load`."""
+        model_named(model_name).ready = False
+        log.warning("model %s unloaded through model control", model_name)
+        return {"name": model_name, "unload": True}
 
-    app.add_api_route("/metrics", metrics_handler, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/", live, methods=["GET"], include_in_schema=False)
+    @app.post(CONTROL_PREFIX + "models/{model_name}/load")
+    async def load(model_name: str) -> dict[str, Any]:
+        """Put an unloaded model back in service (admin key)."""
+        model_named(model_name).ready = True
+        log.warning("model %s loaded through model control", model_name)
+        return {"name": model_name, "load": True}
+
+
+def _include_kserve(app: FastAPI, dataplane: DataPlane) -> None:
+    """KServe's V1 and V2 routes, less those this app answers itself, its model
+    control and its version-addressed routes."""
     ours = {(route.path, method) for route in app.router.routes
             if isinstance(route, APIRoute) for method in route.methods or ()}
     for router in _kserve_routers(dataplane):
@@ -249,8 +277,6 @@ def build_app(models: list[BaseKServeModel], health: Health, access: Access) -> 
             and not route.path.startswith(CONTROL_PREFIX) and "/versions/" not in route.path
             and not {(route.path, m) for m in route.methods or ()} & ours]
         app.include_router(router)
-    _handle_errors(app)
-    return _KeepConnection(app, access)
 
 
 class _Routers:
