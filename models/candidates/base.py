@@ -1,10 +1,10 @@
 """What every candidate generator offers, what a served one (a `CandidateSource`)
 adds, and top-k selection with seen items excluded.
 
-A source serves two shapes through one interface: a batch of users from their
-histories (`score_users`: evaluation on fresh windows, batch recommendations) and
-one user per request (`retrieve`, on a `UserHistory`). models/sources.py registers
-the sources a version trains and serves; models/README.md says how to add one."""
+Training scores its own users (`score`, `recommend`); serving asks a source for one
+user at a time (`retrieve`, on a `UserHistory`), and a batch of users is that, user
+by user (models/served.py). models/sources.py registers the sources a version trains
+and serves; models/README.md says how to add one."""
 
 from __future__ import annotations
 
@@ -35,20 +35,11 @@ class TrainingData:
     events: pd.DataFrame
     items: pd.DataFrame  # one row per column of `matrix`, in order
     user_ids: np.ndarray  # one id per row of `matrix`, in order
-    as_of: pd.Timestamp | None = None  # `now`, when not the last event's time
 
     @property
     def now(self) -> pd.Timestamp:
-        if self.as_of is not None:
-            return self.as_of
         return pd.Timestamp(self.events["timestamp"].max())
 
-    def rows(self, block: np.ndarray) -> TrainingData:
-        """These rows' users only (their matrix rows and events), in `block` order, as of
-        the same `now`."""
-        user_ids = self.user_ids[block]
-        return TrainingData(self.matrix[block], self.events[self.events["user_id"].isin(
-            set(user_ids))], self.items, user_ids, self.now)
 
 
 class CandidateGenerator(ABC):
@@ -80,14 +71,6 @@ class CandidateGenerator(ABC):
             ids.append(top_ids)
             scores.append(top_scores)
         return np.vstack(ids), np.vstack(scores)
-
-
-def embedding_of(generator: CandidateGenerator) -> np.ndarray:
-    """The item vectors of a source that must have them."""
-    vectors = generator.embedding()
-    if vectors is None:
-        raise TypeError(f"the {generator.name} source has no item vectors")
-    return vectors
 
 
 @dataclass(frozen=True)
@@ -169,12 +152,6 @@ class CandidateSource(CandidateGenerator):
         process does not retrieve)."""
 
     @abstractmethod
-    def score_users(self, data: TrainingData) -> np.ndarray:
-        """Dense (len(data.user_ids), items) float32 scores for these users from their
-        histories in `data` (events and positives over the version's catalog), after
-        `prepare`: a batch of users who may be new since training."""
-
-    @abstractmethod
     def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """One user's n best item columns and their scores, best first, `seen` columns
@@ -184,22 +161,6 @@ class CandidateSource(CandidateGenerator):
         """(items,) every item's similarity to this one, for sources with a `signal`
         (after `prepare`)."""
         raise NotImplementedError(f"the {self.name} source gives no similar-items signal")
-
-    def recommend_users(self, data: TrainingData, n: int, include_seen: bool = False
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """`score_users`' top n per user, SCORE_CHUNK users at a time, their positives
-        left out unless `include_seen`."""
-        ids, scores = [], []
-        for block in chunks(np.arange(len(data.user_ids))):
-            block_scores = self.score_users(data.rows(block))
-            if not include_seen:
-                exclude(block_scores, data.matrix[block])
-            top_ids, top_scores = top_k(block_scores, n)
-            ids.append(top_ids)
-            scores.append(top_scores)
-        if not ids:
-            return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
-        return np.vstack(ids), np.vstack(scores)
 
 
 def closest(vectors: np.ndarray, index: ItemIndex | None, query: np.ndarray, n: int,
@@ -278,9 +239,6 @@ class HistoryScorer(CandidateSource):
     @abstractmethod
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Dense (n, items) float32 scores; higher is better."""
-
-    def score_users(self, data: TrainingData) -> np.ndarray:
-        return self.score_history(data.matrix)
 
     def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:

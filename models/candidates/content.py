@@ -126,9 +126,6 @@ class ContentSimilarity(HistoryScorer):
     def catalog_size(self) -> int:
         return len(self.vectors)
 
-    def score_users(self, data: TrainingData) -> np.ndarray:
-        return self.score_history(self.decayed_history(data))
-
     def prepare(self, training: TrainingData, search: bool) -> None:
         """Each training user's decayed weights, and an ANN index when serving searches
         (about 3 s for 10k items: versions carry none)."""

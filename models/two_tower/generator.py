@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from models.candidates.base import (
@@ -17,12 +16,10 @@ from models.candidates.base import (
     UserHistory,
     closest,
 )
-from models.interactions import positive_pairs
 from models.text_embeddings import TextEmbedder, item_text
 from models.two_tower.ann import ItemIndex
 from models.two_tower.data import (
     HISTORY,
-    histories,
     item_features,
     pad_history,
     training_examples,
@@ -94,33 +91,14 @@ class TwoTowerGenerator(CandidateSource):
         return self.item_vectors
 
     def prepare(self, training: TrainingData, search: bool) -> None:
-        """`training.user_ids` are the users of `user_vectors`, in order."""
-        self._known = pd.Index(training.user_ids)
+        """Its own ANN index when `search`; unit item vectors for similar-items. (A known
+        user's row in `training` is their row of `user_vectors`.)"""
         self._search = search
         self._unit = unit_rows(self.item_vectors)
 
     def similar_to(self, column: int) -> np.ndarray:
         """Cosines between item vectors: items the same users pick."""
         return self._unit @ self._unit[column]
-
-    def score_users(self, data: TrainingData) -> np.ndarray:
-        return self.users_vectors(data) @ self.item_vectors.T
-
-    def users_vectors(self, data: TrainingData) -> np.ndarray:
-        """Trained vectors for known users; the rest embedded from their most recent
-        positives, as training builds histories (after `prepare`)."""
-        rows = self._known.get_indexer(pd.Index(data.user_ids))
-        out = np.empty((len(rows), self.user_vectors.shape[1]), dtype=np.float32)
-        known = rows >= 0
-        out[known] = self.user_vectors[rows[known]]
-        if (~known).any():
-            new = data.user_ids[~known]
-            pairs = positive_pairs(data.events[data.events["user_id"].isin(set(new))])
-            _, final = histories(pairs, pd.Index(data.items["item_id"]), pd.Index(new))
-            padded = np.stack([pad_history(final.get(str(u), np.zeros(0, np.int64)))
-                               for u in new])
-            out[~known] = self.embed_histories(padded)
-        return out
 
     def user_vector(self, row: int, fresh: list[int]) -> np.ndarray:
         """One user's vector: trained for training row `row`, else embedded from their
