@@ -177,12 +177,12 @@ class ServedModel:
         fresh items (`fresh_items`) and features as of `at`; the blend's unique slots
         are then shared among them (the module's docstring)."""
         fresh = self.fresh_items(events, user_ids)
+        wanted = np.asarray(list(user_ids), dtype=object)
         users, items, scores = [], [], []
         retrieved = [self.retrieve(u, fresh.get(u, []), at, include_seen) for u in user_ids]
         pooled = np.unique(np.concatenate([np.zeros(0, np.int64), *(
             ids[ids >= 0] for r in retrieved for ids, _ in r.lists.values())]))
-        rows = OfflineRows(join, np.asarray(list(user_ids), dtype=object),
-                           self.bundle.item_ids[pooled], at)
+        rows = OfflineRows(join, wanted, self.bundle.item_ids[pooled], at)
         for n, (user, got) in enumerate(zip(user_ids, retrieved, strict=True)):
             if got.lists:
                 scored = self.rank(got, rows.user(user), rows, at, len(self.items))
@@ -194,7 +194,7 @@ class ServedModel:
                             np.zeros(0, dtype=object), self.bundle.item_ids)
         flat_users = np.concatenate(users)
         order = np.unique(flat_users)
-        ids = np.asarray(list(user_ids), dtype=object)[order]
+        ids = wanted[order]
         top, values = ranked_lists(flat_users, np.concatenate(items), np.concatenate(scores),
                                    order, k, self.bundle.blend.head, visit_order(ids))
         return as_table(top, values, ids, self.bundle.item_ids)

@@ -78,6 +78,8 @@ def affinity_source(sources: Mapping[str, CandidateSource]) -> TwoTowerGenerator
     return tower
 
 
-def reasons() -> dict[str, str]:
-    """Why a served item is shown, by the source that found it."""
-    return {name: source.reason for name, source in SOURCES.items()}
+def reason_of(name: str) -> str | None:
+    """Why a served item is shown, when the source named `name` found it; None for a
+    name no source has."""
+    source = SOURCES.get(name)
+    return None if source is None else source.reason

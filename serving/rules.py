@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from models.sources import reasons
+from models.sources import reason_of
 
 DIVERSITY = ("mmr", "category_cap", "none")
 # Why an item is shown, by what put it there: serving's own paths here, the candidate
@@ -115,7 +115,7 @@ def apply_rules(candidates: Candidates, k: int, exclude: Sequence[str],
 
 def reason(source: str) -> str:
     """The words a served item shows for a source that found it (its name when none)."""
-    return SERVING_REASONS.get(source) or reasons().get(source, source)
+    return SERVING_REASONS.get(source) or reason_of(source) or source
 
 
 def _explores(request_key: str, rate: float) -> bool:
