@@ -34,8 +34,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 
+from contracts.promotion import Canary
 from models.evaluation.canary import Traffic, check, simulate_traffic, timed_out
-from recstack.promotion import Canary
 
 POLICY = Canary()
 

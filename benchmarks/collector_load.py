@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import Server
 
 from recstack.processes import free_port
-from recstack.redis_address import RedisAddress
-from serving.event_stream import APPEND_UNSEEN, seen_key, stream_key
+from serving.events.stream import APPEND_UNSEEN, seen_key, stream_key
+from stores.redis_address import RedisAddress
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"

@@ -40,13 +40,13 @@ from collector_load import REDIS, synthetic_batches
 from consumer_lag import ENV, POST_BATCH, PROJECT, build_world, lag, post_paced
 from serve_load import OUT, Server
 
+from contracts.settings import Settings
 from models.data.dataset import read_dataset
 from models.data.event_log import stream_parts
 from models.features.build import user_realtime
-from recstack.feature_store import online_features, open_store
-from recstack.redis_address import RedisAddress
-from recstack.settings import Settings
-from serving.consumer import group_progress
+from serving.events.consumer import group_progress
+from stores.feature_store import online_features, open_store
+from stores.redis_address import RedisAddress
 
 REALTIME = ("recent_items", "session_id", "session_event_count", "last_event_type",
             "last_event_ts")

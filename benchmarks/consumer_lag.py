@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector_load import API_KEY, REDIS, synthetic_batches, unlink_matching
 from serve_load import OUT, Server, _run
 
-from recstack.redis_address import RedisAddress
-from serving.consumer import group_progress
+from serving.events.consumer import group_progress
+from stores.redis_address import RedisAddress
 
 PROJECT = "recstack_bench_lag"
 ENV = {"RECSTACK_REDIS": REDIS, "RECSTACK_FEAST_PROJECT": PROJECT,

@@ -47,8 +47,8 @@ from serve_load import OUT, ROOT, Server, _run
 
 from models.data.event_log import read_stream_events
 from recstack.processes import free_port
-from recstack.redis_address import RedisAddress
-from serving.consumer import group_progress
+from serving.events.consumer import group_progress
+from stores.redis_address import RedisAddress
 
 PROJECT = "recstack_faults"
 KEY = "faults-bench-key"

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from contracts.settings import Settings
 from models.data.synthetic import GenerateConfig, generate
 from models.features.build import build_features
-from recstack.feature_store import (
+from stores.feature_store import (
     MATERIALIZE_ENGINES,
     RedisAddress,
     apply_definitions,
@@ -38,7 +39,6 @@ from recstack.feature_store import (
     materialize_all,
     open_store,
 )
-from recstack.settings import Settings
 
 
 @dataclass

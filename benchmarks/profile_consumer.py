@@ -29,13 +29,13 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector_load import REDIS, synthetic_batches
 
+from contracts.settings import Settings
 from models.data.synthetic import GenerateConfig, generate
 from models.features.build import build_features
-from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
-from recstack.settings import Settings
-from serving.consumer import ConsumerConfig, build_consumer
-from serving.event_stream import stream_key
-from serving.events import parse_events
+from serving.events.consumer import ConsumerConfig, build_consumer
+from serving.events.event import parse_events
+from serving.events.stream import stream_key
+from stores.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"

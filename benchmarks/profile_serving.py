@@ -35,12 +35,12 @@ from serve_load import ENV, OUT, world_paths
 
 os.environ.update(ENV)
 
+from contracts.settings import Settings
 from models.timing import Timings
-from recstack.registry import Registry
-from recstack.settings import Settings
 from serving.features import open_serving_store
 from serving.recommender import DEPTH, Recommender
 from serving.requests import RecommendRequest
+from stores.registry import Registry
 
 
 def main() -> None:

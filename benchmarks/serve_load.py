@@ -67,9 +67,9 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
-from recstack.feature_store import RedisAddress
 from recstack.processes import Service, free_port, ray_stop
 from serving.cache import key_prefix
+from stores.feature_store import RedisAddress
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"

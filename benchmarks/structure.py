@@ -3,12 +3,12 @@
 Usage:
     python benchmarks/structure.py [--top 15]
 
-Per package (models, serving, recstack, with recstack/cli apart): files, lines,
-functions over 60 lines, `type: ignore` comments, and reads of the environment
-(`os.environ`, `os.getenv`, `Settings.from_env`) outside the entry points
-(recstack/cli); then the longest functions, and the imports between layers (the
-shared contracts in recstack/ at the bottom, then models, serving, and the CLI on
-top), each arrow marked where it runs back up. Prints Markdown.
+Per package (contracts, stores, models, serving with serving/events apart,
+recstack with recstack/cli apart): files, lines, functions over 60 lines,
+`type: ignore` comments, and reads of the environment (`os.environ`, `os.getenv`,
+`Settings.from_env`); then the longest functions, and the imports between layers
+(contracts at the bottom, then feature_repo, stores, models, serving, and the CLI
+in recstack/ on top), each arrow marked where it runs back up. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "serving", "recstack", "recstack/cli")
+TOPS = ("contracts", "feature_repo", "stores", "models", "serving", "recstack")
+PACKAGES = ("contracts", "feature_repo", "stores", "models", "serving", "serving/events",
+            "recstack", "recstack/cli")
 LONG = 60
 IGNORE = re.compile(r"#\s*type:\s*ignore")
 ENVIRONMENT = re.compile(r"os\.environ|os\.getenv|from_env\(")
-LAYERS = ("contracts", "models", "serving", "cli")  # bottom to top
+LAYERS = TOPS  # bottom to top
 
 
 @dataclass
@@ -39,23 +41,23 @@ class Figures:
 
 def package_of(path: Path) -> str:
     relative = path.relative_to(ROOT).as_posix()
-    return "recstack/cli" if relative.startswith("recstack/cli/") else relative.split("/")[0]
+    for sub in ("recstack/cli", "serving/events"):
+        if relative.startswith(sub + "/"):
+            return sub
+    return relative.split("/")[0]
 
 
 def layer_of(module: str) -> str | None:
-    """The layer of a dotted module name; None outside the three packages."""
+    """The layer of a dotted module name (its top-level package); None outside ours."""
     top = module.split(".")[0]
-    if top == "recstack":
-        return "cli" if module.startswith("recstack.cli") or module == "recstack.__main__" \
-            else "contracts"
-    return top if top in ("models", "serving") else None
+    return top if top in LAYERS else None
 
 
 def imports_between_layers() -> dict[tuple[str, str], int]:
     """(importing layer, imported layer) -> distinct module pairs, function-level
     imports included."""
     pairs: set[tuple[str, str]] = set()
-    for top in ("models", "serving", "recstack"):
+    for top in TOPS:
         for path in sorted((ROOT / top).rglob("*.py")):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
             for node in ast.walk(ast.parse(path.read_text())):
@@ -73,7 +75,7 @@ def imports_between_layers() -> dict[tuple[str, str], int]:
 
 def measure() -> dict[str, Figures]:
     figures = {name: Figures() for name in PACKAGES}
-    for top in ("models", "serving", "recstack"):
+    for top in TOPS:
         for path in sorted((ROOT / top).rglob("*.py")):
             text = path.read_text()
             into = figures[package_of(path)]

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from models.ranker.exposure import user_hash
-from recstack.registry import Registry
+from stores.registry import Registry
 
 OUT = Path("benchmarks/out/two_stage")
 RECSTACK = str(Path(sys.executable).with_name("recstack"))

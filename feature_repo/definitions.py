@@ -34,7 +34,7 @@ NO_TTL = timedelta(0)
 # Real-time state older than this is no longer "real time": treat it as absent.
 REALTIME_TTL = timedelta(days=30)
 # Batch views built by models/features: every row is a snapshot stamped at a UTC midnight.
-# Point-in-time joins rely on it (recstack.feature_store.training_frame).
+# Point-in-time joins rely on it (stores.feature_store.training_frame).
 DAILY_SNAPSHOTS = {"snapshots": "daily"}
 
 

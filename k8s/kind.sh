@@ -247,7 +247,7 @@ spec:
     - name: probe
       image: $repo:$tag
       imagePullPolicy: Never
-      command: [python, -c, "from recstack.registry import Registry; print(Registry('$REGISTRY_PATH').latest().version)"]
+      command: [python, -c, "from stores.registry import Registry; print(Registry('$REGISTRY_PATH').latest().version)"]
       env: [{name: HOME, value: /tmp}]
       securityContext:
         allowPrivilegeEscalation: false

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts import feature_columns
+from contracts.feature_columns import ITEM_VIEWS, view_of
 from models.bundle import Bundle
 from models.candidates.base import Row, TrainingData, UserHistory, matrix_row
 from models.interactions import Index, positive_pairs, to_matrix
@@ -40,8 +42,6 @@ from models.ranker.features import FeatureJoin, crosses
 from models.ranker.item_rows import FeatureRows, ItemRows, OfflineRows, number
 from models.sources import affinity_source
 from models.timing import Timings, stage
-from recstack import feature_columns
-from recstack.feature_columns import ITEM_VIEWS, view_of
 
 
 @dataclass(frozen=True)

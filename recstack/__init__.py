@@ -1,3 +1,6 @@
-"""RecStack: contracts shared by offline (`models`) and online (`serving`) code, and the CLI."""
+"""RecStack's composition root: the `recstack` CLI (`recstack.cli`) and the
+processes it starts (`processes`). The top layer; nothing imports it but
+benchmarks and tests.
+"""
 
 __version__ = "0.1.0"

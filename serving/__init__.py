@@ -1,4 +1,5 @@
-"""Everything online: Ray Serve deployments, the KServe front, collector, cache, telemetry.
+"""Everything online: the request path (the KServe front, the Ray Serve graph,
+rules, cache, telemetry) here, and the event path in `serving.events`.
 
-`serving` may import `models` and `recstack`; never the other way round.
+`serving` may import `models`, `stores` and `contracts`; never the other way round.
 """

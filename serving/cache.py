@@ -29,7 +29,7 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from recstack.redis_address import RedisAddress
+from stores.redis_address import RedisAddress
 
 HIT, MISS, ERROR = "hit", "miss", "error"
 INVALIDATED = "__invalidated_at"

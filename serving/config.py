@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from recstack.yaml_file import load_model, problems
+from contracts.yaml_file import load_model, problems
 from serving.health import HealthConfig
 from serving.rules import RuleConfig
 

@@ -25,8 +25,7 @@ from kserve.ray import RayModel
 from pydantic import BaseModel
 from ray import serve
 
-from recstack.registry import Registry
-from recstack.settings import Settings
+from contracts.settings import Settings
 from serving.cache import ResponseCache, key_prefix
 from serving.config import ServeConfig
 from serving.front import Deployer, Front
@@ -40,6 +39,7 @@ from serving.requests import (
     parse_v2_recommend,
 )
 from serving.telemetry import telemetry
+from stores.registry import Registry
 
 log = logging.getLogger("recstack.serving")
 RECOMMENDER, SIMILAR_ITEMS, RANKER = "recommender", "similar-items", "ranker"
@@ -113,9 +113,9 @@ def _v2_response(request: InferRequest, answers: list[dict[str, Any]]) -> InferR
 def open_front(registry: Registry, config: ServeConfig, data_dir: Path | None,
                version: str | None, stage: str | None, settings: Settings) -> Front:
     """A started Front: every variant's graph deployed and running."""
-    from recstack.redis_address import RedisAddress
-    from serving.event_stream import EventStream
-    from serving.impressions import ImpressionLog
+    from serving.events.impressions import ImpressionLog
+    from serving.events.stream import EventStream
+    from stores.redis_address import RedisAddress
 
     cache, impressions = None, None
     address = RedisAddress.parse(settings.redis)

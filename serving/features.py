@@ -47,7 +47,7 @@ from models.ranker.item_rows import ItemRows, ItemTable
 from serving.config import ITEM_STALENESS_S, STORE_TIMEOUT_S
 
 if TYPE_CHECKING:
-    from recstack.settings import Settings
+    from contracts.settings import Settings
 
 log = logging.getLogger("recstack.serving")
 USER_SERVICE, ITEM_SERVICE = "user_online", "item_online"
@@ -279,8 +279,8 @@ def open_serving_store(data_dir: Path | None, settings: Settings,
     more itself, at once."""
     import tempfile
 
-    from recstack.feature_store import open_store
-    from recstack.registry import FEATURE_REGISTRY_FILE
+    from stores.feature_store import open_store
+    from stores.registry import FEATURE_REGISTRY_FILE
 
     if data_dir is None:
         if version_dir is None:

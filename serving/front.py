@@ -12,7 +12,7 @@ telemetry, and the last-resort fallback, in front of one Serve graph per version
   the stage pointers; a version that moved is deployed as a new Serve
   application beside the old one, traffic switches once it is running, and the
   old application is deleted when its in-flight requests are done.
-- Impressions (serving/impressions.py): every `recommender` answer, cached or
+- Impressions (serving/events/impressions.py): every `recommender` answer, cached or
   not, is logged to the events stream, item by item, without waiting.
 - Fallback: if the graph itself fails (a replica died), the answer is the
   version's trending list marked degraded, not a 5xx (empty under a category
@@ -38,15 +38,15 @@ from pydantic import BaseModel
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from recstack.registry import FALLBACK_FILE, Registry
-from recstack.settings import Settings
+from contracts.settings import Settings
 from serving.cache import ResponseCache
 from serving.config import ServeConfig, VariantConfig
+from serving.events.impressions import ImpressionLog
 from serving.graph import GraphArgs, build_app
-from serving.impressions import ImpressionLog
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
 from serving.telemetry import telemetry
+from stores.registry import FALLBACK_FILE, Registry
 
 log = logging.getLogger("recstack.serving")
 DRAIN_TIMEOUT_S = 30.0

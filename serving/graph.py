@@ -44,10 +44,10 @@ from ray.serve.deployment import Deployment
 from ray.serve.handle import DeploymentHandle
 from threadpoolctl import threadpool_limits
 
+from contracts.settings import Settings
 from models.bundle import load_bundle
 from models.served import Retrieved, ServedModel
 from models.timing import Timings, stage
-from recstack.settings import Settings
 from serving.config import GraphConfig, StoreOptions
 from serving.features import OnlineFeatureJoin, open_serving_store
 from serving.recommender import DEPTH, Recommender, read_user, version_of

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
+from contracts import feature_columns
 from models.bundle import load_bundle
 from models.candidates.popularity import Popularity
 from models.ranker.item_rows import ItemRows
@@ -32,13 +33,12 @@ from models.served import Scored, ServedModel
 from models.sources import affinity_source
 from models.timing import Timings, stage
 from models.vectors import unit_rows
-from recstack import feature_columns
-from recstack.registry import FALLBACK_FILE, MANIFEST, Manifest
 from serving.features import FeaturesUnavailable, OnlineFeatureJoin
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import Candidates, Pick, RuleConfig, apply_rules, reason
 from serving.similar import REASONS as SIMILAR_REASONS
 from serving.similar import SimilarItems
+from stores.registry import FALLBACK_FILE, MANIFEST, Manifest
 
 DEPTH = 200  # candidates ranked per request before the rules pick k
 CONTEXT_TRENDING = 50  # a context category's popular items put before global trending

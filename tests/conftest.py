@@ -15,7 +15,7 @@ import pytest
 from recstack.processes import free_port
 
 if TYPE_CHECKING:
-    from recstack.settings import Settings
+    from contracts.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MOVIELENS_SMALL = Path(os.environ.get("RECSTACK_MOVIELENS_SMALL",
@@ -64,7 +64,7 @@ def applied_copy(world: Path, into: Path, settings: Settings) -> Path:
     import shutil
 
     from models.features.build import build_features
-    from recstack.feature_store import apply_definitions, materialize_all, open_store
+    from stores.feature_store import apply_definitions, materialize_all, open_store
 
     shutil.copytree(world, into, ignore=shutil.ignore_patterns(
         "feature_store", "features", "events_stream"))
@@ -77,8 +77,8 @@ def applied_copy(world: Path, into: Path, settings: Settings) -> Path:
 @pytest.fixture()
 def redis_settings():
     """Settings that point at the test Redis db, flushed before the test."""
-    from recstack.feature_store import RedisAddress
-    from recstack.settings import Settings
+    from contracts.settings import Settings
+    from stores.feature_store import RedisAddress
 
     address = RedisAddress.parse(TEST_REDIS)
     if not address.reachable():

@@ -1,4 +1,4 @@
-"""Every module of models/, serving/ and recstack/ is listed in its package's
+"""Every module of contracts/, stores/, models/, serving/ and recstack/ is listed in its package's
 README.md, by its path (`ranker/model.py`) or a folder above it (`ranker/`): a new
 module without its line fails here, not in a newcomer's first hour."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "serving", "recstack")
+PACKAGES = ("contracts", "stores", "models", "serving", "recstack")
 
 
 def unlisted(package: str) -> list[str]:

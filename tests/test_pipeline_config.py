@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from models.evaluation.split import SPLITS
 from models.pipeline import PipelineConfig
 from models.sources import SOURCES
-from recstack.feature_store import JOIN_ENGINES
+from stores.feature_store import JOIN_ENGINES
 
 
 def test_literals_match_what_exists() -> None:

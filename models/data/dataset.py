@@ -18,8 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.data.event_log import forgotten_users, read_history, stream_parts
-from recstack.schemas import (
+from contracts.schemas import (
     EVENTS_FILE,
     EVENTS_SCHEMA,
     ITEMS_FILE,
@@ -27,6 +26,7 @@ from recstack.schemas import (
     USERS_FILE,
     USERS_SCHEMA,
 )
+from models.data.event_log import forgotten_users, read_history, stream_parts
 
 
 class DatasetExistsError(FileExistsError):

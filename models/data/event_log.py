@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recstack.schemas import EVENTS_FILE, EVENTS_SCHEMA, TIMESTAMP, USERS_FILE
+from contracts.schemas import EVENTS_FILE, EVENTS_SCHEMA, TIMESTAMP, USERS_FILE
 
 log = logging.getLogger(__name__)
 

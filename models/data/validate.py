@@ -2,7 +2,7 @@
 
 Each `normalize_*` function takes a raw DataFrame as read from a user's file
 (strings, numbers, lists, dicts, in any mix), coerces every column to the
-contract in `recstack.schemas`, and returns the valid rows together with one
+contract in `contracts.schemas`, and returns the valid rows together with one
 `Issue` per bad cell. Nothing is dropped without an issue naming the file, the
 line or row, and the field. Checks are vectorised so 100k-row files validate in
 well under a second.
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recstack.schemas import EVENT_TYPES
+from contracts.schemas import EVENT_TYPES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Canary against control on live traffic: promote, wait or roll back.
 
 `recstack rollout check` runs `check` on the events logged since the canary started:
-the impressions `recstack serve` wrote (serving/impressions.py) and the clicks, carts
+the impressions `recstack serve` wrote (serving/events/impressions.py) and the clicks, carts
 and purchases that carry an answer's `request_id` (attributed as in
 models/evaluation/online.py). The two arms are told apart by the impressions'
 `variant` (serve.yaml's `control` and `canary`), or by their `model_version` where each
@@ -14,7 +14,7 @@ d +- 1.96 sqrt(p1 (1 - p1) / n1 + p2 (1 - p2) / n2): unpooled, because the quest
 is not whether the two are equal but where the difference lies.
 
 The rules, in this order (thresholds: promotion.yaml `canary:`, every field described
-in recstack/promotion.py `Canary`):
+in contracts/promotion.py `Canary`):
 
 1. Serving health, when given (`serving_health` reads it from `recstack serve`'s
    /metrics): the canary's error rate (degraded answers over answered requests)
@@ -53,6 +53,8 @@ import numpy as np
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts.promotion import Canary
+from contracts.schemas import EVENT_FIELDS
 from models.evaluation.online import (
     Z95,
     Interval,
@@ -63,8 +65,6 @@ from models.evaluation.online import (
 from models.evaluation.online import (
     _sessions as sessions,
 )
-from recstack.promotion import Canary
-from recstack.schemas import EVENT_FIELDS
 
 Action = Literal["promote", "wait", "rollback"]
 ArmsBy = Literal["variant", "model_version"]
@@ -418,9 +418,9 @@ PURCHASE_DELAY_S = 120.0  # and from the click to a purchase
 
 def simulate_traffic(traffic: Traffic, requests: int, seed: int,
                      start: pd.Timestamp = SIMULATION_START) -> pd.DataFrame:
-    """Seeded events in the events schema (recstack/schemas.py, columns in order): per
+    """Seeded events in the events schema (contracts/schemas.py, columns in order): per
     request `items_per_request` impressions (id `REQUEST:POSITION`, context with
-    position, variant, model version and sources, as serving/impressions.py writes
+    position, variant, model version and sources, as serving/events/impressions.py writes
     them), then a click per clicked impression and a purchase (with a `value`) per
     bought one, each with the answer's `request_id` and the item."""
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """The promotion gates: a candidate against the stage's current version, both scored
 on the same fresh window (models/evaluation/fresh.py), with promotion.yaml's
-thresholds (recstack/promotion.py says what each one means).
+thresholds (contracts/promotion.py says what each one means).
 
 Each gate is one row: candidate, current, threshold, passed, and a note. A gate
 that cannot decide (no current version to compare with, too little logged
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from contracts.promotion import Policy
 from models.evaluation.fresh import Scored, segment_columns
-from recstack.promotion import Policy
 
 BOOTSTRAP_SEED = 7
 

@@ -4,7 +4,7 @@ before any A/B test: self-normalised inverse propensity scoring (SNIPS).
 When a request explores, serving puts one item, drawn uniformly from a logged
 pool (the next `explore_pool` candidates of the serving model), into the
 exploration slot, and the impression's context records the draw's propensity
-(1 / the pool's size) and the pool (serving/rules.py, serving/impressions.py).
+(1 / the pool's size) and the pool (serving/rules.py, serving/events/impressions.py).
 The candidate's policy for that slot is its highest-ranked item of the pool
 (uniform over the pool when it ranks none of them), so each logged impression
 weighs w = pi1(shown | context) / propensity, and

@@ -2,7 +2,7 @@
 (impressions) and what users did with it (events that carry the answer's
 `request_id`).
 
-An impression is one recommended item of one answer (serving/impressions.py
+An impression is one recommended item of one answer (serving/events/impressions.py
 writes them: context with position, variant, model version). A click,
 add-to-cart or purchase is attributed to an impression when it carries the
 impression's `request_id` and names the same item; an attributed purchase's

@@ -2,7 +2,7 @@
 
 Both sides fold events through `RealtimeState.add`: `models.features.build.user_realtime`
 over the whole history (the offline rows training joins), and the stream consumer
-(`serving.realtime_sink`) onto the user's current online row. Sharing the step is
+(`serving.events.realtime_sink`) onto the user's current online row. Sharing the step is
 what keeps training and serving in agreement.
 
 Impressions are not the user's actions: every recommendation response is logged as

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from recstack import feature_columns
-from recstack.feature_store import training_frame
+from contracts import feature_columns
+from stores.feature_store import training_frame
 
 DAY_S = 86_400.0
 
@@ -23,7 +23,7 @@ FeatureJoin = Callable[[pd.DataFrame], pd.DataFrame]
 
 def store_join(store: FeatureStore, engine: str = "asof") -> FeatureJoin:
     """Point-in-time features from the offline store, with
-    `recstack.feature_store.training_frame`'s join `engine`."""
+    `stores.feature_store.training_frame`'s join `engine`."""
     return lambda entity: training_frame(store, entity, "ranker", engine=engine)
 
 

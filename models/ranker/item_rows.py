@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from recstack.feature_columns import ITEM_VIEWS, view_of
+from contracts.feature_columns import ITEM_VIEWS, view_of
 
 
 def number(value: Any) -> float:

@@ -11,7 +11,7 @@ from recstack.cli.console import EXIT_INVALID_INPUT, fail
 if TYPE_CHECKING:  # pandas is imported where a check needs it: --help stays fast
     import pandas as pd
 
-    from recstack.settings import Settings
+    from contracts.settings import Settings
 
 
 def output_file(option: str, path: Path, suffixes: tuple[str, ...] = ()) -> None:
@@ -44,8 +44,8 @@ def settings() -> Settings:
     library below never reads it. A bad value is the user's input, not a crash."""
     from pydantic import ValidationError
 
-    from recstack.settings import Settings
-    from recstack.yaml_file import problems
+    from contracts.settings import Settings
+    from contracts.yaml_file import problems
 
     try:
         return Settings.from_env()

@@ -22,7 +22,7 @@ def collect(
     # Imported here: the CLI's --help stays fast.
     import uvicorn
 
-    from serving.collector import CollectorConfigError, CollectorSettings, create_app
+    from serving.events.collector import CollectorConfigError, CollectorSettings, create_app
 
     try:
         settings = CollectorSettings.from_env(insecure_no_auth=insecure_no_auth)

@@ -1,4 +1,4 @@
-"""`recstack consume`: the stream consumer (serving/consumer.py) for one data directory."""
+"""`recstack consume`: the stream consumer (serving/events/consumer.py) for one data directory."""
 
 from __future__ import annotations
 
@@ -49,8 +49,7 @@ def consume(
     import threading
     import time
 
-    from recstack.feature_store import OnlineStoreUnavailable
-    from serving.consumer import (
+    from serving.events.consumer import (
         ConsumerConfig,
         NotApplied,
         build_consumer,
@@ -58,6 +57,7 @@ def consume(
         default_name,
         stop_on_signals,
     )
+    from stores.feature_store import OnlineStoreUnavailable
 
     config = ConsumerConfig(group=group, name=name or default_name(), batch=batch,
                             claim_idle_s=claim_idle, compact_every_s=compact_every * 60,

@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from contracts.schemas import EVENT_FIELDS, ITEM_FIELDS, USER_FIELDS, describe
 from models.data.dataset import (
     Dataset,
     DatasetExistsError,
@@ -22,7 +23,6 @@ from models.data.validate import DataValidationError, Validated
 from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, progress_bar
 from recstack.cli.usage import App
-from recstack.schemas import EVENT_FIELDS, ITEM_FIELDS, USER_FIELDS, describe
 
 app = App(help="Bring data in: synthetic, MovieLens, or your own events.",
           no_args_is_help=True)

@@ -135,7 +135,7 @@ def _shown_recommendations(recs: pd.DataFrame, known: set[str]) -> str:
 def _write_report(registry: str, report: Path) -> None:
     from models.evaluation.compare import KS
     from models.evaluation.report import render
-    from recstack.registry import Registry
+    from stores.registry import Registry
 
     manifest = Registry(registry).resolve(stage="dev")
     report.write_text(render(manifest.version, manifest.metrics, list(KS)))

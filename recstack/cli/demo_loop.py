@@ -34,10 +34,10 @@ import httpx
 import pandas as pd
 from redis import Redis, RedisError
 
+from contracts.settings import Settings
 from recstack.cli.console import console, fail, progress_bar
 from recstack.processes import Service, ServiceExited, free_port
-from recstack.redis_address import RedisAddress
-from recstack.settings import Settings
+from stores.redis_address import RedisAddress
 
 # Two variants of the rules, half the users each; stage pointers are not re-read
 # (nothing is promoted during the demo).
@@ -50,7 +50,7 @@ variants:
 watch_interval_s: 0
 """
 RECOMMEND = "/v1/models/recommender:predict"
-GROUP = "recstack-consumers"  # serving.consumer.DEFAULT_GROUP, `recstack consume`'s default
+GROUP = "recstack-consumers"  # serving.events.consumer.DEFAULT_GROUP, `recstack consume`'s default
 K = 10
 POST_BATCH = 250  # events per POST to the collector (it takes up to 1,000)
 READY_TIMEOUT_S = 600.0  # Ray Serve's graphs load in about a minute on 2 cores
@@ -148,7 +148,7 @@ def _http_ok(client: httpx.Client, url: str) -> bool:
 
 def _consumer_joined(redis: Redis, project: str, name: str) -> bool:
     """The consumer has read from the stream as `name` (it is in its group)."""
-    from serving.event_stream import stream_key
+    from serving.events.stream import stream_key
 
     try:
         consumers = redis.xinfo_consumers(stream_key(project), GROUP)
@@ -350,8 +350,8 @@ def simulate(client: httpx.Client, services: Services, users: list[str],
 def stream_counts(redis: Redis, project: str) -> tuple[int, int | None]:
     """(entries ever added to the events stream, entries the consumer group has not yet
     acknowledged; None before the group exists)."""
-    from serving.consumer import group_progress
-    from serving.event_stream import stream_key
+    from serving.events.consumer import group_progress
+    from serving.events.stream import stream_key
 
     try:
         added = int(redis.xinfo_stream(stream_key(project))["entries-added"])

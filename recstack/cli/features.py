@@ -11,7 +11,7 @@ import typer
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from recstack.settings import Settings
+    from contracts.settings import Settings
 
 from recstack.cli import checks
 from recstack.cli.console import console, errors, fail, progress_bar, steps
@@ -59,7 +59,7 @@ def run_build(data: Path) -> None:
 
 def run_apply(data: Path, engine: str, materialize: bool,
               settings: Settings) -> FeatureStore:
-    from recstack.feature_store import (
+    from stores.feature_store import (
         OnlineStoreUnavailable,
         apply_definitions,
         materialize_all,
@@ -123,7 +123,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_online(store: FeatureStore, user: str | None, item: str | None) -> dict[str, Any]:
-    from recstack.feature_store import online_features
+    from stores.feature_store import online_features
 
     result: dict[str, Any] = {}
     if user is not None:
@@ -146,7 +146,7 @@ def get(
         fail("give --user, --item or both", 2)
     _require_data(data)
     settings = checks.settings()
-    from recstack.feature_store import open_store  # Feast: after the checks
+    from stores.feature_store import open_store  # Feast: after the checks
 
     store = open_store(data, settings, announce=errors.print)
     console.print_json(json.dumps(read_online(store, user, item), default=str))

@@ -13,7 +13,7 @@ from rich.table import Table
 from recstack.cli import checks
 from recstack.cli.console import console, fail
 from recstack.cli.usage import App
-from recstack.registry import STAGES, Registry, RegistryError, Stage
+from stores.registry import STAGES, Registry, RegistryError, Stage
 
 app = App(help="Model versions and stages (dev, staging, prod) in a registry.",
           no_args_is_help=True)
@@ -130,7 +130,7 @@ def promote(version: str = typer.Argument(..., help="The version to point the st
     NDCG@10 and recall@20 non-inferiority (paired bootstrap over users), catalog
     coverage and long-tail floors, per-segment fairness, the in-process scoring p99, and
     the off-policy CTR estimate where enough exploration traffic was logged. The
-    thresholds are promotion.yaml's (every field: recstack/promotion.py). Exit codes: 0
+    thresholds are promotion.yaml's (every field: contracts/promotion.py). Exit codes: 0
     promoted, 4 refused by a gate or the stage order (the table says which), 1 another
     error (a concurrent change of the stage: run again), 2 bad input."""
     if since is not None:

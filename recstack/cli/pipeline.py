@@ -134,8 +134,8 @@ def _simulate(data: Path, control: str, canary: str, lift: float, seed: int) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from contracts.schemas import EVENTS_SCHEMA
     from models.evaluation.canary import Traffic, simulate_traffic
-    from recstack.schemas import EVENTS_SCHEMA
 
     traffic = Traffic(control_ctr=CONTROL_CTR, canary_ctr=CONTROL_CTR * (1 + lift),
                       canary_share=CANARY_PERCENT / 100, control_version=control,

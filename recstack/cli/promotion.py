@@ -4,7 +4,7 @@
 Both score versions on a window of events they have not seen
 (models/evaluation/fresh.py); promote scores the candidate and the stage's current
 version on the same window and decides with the gates (models/evaluation/gates.py)
-and promotion.yaml (recstack/promotion.py). A version's figures on a window are
+and promotion.yaml (contracts/promotion.py). A version's figures on a window are
 written beside it in the registry (`versions/<id>/evaluations/<window>/`), so a
 second promotion on the same window reuses them.
 """
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from rich.table import Table
 
+from contracts.promotion import Policy, PolicyError, load_policy
 from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail
-from recstack.promotion import Policy, PolicyError, load_policy
-from recstack.registry import (
+from stores.registry import (
     EVALUATIONS,
     RECS_FILE,
     Manifest,
@@ -34,7 +34,7 @@ from recstack.registry import (
 )
 
 if TYPE_CHECKING:
-    from recstack.settings import Settings
+    from contracts.settings import Settings
 
 EXIT_REFUSED = 4  # a gate failed: said in `models promote --help`
 GATED_STAGES = ("staging", "prod")  # dev takes any trained version
@@ -70,7 +70,7 @@ def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
     from models.evaluation.fresh import Window, window_users
     from models.ranker.features import store_join
     from recstack.cli.features import _features_stale, run_build
-    from recstack.feature_store import apply_definitions, open_store
+    from stores.feature_store import apply_definitions, open_store
 
     events = pd.read_parquet(data / "events.parquet")
     items = pd.read_parquet(data / "items.parquet")

@@ -34,7 +34,7 @@ from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail
 from recstack.cli.models import BY, REGISTRY, who
 from recstack.cli.usage import App
-from recstack.registry import (
+from stores.registry import (
     Action,
     Registry,
     RegistryError,
@@ -48,8 +48,8 @@ from recstack.registry import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from contracts.promotion import Canary
     from models.evaluation.canary import Decision, ServingHealth
-    from recstack.promotion import Canary
 
 app = App(help="Canary rollouts: a new version on part of a stage's traffic.",
           no_args_is_help=True)

@@ -9,7 +9,7 @@ import typer
 
 from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
-from recstack.registry import (
+from stores.registry import (
     FEATURE_REGISTRY_FILE,
     Manifest,
     Registry,
@@ -109,7 +109,7 @@ def serve(
 def same_project(registry: Registry, served: list[Manifest], project: str) -> None:
     """Each version's feature registry must hold the Feast project serving reads
     (RECSTACK_FEAST_PROJECT), or every replica would fail to start."""
-    from recstack.feature_store import snapshot_projects
+    from stores.feature_store import snapshot_projects
 
     for manifest in served:
         held = snapshot_projects(registry.fetch(manifest.version) / FEATURE_REGISTRY_FILE)

@@ -16,7 +16,7 @@ from rich.table import Table
 from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, steps
 from recstack.cli.train_config import check_workers, load_config, read_config
-from recstack.registry import (
+from stores.registry import (
     FALLBACK_FILE,
     FEATURE_REGISTRY_FILE,
     RECS_FILE,
@@ -121,7 +121,7 @@ def train(
     from models.pipeline import run
     from models.text_embeddings import TextEmbedder
     from recstack.cli.features import _features_stale, run_build
-    from recstack.feature_store import apply_definitions, open_store, registry_snapshot
+    from stores.feature_store import apply_definitions, open_store, registry_snapshot
 
     pipeline_config = load_config(config, workers, epochs)
     if _features_stale(data):
@@ -260,7 +260,7 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
     from models.ranker.features import store_join
     from models.served import ServedModel
     from recstack.cli.features import _features_stale, run_build
-    from recstack.feature_store import apply_definitions, open_store
+    from stores.feature_store import apply_definitions, open_store
 
     if data is None:
         data = Path(manifest.data_snapshot.get("data_dir", ""))

@@ -40,8 +40,8 @@ def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
     """PipelineConfig from an optional YAML/JSON file; a bad or unknown key is named."""
     from pydantic import ValidationError
 
+    from contracts.yaml_file import problems
     from models.pipeline import PipelineConfig
-    from recstack.yaml_file import problems
 
     raw = read_config(path)
     if epochs is not None:

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 from typer.testing import CliRunner
 
+from contracts.settings import Settings
 from models.bundle import load_bundle
 from models.candidates.base import HistoryScorer, TrainingData
 from models.ranker.features import store_join
@@ -22,10 +23,9 @@ from models.ranker.item_rows import OfflineRows
 from models.served import ServedModel
 from models.sources import SOURCES, register, unregister
 from recstack.cli import app
-from recstack.feature_store import open_store
-from recstack.registry import Registry
-from recstack.settings import Settings
 from serving.rules import reason
+from stores.feature_store import open_store
+from stores.registry import Registry
 from tests.cli.test_train import SMALL
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from contracts.settings import Settings
 from models.data.dataset import read_dataset
 from recstack.cli.demo_loop import run_loop, run_or_skip, unavailable
-from recstack.feature_store import RedisAddress
-from recstack.registry import Registry
-from recstack.settings import Settings
+from stores.feature_store import RedisAddress
+from stores.registry import Registry
 from tests.conftest import TEST_REDIS, applied_copy
 from tests.serving.conftest import served_version  # noqa: F401  (a fixture, used below)
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recstack.cli import app
-from recstack.registry import Manifest, Registry, new_version_id
+from stores.registry import Manifest, Registry, new_version_id
 
 runner = CliRunner()
 SUFFIXES = ("a1b2c3", "d4e5f6", "0719aa")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recstack.registry import Registry
+from stores.registry import Registry
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recstack.cli import app
-from recstack.registry import Registry
+from stores.registry import Registry
 from tests.cli.test_train import SMALL
 
 pytestmark = pytest.mark.integration

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from contracts.schemas import EVENTS_SCHEMA
 from models.evaluation.canary import Traffic, simulate_traffic
 from recstack.cli.rollout import EXIT_ROLLBACK, EXIT_UNDECIDED, app, read_events
-from recstack.registry import Manifest, Registry
-from recstack.schemas import EVENTS_SCHEMA
 from serving.config import load_config
+from stores.registry import Manifest, Registry
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200", "GITHUB_ACTOR": "ci-bot"}

@@ -11,13 +11,13 @@ import pytest
 import scipy.sparse as sp
 from typer.testing import CliRunner
 
+from contracts.settings import Settings
 from models.bundle import load_bundle
 from models.ranker.features import store_join
 from models.served import ServedModel
 from recstack.cli import app
-from recstack.feature_store import open_store
-from recstack.registry import Registry
-from recstack.settings import Settings
+from stores.feature_store import open_store
+from stores.registry import Registry
 
 pytestmark = pytest.mark.integration
 SMALL = {"per_source": {"two_tower": 40, "ease": 30, "item_knn": 20, "popularity": 10,

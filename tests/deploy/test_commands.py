@@ -30,7 +30,7 @@ import yaml
 
 from recstack.cli import app
 from recstack.processes import Service, free_port
-from recstack.registry import Registry
+from stores.registry import Registry
 from tests.deploy.conftest import ENVIRONMENTS, VALUE_SETS, render
 from tests.http_checks import wait_ok
 

@@ -112,7 +112,7 @@ def _handler(world: World) -> type[BaseHTTPRequestHandler]:
                 if self.headers.get("authorization") != f"Bearer {KEY}":
                     return send_json(self, 401, {"detail": "missing API key"})
                 events = body["events"]
-                for event in events:  # the fields serving/events.py Event accepts
+                for event in events:  # the fields serving/events/event.py Event accepts
                     assert set(event) <= {"event_id", "user_id", "item_id", "event_type",
                                           "value", "timestamp", "session_id", "request_id"}
                     assert event["event_type"] in {"click", "purchase"}
@@ -210,7 +210,7 @@ def test_fails_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_request_bodies_are_the_serving_contract() -> None:
-    from serving.events import Event
+    from serving.events.event import Event
     from serving.requests import RecommendRequest, parse_v1
 
     (parsed,) = parse_v1(smoke.v1_body("u1", 3), RecommendRequest)
@@ -270,10 +270,10 @@ def test_against_real_serve_collect_and_consume(small_world: Path, served_versio
 
     import httpx
 
+    from contracts.settings import Settings
     from recstack.cli.demo_loop import running, wait_ready
-    from recstack.feature_store import RedisAddress
-    from recstack.registry import Registry
-    from recstack.settings import Settings
+    from stores.feature_store import RedisAddress
+    from stores.registry import Registry
     from tests.conftest import TEST_REDIS, applied_copy
 
     address = RedisAddress.parse(TEST_REDIS)

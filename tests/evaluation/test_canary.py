@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from contracts.promotion import Canary
+from contracts.schemas import EVENTS_SCHEMA
 from models.evaluation.canary import (
     Action,
     ArmHealth,
@@ -23,8 +25,6 @@ from models.evaluation.canary import (
     serving_health,
     simulate_traffic,
 )
-from recstack.promotion import Canary
-from recstack.schemas import EVENTS_SCHEMA
 
 AT = pd.Timestamp("2026-12-01T09:00:00Z")
 POLICY = Canary()  # promotion.yaml's defaults: 2,000 per arm, margin 5%, 1% errors, 1.5x p99

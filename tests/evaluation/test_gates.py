@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contracts.promotion import Policy, PolicyError, load_policy
 from models.evaluation import gates
 from models.evaluation.fresh import Scored, segment_table
-from recstack.promotion import Policy, PolicyError, load_policy
 
 USERS = 600
 

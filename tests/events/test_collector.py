@@ -23,17 +23,17 @@ import uvicorn
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from contracts.settings import Settings
 from recstack.cli import app as cli
-from recstack.feature_store import RedisAddress
-from recstack.settings import Settings
 from serving.api_keys import ApiKeys
-from serving.collector import (
+from serving.events.collector import (
     MAX_BATCH,
     CollectorConfigError,
     CollectorSettings,
     create_app,
 )
-from serving.event_stream import seen_key, stream_key
+from serving.events.stream import seen_key, stream_key
+from stores.feature_store import RedisAddress
 from tests.redis_proxy import RedisProxy
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from recstack.feature_store import RedisAddress
 from serving.api_keys import ApiKeys
-from serving.collector import CollectorSettings, create_app
+from serving.events.collector import CollectorSettings, create_app
+from stores.feature_store import RedisAddress
 from tests.events.test_collector import running
 
 pytestmark = pytest.mark.integration

@@ -25,25 +25,25 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+from contracts.settings import Settings
 from models.data.dataset import read_dataset
 from models.data.event_log import read_stream_events, stream_parts
 from models.features.build import user_realtime
-from recstack.feature_store import (
-    RedisAddress,
-    online_features,
-    open_store,
-)
 from recstack.processes import Service
-from recstack.settings import Settings
 from serving.cache import INVALIDATED, key_prefix, user_key
-from serving.consumer import (
+from serving.events.consumer import (
     DEFAULT_GROUP,
     ConsumerConfig,
     StreamConsumer,
     build_consumer,
     dead_letter_key,
 )
-from serving.event_stream import stream_key
+from serving.events.stream import stream_key
+from stores.feature_store import (
+    RedisAddress,
+    online_features,
+    open_store,
+)
 from tests.conftest import TEST_REDIS, applied_copy
 
 pytestmark = pytest.mark.integration

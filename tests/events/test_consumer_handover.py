@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import redis
 
+from contracts.settings import Settings
 from models.data.event_log import EventLog
 from models.features.build import build_features
-from recstack.feature_store import apply_definitions, materialize_all, open_store
-from recstack.settings import Settings
-from serving.consumer import ConsumerConfig, StreamConsumer, build_consumer, next_count
-from serving.events import Event
-from serving.realtime_sink import online_key
-from serving.stream_entries import events_table
+from serving.events.consumer import ConsumerConfig, StreamConsumer, build_consumer, next_count
+from serving.events.event import Event
+from serving.events.realtime_sink import online_key
+from serving.events.stream_entries import events_table
+from stores.feature_store import apply_definitions, materialize_all, open_store
 from tests.events import test_consumer
 from tests.events.test_consumer import (
     AFTER,
@@ -48,7 +48,7 @@ def send(settings: Settings, event_id: str, item: str, seconds: int) -> None:
 
 
 def recent_items(world: Path, settings: Settings) -> list[str]:
-    from recstack.feature_store import online_features
+    from stores.feature_store import online_features
 
     store = open_store(world, settings, announce=lambda _: None)
     items: list[str] = online_features(store, "user_online",

@@ -19,13 +19,13 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from contracts.schemas import EVENTS_SCHEMA
+from contracts.settings import Settings
 from models.data.dataset import read_dataset
 from models.data.event_log import day_dir, hidden_ids, read_stream_events, write_part
 from recstack.cli import app as cli
-from recstack.schemas import EVENTS_SCHEMA
-from recstack.settings import Settings
-from serving.consumer import dead_letter_key
-from serving.event_stream import stream_key
+from serving.events.consumer import dead_letter_key
+from serving.events.stream import stream_key
 from tests.events import test_consumer
 from tests.events.test_consumer import (
     AFTER,

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from contracts.schemas import EVENTS_SCHEMA
 from models.data.dataset import read_dataset
 from models.data.event_log import (
     EventLog,
@@ -24,7 +25,6 @@ from models.data.event_log import (
 )
 from models.features.build import user_realtime
 from models.features.realtime import RealtimeState, epoch_seconds
-from recstack.schemas import EVENTS_SCHEMA
 from tests.features.handbuilt import write_handbuilt
 
 START = datetime(2026, 2, 1, 23, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts.schemas import EVENTS_FILE
 from models.data.event_log import EventLog, compact, forget_user, read_history
-from recstack.schemas import EVENTS_FILE
 from tests.events.test_event_log import events
 from tests.features.handbuilt import write_handbuilt
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from recstack.schemas import EVENT_FIELDS
-from serving.events import MAX_ID_LENGTH, Event, parse_events
+from contracts.schemas import EVENT_FIELDS
+from serving.events.event import MAX_ID_LENGTH, Event, parse_events
 
 VIEW = {"user_id": "u1", "item_id": "i1", "event_type": "view",
         "timestamp": "2024-05-01T12:00:00Z"}

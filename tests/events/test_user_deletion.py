@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from contracts.schemas import EVENTS_FILE, USERS_FILE
+from contracts.settings import Settings
 from models.data.dataset import read_dataset
 from models.data.event_log import (
     compact,
@@ -25,15 +27,13 @@ from models.data.event_log import (
     stream_parts,
     tombstone_dir,
 )
-from recstack.feature_store import RedisAddress, online_features, open_store
-from recstack.schemas import EVENTS_FILE, USERS_FILE
-from recstack.settings import Settings
 from serving.api_keys import ApiKeys
 from serving.cache import INVALIDATED, key_prefix, user_key
-from serving.collector import CollectorSettings, create_app
-from serving.event_stream import stream_key
-from serving.realtime_sink import online_key
-from serving.stream_entries import ForgetUser, PoisonMessage, parse_entry
+from serving.events.collector import CollectorSettings, create_app
+from serving.events.realtime_sink import online_key
+from serving.events.stream import stream_key
+from serving.events.stream_entries import ForgetUser, PoisonMessage, parse_entry
+from stores.feature_store import RedisAddress, online_features, open_store
 from tests.events import test_consumer
 from tests.events.test_collector import running
 from tests.events.test_consumer import AFTER, consumer, record, redis_client, xadd

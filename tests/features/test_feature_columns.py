@@ -1,12 +1,12 @@
-"""Every feature column read by name (recstack/feature_columns.py) is a feature of a
+"""Every feature column read by name (contracts/feature_columns.py) is a feature of a
 view the Feast repo defines, and the item views are the views keyed by item."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from contracts import feature_columns
 from feature_repo.definitions import build_definitions
-from recstack import feature_columns
 
 
 def test_every_named_column_is_a_defined_feature(tmp_path: Path) -> None:

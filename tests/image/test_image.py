@@ -29,10 +29,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from contracts.settings import Settings
 from recstack.processes import Service, free_port
-from recstack.registry import FEATURE_REGISTRY_FILE, MANIFEST
-from recstack.settings import Settings
+from stores.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from stores.registry import FEATURE_REGISTRY_FILE, MANIFEST
 from tests.serving.conftest import served_version  # noqa: F401  (a trained version)
 
 pytestmark = pytest.mark.image

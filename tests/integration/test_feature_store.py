@@ -10,8 +10,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from contracts.settings import Settings
 from models.features.build import build_features
-from recstack.feature_store import (
+from stores.feature_store import (
     JOIN_ENGINES,
     OnlineStoreUnavailable,
     apply_definitions,
@@ -20,7 +21,6 @@ from recstack.feature_store import (
     open_store,
     training_frame,
 )
-from recstack.settings import Settings
 from tests.conftest import TEST_POSTGRES
 from tests.features.handbuilt import write_handbuilt
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recstack.registry import (
+from stores.registry import (
     Manifest,
     Registry,
     RegistryError,

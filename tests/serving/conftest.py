@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from recstack.cli import app
-from recstack.feature_store import apply_definitions, materialize_all, open_store
-from recstack.registry import Registry
+from stores.feature_store import apply_definitions, materialize_all, open_store
+from stores.registry import Registry
 from tests.cli.test_train import SMALL
 from tests.serving.live_server import server  # noqa: F401  (the session's `recstack serve`)
 

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from contracts.settings import Settings
 from recstack.processes import Service, free_port
-from recstack.registry import Registry
-from recstack.settings import Settings
+from stores.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from stores.registry import Registry
 from tests.conftest import TEST_REDIS
 from tests.http_checks import wait_ok
 from tests.redis_proxy import RedisProxy

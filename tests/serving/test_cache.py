@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from recstack.feature_store import RedisAddress
-from recstack.settings import Settings
+from contracts.settings import Settings
 from serving.cache import ERROR, HIT, MISS, ResponseCache, invalidate, key_prefix
+from stores.feature_store import RedisAddress
 from tests.redis_proxy import RedisProxy
 
 ANSWER = {"items": [{"item_id": "i1", "score": 1.0, "sources": ["ease"], "reasons": []}],

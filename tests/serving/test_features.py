@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from models.features.build import build_features
-from recstack.feature_store import (
+from serving.features import OnlineFeatureJoin, ServiceReader
+from stores.feature_store import (
     apply_definitions,
     materialize_all,
     open_store,
     training_frame,
 )
-from serving.features import OnlineFeatureJoin, ServiceReader
 
 pytestmark = pytest.mark.integration
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from recstack.feature_store import RedisAddress
-from recstack.registry import Manifest, Registry
-from recstack.settings import Settings
+from contracts.settings import Settings
 from serving.cache import ResponseCache, key_prefix
 from serving.config import ServeConfig
 from serving.front import Front, Running, assign
 from serving.requests import RankRequest, RecommendRequest
 from serving.rules import RuleConfig
+from stores.feature_store import RedisAddress
+from stores.registry import Manifest, Registry
 
 
 def test_assignment_is_sticky_and_follows_the_weights() -> None:

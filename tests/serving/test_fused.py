@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recstack.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
-from recstack.registry import Registry
-from recstack.settings import Settings
+from contracts.settings import Settings
 from serving.features import open_serving_store
 from serving.recommender import Recommender
 from serving.requests import RecommendRequest
 from serving.rules import RuleConfig
+from stores.feature_store import RedisAddress, apply_definitions, materialize_all, open_store
+from stores.registry import Registry
 from tests.conftest import TEST_REDIS
 from tests.serving.live_server import _call, following_dev, serving
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from models.evaluation.off_policy import exploration_log
-from serving.events import MAX_CONTEXT_CHARS, Event
-from serving.impressions import BATCH_DELAY_S, ImpressionLog, impression_events
+from serving.events.event import MAX_CONTEXT_CHARS, Event
+from serving.events.impressions import BATCH_DELAY_S, ImpressionLog, impression_events
 from serving.rules import Candidates, RuleConfig, apply_rules
 
 

@@ -136,8 +136,8 @@ def test_ranker_reorders_the_callers_candidates(
 
 def test_redis_unreachable_gives_degraded_answers_not_errors(
         served_version: Path, small_world: Path, redis_settings) -> None:  # type: ignore[no-untyped-def]
-    from recstack.feature_store import RedisAddress, apply_definitions, materialize_all
     from serving.features import open_serving_store
+    from stores.feature_store import RedisAddress, apply_definitions, materialize_all
     from tests.redis_proxy import RedisProxy
 
     address = RedisAddress.parse(redis_settings.redis)

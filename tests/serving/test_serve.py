@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recstack.feature_store import RedisAddress
-from recstack.registry import Manifest
 from serving.cache import invalidate, key_prefix
-from serving.event_stream import stream_key
+from serving.events.stream import stream_key
+from stores.feature_store import RedisAddress
+from stores.registry import Manifest
 from tests.conftest import TEST_REDIS
 from tests.serving.live_server import FUZZ_EXAMPLES, PROJECT, Server, _call, _OtlpReceiver
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recstack.feature_store import apply_definitions, materialize_all, open_store
-from recstack.registry import FEATURE_REGISTRY_FILE, MANIFEST, Manifest, Registry
-from recstack.settings import Settings
+from contracts.settings import Settings
+from stores.feature_store import apply_definitions, materialize_all, open_store
+from stores.registry import FEATURE_REGISTRY_FILE, MANIFEST, Manifest, Registry
 from tests.conftest import TEST_REDIS
 from tests.serving.live_server import SERVE_YAML, _call, serving
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
-from recstack.feature_store import open_store
+from stores.feature_store import open_store
 from tests.conftest import applied_copy
 from tests.serving.served_lists import served_lists
 

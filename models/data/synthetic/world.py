@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contracts.schemas import GROUND_TRUTH_DIR
 from models.data.synthetic.vocabulary import (
     ADJECTIVES,
     BRANDS,
@@ -33,7 +34,6 @@ from models.data.synthetic.vocabulary import (
     PHRASES,
     SEGMENTS,
 )
-from recstack.schemas import GROUND_TRUTH_DIR
 
 DIMS = 16
 NOVELTY_DAYS = 7.0

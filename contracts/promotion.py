@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recstack.yaml_file import load_model
+from contracts.yaml_file import load_model
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "promotion.yaml"
 

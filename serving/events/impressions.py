@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from serving.event_stream import EventStream
-from serving.events import MAX_CONTEXT_CHARS, Event
+from serving.events.event import MAX_CONTEXT_CHARS, Event
+from serving.events.stream import EventStream
 from serving.telemetry import telemetry
 
 log = logging.getLogger("recstack.serving")

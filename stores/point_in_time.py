@@ -38,7 +38,7 @@ def _quoted(name: str) -> str:
 
 def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
                   ) -> pd.DataFrame:
-    """Same contract as `recstack.feature_store.training_frame`: one row out per row in,
+    """Same contract as `stores.feature_store.training_frame`: one row out per row in,
     in order, `entity_df`'s columns kept, features named `view__feature`."""
     out = entity_df.reset_index(drop=True)
     at = pd.to_datetime(out["event_timestamp"], utc=True).astype("datetime64[us, UTC]")

@@ -57,7 +57,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from models.features.build import user_realtime
 from models.features.realtime import NOT_ACTIONS, RealtimeState, epoch_seconds
 from serving.cache import invalidate_many
-from serving.events import Event
+from serving.events.event import Event
 from serving.features import entity_keys
 
 REALTIME_VIEW = "user_realtime"

@@ -25,9 +25,9 @@ import yaml
 from feast import FeatureStore, FeatureView, FileSource, RepoConfig
 
 import feature_repo
+from contracts.settings import Settings
 from feature_repo.definitions import DAILY_SNAPSHOTS, Definitions, build_definitions
-from recstack.redis_address import RedisAddress
-from recstack.settings import Settings
+from stores.redis_address import RedisAddress
 
 REPO_DIR = Path(feature_repo.__file__).parent
 STORE_DIR = "feature_store"
@@ -193,7 +193,7 @@ def training_frame(store: FeatureStore, entity_df: pd.DataFrame, service: str,
     out per row in, in order, with `entity_df`'s columns kept.
 
     Columns are named `view__feature`, since user and item views share stems such as
-    `views_7d`. `engine="asof"` is recstack.point_in_time's ASOF join over the same
+    `views_7d`. `engine="asof"` is stores.point_in_time's ASOF join over the same
     sources; `"feast"` is `get_historical_features`. Feast's join costs (rows x
     snapshots per key), so there each entity's views are joined once per distinct
     (key, time) and merged back; a view tagged as daily snapshots sees times floored
@@ -201,7 +201,7 @@ def training_frame(store: FeatureStore, entity_df: pd.DataFrame, service: str,
     midnight) and lets many examples share one lookup.
     """
     if engine == "asof":
-        from recstack.point_in_time import asof_features
+        from stores.point_in_time import asof_features
 
         return asof_features(store, entity_df, service)
     if engine != "feast":

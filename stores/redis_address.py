@@ -1,6 +1,6 @@
 """Where Redis is, in Feast's connection-string format, and a client for it.
 
-Apart from recstack.feature_store so that services that only talk to Redis (the
+Apart from stores.feature_store so that services that only talk to Redis (the
 event collector) do not import Feast (6 s of a 7 s start).
 """
 

@@ -1,7 +1,7 @@
 """Reading one entry of the events stream back into an `Event`, or saying why not.
 
 The collector writes each accepted event as `Event.to_json()` in the entry's
-`event` field (serving/event_stream.py): the `events` row, with `context` as JSON
+`event` field (serving/events/stream.py): the `events` row, with `context` as JSON
 text. Anything else in the stream (a hand-made XADD, another producer's bug) is a
 poison message: `parse_entry` raises `PoisonMessage` with a reason, and the
 consumer moves the entry to the dead-letter stream rather than stalling on it.
@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
-from recstack.schemas import EVENTS_SCHEMA
-from serving.events import MAX_ID_LENGTH, STORED, Event, describe
+from contracts.schemas import EVENTS_SCHEMA
+from serving.events.event import MAX_ID_LENGTH, STORED, Event, describe
 
 EVENT_FIELD = b"event"
 FORGET_FIELD = b"forget_user"

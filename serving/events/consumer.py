@@ -9,7 +9,7 @@ A Redis Streams consumer group (`recstack-consumers` by default) reads
 2. the offline sink appends the valid events to `DIR/events_stream/` (each event_id
    once, atomic files: models/data/event_log.py);
 3. the online sink pushes each affected user's real-time state to Feast and
-   invalidates their cached recommendations (serving/realtime_sink.py);
+   invalidates their cached recommendations (serving/events/realtime_sink.py);
 4. only then are the entries acknowledged (XACK).
 
 A `forget_user` entry (`DELETE /v1/users/{id}`) is applied where it stands in the
@@ -47,7 +47,7 @@ claim race could leave a duplicate row on disk, which readers and compaction dro
 and two folding events of one user at once can lose one of them online (each reads
 the row, folds its own events and writes; the later stamp wins). The online sink's
 memory of the states it pushed adds nothing to that: a row another consumer wrote
-since is read again (serving/realtime_sink.py). Sharding users across streams, one
+since is read again (serving/events/realtime_sink.py). Sharding users across streams, one
 consumer each, would be the way to scale out.
 """
 
@@ -69,20 +69,20 @@ from typing import Any
 
 import redis
 
+from contracts.settings import Settings
 from models.data.event_log import EventLog, compact, forget_user, hide_dead
-from recstack.feature_store import RedisAddress, open_store
-from recstack.settings import Settings
 from serving.cache import key_prefix
-from serving.event_stream import stream_key
-from serving.events import Event
-from serving.realtime_sink import REALTIME_VIEW, RealtimeSink
-from serving.stream_entries import (
+from serving.events.event import Event
+from serving.events.realtime_sink import REALTIME_VIEW, RealtimeSink
+from serving.events.stream import stream_key
+from serving.events.stream_entries import (
     EVENT_FIELD,
     ForgetUser,
     PoisonMessage,
     events_table,
     parse_entry,
 )
+from stores.feature_store import RedisAddress, open_store
 
 log = logging.getLogger("recstack.consumer")
 

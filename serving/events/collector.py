@@ -2,7 +2,7 @@
 
 Routes (FastAPI; the spec is at `/openapi.json`, browsable at `/docs`):
 - `POST /v1/events`: one event object, or `{"events": [...]}` with 1 to 1000.
-  Each event is validated on its own (`serving.events`): 202 once Redis has
+  Each event is validated on its own (`serving.events.event`): 202 once Redis has
   acknowledged the valid ones, with `{"accepted", "duplicates", "rejected"}`, each
   rejection an index and a reason that names the field (a batch whose events are
   all bad is still a 202, `accepted` 0: its items are checked one by one); 400
@@ -39,11 +39,11 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from recstack.redis_address import RedisAddress
-from recstack.settings import Settings
+from contracts.settings import Settings
 from serving.api_keys import ApiKeyError, ApiKeys
-from serving.event_stream import DEFAULT_DEDUPE_TTL_S, EventStream
-from serving.events import ID_PATTERN, MAX_ID_LENGTH, Event, parse_events
+from serving.events.event import ID_PATTERN, MAX_ID_LENGTH, Event, parse_events
+from serving.events.stream import DEFAULT_DEDUPE_TTL_S, EventStream
+from stores.redis_address import RedisAddress
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One incoming event, checked against the on-disk contract before it is accepted.
 
 `Event` is what the collector takes over HTTP; `Event.record()` is the row the
-`events` table (`recstack.schemas.EVENT_FIELDS`) holds, so that what lands in the
+`events` table (`contracts.schemas.EVENT_FIELDS`) holds, so that what lands in the
 stream can be written to parquet as is. `parse_events` validates a list of raw
 JSON objects one by one, so that a bad event rejects only itself, and names the
 bad field the way a client wrote it: `events[3].value: Input should be greater
@@ -53,7 +53,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from recstack.schemas import EVENT_FIELDS, EVENT_TYPES
+from contracts.schemas import EVENT_FIELDS, EVENT_TYPES
 
 MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1000
@@ -65,7 +65,7 @@ MAX_AHEAD = timedelta(days=1)  # clock skew of a client allowed into the future
 
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "search",
                     "impression"]
-assert get_args(EventType) == EVENT_TYPES, "EventType must list recstack.schemas.EVENT_TYPES"
+assert get_args(EventType) == EVENT_TYPES, "EventType must list contracts.schemas.EVENT_TYPES"
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -254,7 +254,7 @@ class Event(BaseModel):
 
 
 assert tuple(Event.model_fields) == tuple(f.name for f in EVENT_FIELDS), \
-    "Event must list recstack.schemas.EVENT_FIELDS, in order"
+    "Event must list contracts.schemas.EVENT_FIELDS, in order"
 
 
 def derive_event_id(content_json: str) -> str:

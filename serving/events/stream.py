@@ -1,7 +1,7 @@
 """The events' Redis Stream, appended to at most once per `event_id`.
 
 Stream `recstack:{project}:events`; each entry holds one event as JSON in its
-`event` field (`serving.events.Event.to_json`, the `events` row). Idempotency
+`event` field (`serving.events.event.Event.to_json`, the `events` row). Idempotency
 lives in Redis, not in the collector, so that any number of collector replicas
 and any client retry agree: one Lua script per batch claims
 `recstack:{project}:seen:{event_id}` with `SET NX EX` and appends the event only
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from serving.cache import key_prefix, queue_invalidation
-from serving.events import Event
+from serving.events.event import Event
 
 DEFAULT_DEDUPE_TTL_S = 7 * 24 * 3600
 
