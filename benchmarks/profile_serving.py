@@ -38,7 +38,7 @@ os.environ.update(ENV)
 from contracts.settings import Settings
 from models.timing import Timings
 from serving.features import open_serving_store
-from serving.recommender import DEPTH, Recommender
+from serving.recommender import Recommender
 from serving.requests import RecommendRequest
 from stores.registry import Registry
 
@@ -55,7 +55,6 @@ def main() -> None:
     registry = Registry(str(registry_dir))
     version = Path(registry.fetch(registry.resolve(stage="dev").version))
     recommender = Recommender(version, open_serving_store(data, Settings.from_env()))
-    scorer = recommender.scorer
     began = time.perf_counter()
     recommender.join.keep_fresh(recommender.bundle.item_ids)
     print(f"catalog item rows read in {time.perf_counter() - began:.1f} s")
@@ -66,13 +65,7 @@ def main() -> None:
                                  else f"new-{n}", k=10) for n in range(args.requests)]
 
     def run(request: RecommendRequest, n: int, timings: Timings) -> None:
-        at = pd.Timestamp.now(tz="UTC")
-        user, fresh, degraded = recommender.prepare(request.user_id, (), timings)
-        start = time.time_ns()
-        retrieved = scorer.retrieve(request.user_id, fresh, at)
-        timings["retrieve"] = (start, time.time_ns())
-        scored = scorer.rank(retrieved, user, recommender.join, at, DEPTH, timings)
-        recommender.answer(request, f"p-{n}", scored, degraded, timings=timings)
+        recommender.recommend(request, f"p-{n}", timings=timings)
 
     for n, request in enumerate(requests[:30]):  # warm-up: the item feature cache fills
         run(request, n, {})

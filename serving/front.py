@@ -15,9 +15,8 @@ telemetry, and the last-resort fallback, in front of one Serve graph per version
 - Impressions (serving/events/impressions.py): every `recommender` answer, cached or
   not, is logged to the events stream, item by item, without waiting.
 - Fallback: if the graph itself fails (a replica died), the answer is the
-  version's trending list marked degraded, not a 5xx (empty under a category
-  filter, which the front cannot check). A request whose graph was retired
-  under it is retried on the current one.
+  version's trending list marked degraded, not a 5xx (serving/trending.py). A
+  request whose graph was retired under it is retried on the current one.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -43,10 +41,10 @@ from serving.cache import ResponseCache
 from serving.config import ServeConfig, VariantConfig
 from serving.events.impressions import ImpressionLog
 from serving.graph import GraphArgs, build_app
-from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
 from serving.telemetry import telemetry
-from stores.registry import FALLBACK_FILE, Registry
+from serving.trending import Trending
+from stores.registry import Registry
 
 log = logging.getLogger("recstack.serving")
 DRAIN_TIMEOUT_S = 30.0
@@ -60,7 +58,7 @@ class Running:
     version: str
     app: str
     handle: DeploymentHandle
-    trending: list[str]
+    trending: Trending
     inflight: int = 0
 
 
@@ -93,8 +91,7 @@ class Deployer:
                                                self.config.graph,
                                                self.config.store_options())),
                            name=app, route_prefix=None)
-        trending = pd.read_parquet(local / FALLBACK_FILE).sort_values("rank")
-        return Running(version, app, handle, trending["item_id"].astype(str).tolist())
+        return Running(version, app, handle, Trending.read(local))
 
     def delete(self, running: Running) -> None:
         serve.delete(running.app)
@@ -249,7 +246,8 @@ class Front:
             except Exception:  # the graph failed: the last-resort answer, not a 5xx
                 log.exception("%s failed in version %s; answering with trending", endpoint,
                               running.version)
-                raw = _trending(endpoint, request, running, variant.config.name)
+                raw = running.trending.last_resort(request, running.version,
+                                                   variant.config.name)
         timings, candidates = raw.pop("timings", {}), raw.pop("candidates", 0)
         answer = raw | {"cached": False}
         if cache_field is not None and not answer["degraded"]:
@@ -283,27 +281,4 @@ class Front:
         if endpoint == "rank":
             return dict(await handle.rank.remote(body, name))
         return dict(await handle.similar.remote(body, name))
-
-
-def _trending(endpoint: str, request: BaseModel, running: Running, variant: str
-              ) -> dict[str, Any]:
-    common = {"request_id": uuid.uuid4().hex, "model_version": running.version,
-              "variant": variant, "degraded": True, "fallback": "trending"}
-    if isinstance(request, RankRequest):  # the caller's order, unscored
-        items: list[dict[str, Any]] = [
-            {"item_id": i, "score": None, "sources": [], "reasons": []}
-                 for i in dict.fromkeys(request.candidates)]
-        return {"items": items, **common}
-    skip: set[str] = set()
-    k = 10
-    if isinstance(request, RecommendRequest | SimilarItemsRequest):
-        k = request.k
-        skip = {*request.exclude_ids,
-                *(request.session_items if isinstance(request, RecommendRequest)
-                  else [request.item_id])}
-        if request.filters.category is not None:
-            k = 0  # the front cannot check categories: nothing rather than wrong items
-    picks = [i for i in running.trending if i not in skip][:k]
-    return {"items": [{"item_id": i, "score": None, "sources": ["trending"],
-                       "reasons": ["trending now"]} for i in picks], **common}
 

@@ -1,7 +1,7 @@
 """The Ray Serve graph of one model version: an ingress with `Retriever` and `Ranker`
 deployments, served behind KServe's `RayModel` (serving/endpoints.py).
 
-The ingress validates and awaits, nothing else: the Retriever reads the user's
+The ingress awaits, nothing else: the Retriever reads the user's
 online row and retrieves every source's top list; the Ranker reads the cached item
 rows, ranks, and applies the rules (serving/recommender.py), so the answer comes
 back whole. `ranker` requests take the same path with the caller's candidates;
@@ -46,11 +46,11 @@ from threadpoolctl import threadpool_limits
 
 from contracts.settings import Settings
 from models.bundle import load_bundle
-from models.served import Retrieved, ServedModel
-from models.timing import Timings, stage
+from models.served import ServedModel
+from models.timing import Timings
 from serving.config import GraphConfig, StoreOptions
 from serving.features import OnlineFeatureJoin, open_serving_store
-from serving.recommender import DEPTH, Recommender, read_user, version_of
+from serving.recommender import Found, Recommender, find, version_of
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
 
@@ -70,16 +70,6 @@ def use_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@dataclass(frozen=True)
-class Found:
-    """What the Retriever hands the Ranker: the user's online row, whether the store
-    failed reading it, and every source's top list."""
-
-    user: dict[str, Any]
-    degraded: bool
-    retrieved: Retrieved
-
-
 class Retriever:
     """The user's online row (their real-time items among it), then every source's top
     list. The row is read here, not in the ingress: the next step needs it at once,
@@ -95,7 +85,7 @@ class Retriever:
                                       store.item_staleness_s)
 
     def retrieve(self, query: Query) -> tuple[Found, Timings]:
-        return find(self.join, self.scorer, query)
+        return _find(self.join, self.scorer, query)
 
     def ready(self) -> bool:
         return True
@@ -112,15 +102,11 @@ def _at(at_ns: int) -> pd.Timestamp:
     return pd.Timestamp(at_ns, tz="UTC")
 
 
-def find(join: OnlineFeatureJoin, scorer: ServedModel, query: Query
-         ) -> tuple[Found, Timings]:
-    """The first stage: the user's online row, then every source's top list."""
+def _find(join: OnlineFeatureJoin, scorer: ServedModel, query: Query
+          ) -> tuple[Found, Timings]:
     user_id, session_items, at_ns = query
     timings: Timings = {}
-    user, fresh, degraded = read_user(join, user_id, session_items, timings)
-    with stage(timings, "retrieve"):
-        retrieved = scorer.retrieve(user_id, fresh, _at(at_ns))
-    return Found(user, degraded, retrieved), timings
+    return find(join, scorer, user_id, session_items, _at(at_ns), timings), timings
 
 
 class Ranker:
@@ -142,33 +128,25 @@ class Ranker:
         """`call`'s body: a validated `RecommendRequest`'s fields; its rules: a
         RuleConfig's."""
         body, at_ns, rules, variant, request_id = call
-        request = RecommendRequest.model_validate(body)
         found, timings = retrieved[0], dict(retrieved[1])
-        scored = self.recommender.scorer.rank(found.retrieved, found.user,
-                                              self.recommender.join, _at(at_ns), DEPTH,
-                                              timings)
-        answer = self.recommender.answer(request, request_id, scored, found.degraded,
-                                         RuleConfig(**(rules or {})), variant, timings)
-        return answer | {"timings": timings, "candidates": len(scored.items)}
+        answer = self.recommender.recommend(
+            RecommendRequest.model_validate(body), request_id, _at(at_ns), found,
+            RuleConfig(**(rules or {})), variant, timings)
+        return answer | {"timings": timings}
 
     def rank(self, retrieved: tuple[Found, Timings], call: Call) -> dict[str, Any]:
         body, at_ns, _, variant, request_id = call
-        request = RankRequest.model_validate(body)
         found, timings = retrieved[0], dict(retrieved[1])
-        columns, unknown = self.recommender.split_candidates(request)
-        scored = self.recommender.scorer.rank(found.retrieved, found.user,
-                                              self.recommender.join, _at(at_ns),
-                                              len(columns), timings, columns)
-        answer = self.recommender.ranked(request, request_id, scored, unknown,
-                                         found.degraded, variant)
-        return answer | {"timings": timings, "candidates": len(columns)}
+        answer = self.recommender.rank(RankRequest.model_validate(body), request_id,
+                                       _at(at_ns), found, variant, timings)
+        return answer | {"timings": timings}
 
     def ready(self) -> bool:
         return True
 
     def find(self, query: Query) -> tuple[Found, Timings]:
         """The Retriever's work, in this replica (fused graphs)."""
-        return find(self.recommender.join, self.recommender.scorer, query)
+        return _find(self.recommender.join, self.recommender.scorer, query)
 
     def recommend_fused(self, call: Call) -> dict[str, Any]:
         return self.recommend(self.find(_query(call)), call)
@@ -181,7 +159,7 @@ class Ranker:
         timings: Timings = {}
         answer = self.recommender.similar(SimilarItemsRequest.model_validate(body),
                                           request_id, variant, timings)
-        return answer | {"timings": timings, "candidates": len(answer["items"])}
+        return answer | {"timings": timings}
 
 
 def _query(call: Call) -> Query:
@@ -192,7 +170,9 @@ def _query(call: Call) -> Query:
 
 class RecommenderIngress:
     """One version's entry point: `recommend`, `rank` and `similar`, one request each.
-    It only validates and awaits; the work is in the Retriever and the Ranker. The
+    It only awaits: the front validated each request (serving/requests.py) and hands
+    its fields as a plain dict, which the Ranker turns back into the typed request,
+    once; the work is in the Retriever and the Ranker. The
     Retriever's answer goes to the Ranker as a reference (Serve resolves a
     DeploymentResponse passed as an argument), not through this replica's Python."""
 
@@ -212,23 +192,20 @@ class RecommenderIngress:
     async def recommend(self, body: dict[str, Any], rules: dict[str, Any],
                         variant: str | None) -> dict[str, Any]:
         """`rules`: a RuleConfig's fields."""
-        call: Call = (RecommendRequest.model_validate(body).model_dump(), time.time_ns(),
-                      rules, variant, uuid.uuid4().hex)
+        call: Call = (body, time.time_ns(), rules, variant, uuid.uuid4().hex)
         if self.retriever is None:
             return dict(await self.ranker.recommend_fused.remote(call))
         found = self.retriever.retrieve.remote(_query(call))
         return dict(await self.ranker.recommend.remote(found, call))
 
     async def rank(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
-        call: Call = (RankRequest.model_validate(body).model_dump(), time.time_ns(), None,
-                      variant, uuid.uuid4().hex)
+        call: Call = (body, time.time_ns(), None, variant, uuid.uuid4().hex)
         if self.retriever is None:
             return dict(await self.ranker.rank_fused.remote(call))
         found = self.retriever.retrieve.remote(_query(call))
         return dict(await self.ranker.rank.remote(found, call))
 
     async def similar(self, body: dict[str, Any], variant: str | None) -> dict[str, Any]:
-        body = SimilarItemsRequest.model_validate(body).model_dump()
         return dict(await self.ranker.similar.remote(body, variant, uuid.uuid4().hex))
 
 

@@ -18,6 +18,7 @@ item features come from the in-process cache or are missing, and the answer says
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from contracts import feature_columns
 from models.bundle import load_bundle
 from models.candidates.popularity import Popularity
 from models.ranker.item_rows import ItemRows
-from models.served import Scored, ServedModel
+from models.served import Retrieved, Scored, ServedModel
 from models.sources import affinity_source
 from models.timing import Timings, stage
 from models.vectors import unit_rows
@@ -38,7 +39,8 @@ from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import Candidates, Pick, RuleConfig, apply_rules, reason
 from serving.similar import REASONS as SIMILAR_REASONS
 from serving.similar import SimilarItems
-from stores.registry import FALLBACK_FILE, MANIFEST, Manifest
+from serving.trending import Trending
+from stores.registry import MANIFEST, Manifest
 
 DEPTH = 200  # candidates ranked per request before the rules pick k
 CONTEXT_TRENDING = 50  # a context category's popular items put before global trending
@@ -50,11 +52,23 @@ def version_of(version_dir: Path) -> str:
     return Manifest.model_validate_json((version_dir / MANIFEST).read_text()).version
 
 
-def read_user(join: OnlineFeatureJoin, user_id: str, session_items: Sequence[str] = (),
-              timings: Timings | None = None) -> tuple[dict[str, Any], list[str], bool]:
-    """The user's online row, their fresh items, newest first (the session's, then the
-    real-time recent items), and whether the store failed (then the row is empty and
-    only the session counts)."""
+@dataclass(frozen=True)
+class Found:
+    """The first stage's answer: the user's online row, whether the store failed
+    reading it, and every source's top list. The graph's Retriever hands it to the
+    Ranker; in process, `Recommender.find` makes it."""
+
+    user: dict[str, Any]
+    degraded: bool
+    retrieved: Retrieved
+
+
+def find(join: OnlineFeatureJoin, scorer: ServedModel, user_id: str,
+         session_items: Sequence[str], at: pd.Timestamp, timings: Timings | None = None
+         ) -> Found:
+    """The first stage: the user's online row and fresh items (the session's, then
+    the real-time recent items, newest first), then every source's top list. When
+    the store fails, the row is empty and only the session counts."""
     with stage(timings, "features.user"):
         try:
             user, degraded = join.user(user_id), False
@@ -63,10 +77,16 @@ def read_user(join: OnlineFeatureJoin, user_id: str, session_items: Sequence[str
     recent = user.get(feature_columns.USER_RECENT_ITEMS)
     fresh = list(dict.fromkeys([*reversed(session_items),
                                 *(list(recent) if recent is not None else [])]))
-    return user, fresh, degraded
+    with stage(timings, "retrieve"):
+        retrieved = scorer.retrieve(user_id, fresh, at)
+    return Found(user, degraded, retrieved)
 
 
 class Recommender:
+    """One version's answers. Each request runs `find` (the first stage) unless the
+    caller brings its `Found` (the graph's Retriever did it in another replica), then
+    ranks and applies the rules: the same code in process and in the graph."""
+
     def __init__(self, version_dir: Path, store: FeatureStore,
                  rules: RuleConfig | None = None, variant: str | None = None,
                  item_staleness_s: float | None = None, retrieves: bool = True) -> None:
@@ -79,44 +99,56 @@ class Recommender:
                      else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()
         self.variant = variant
-        trending = pd.read_parquet(version_dir / FALLBACK_FILE)
-        self.trending = trending.sort_values("rank")["item_id"].astype(str).to_numpy()
-        self.trending_scores = trending.sort_values("rank")["score"].to_numpy(np.float64)
+        self.trending = Trending.read(version_dir)
         self._by_category: tuple[float, dict[str, list[str]]] | None = None
         self.columns = pd.Index(self.bundle.item_ids)
         self.similar_items = SimilarItems(self.bundle)
         self.vectors = unit_rows(affinity_source(self.bundle.generators).item_vectors)
 
+    def find(self, user_id: str, session_items: Sequence[str], at: pd.Timestamp,
+             timings: Timings | None = None) -> Found:
+        return find(self.join, self.scorer, user_id, session_items, at, timings)
+
     def recommend(self, request: RecommendRequest, request_id: str,
-                  now: pd.Timestamp | None = None) -> dict[str, Any]:
-        at = now if now is not None else pd.Timestamp.now(tz="UTC")
-        user, fresh, degraded = self.prepare(request.user_id, request.session_items)
-        scored = self.scorer.score(request.user_id, fresh, user, self.join, at, DEPTH)
-        return self.answer(request, request_id, scored, degraded)
-
-    def rerank(self, request: RankRequest, request_id: str,
-               now: pd.Timestamp | None = None) -> dict[str, Any]:
-        """`ranker` in process: the caller's candidates reordered for the user."""
-        at = now if now is not None else pd.Timestamp.now(tz="UTC")
-        user, fresh, degraded = self.prepare(request.user_id)
-        columns, unknown = self.split_candidates(request)
-        retrieved = self.scorer.retrieve(request.user_id, fresh, at)
-        scored = self.scorer.rank(retrieved, user, self.join, at, len(columns), only=columns)
-        return self.ranked(request, request_id, scored, unknown, degraded)
-
-    def prepare(self, user_id: str, session_items: Sequence[str] = (),
-                timings: Timings | None = None) -> tuple[dict[str, Any], list[str], bool]:
-        return read_user(self.join, user_id, session_items, timings)
-
-    def answer(self, request: RecommendRequest, request_id: str, scored: Scored,
-               degraded: bool = False, rules: RuleConfig | None = None,
-               variant: str | None = None, timings: Timings | None = None
-               ) -> dict[str, Any]:
-        """The rules over the scored candidates (trending when there are none)."""
+                  at: pd.Timestamp | None = None, found: Found | None = None,
+                  rules: RuleConfig | None = None, variant: str | None = None,
+                  timings: Timings | None = None) -> dict[str, Any]:
+        """The ranked candidates through the rules (trending when there are none).
+        `rules`, `variant`: this request's, else the recommender's own."""
+        at = at if at is not None else pd.Timestamp.now(tz="UTC")
+        if found is None:
+            found = self.find(request.user_id, request.session_items, at, timings)
+        scored = self.scorer.rank(found.retrieved, found.user, self.join, at, DEPTH, timings)
         with stage(timings, "rules"):
-            return self._answer(request, request_id, scored, degraded or scored.degraded,
-                                rules or self.rules,
-                                variant if variant is not None else self.variant)
+            answer = self._answer(request, request_id, scored, found.degraded or scored.degraded,
+                                  rules or self.rules,
+                                  variant if variant is not None else self.variant)
+        return answer | {"candidates": len(scored.items)}
+
+    def rank(self, request: RankRequest, request_id: str, at: pd.Timestamp | None = None,
+             found: Found | None = None, variant: str | None = None,
+             timings: Timings | None = None) -> dict[str, Any]:
+        """`ranker`: the caller's candidates in the ranker's order; those the version
+        does not know come last, unscored, in the order given."""
+        at = at if at is not None else pd.Timestamp.now(tz="UTC")
+        if found is None:
+            found = self.find(request.user_id, (), at, timings)
+        ids = list(dict.fromkeys(request.candidates))
+        positions = self.columns.get_indexer(ids)
+        columns = positions[positions >= 0]
+        unknown = [i for i, c in zip(ids, positions, strict=True) if c < 0]
+        scored = self.scorer.rank(found.retrieved, found.user, self.join, at, len(columns),
+                                  timings, columns)
+        picks = [Pick(str(self.bundle.item_ids[c]), float(v), list(by),
+                      [reason(s) for s in by])
+                 for c, v, by in zip(scored.items, scored.scores, scored.sources, strict=True)]
+        rest = [{"item_id": i, "score": None, "sources": [], "reasons": ["not in the model"]}
+                for i in unknown]
+        return {"items": [*(p.as_dict() for p in picks), *rest], "request_id": request_id,
+                "model_version": self.version,
+                "variant": variant if variant is not None else self.variant,
+                "degraded": found.degraded or scored.degraded, "fallback": None,
+                "candidates": len(columns)}
 
     def _answer(self, request: RecommendRequest, request_id: str, scored: Scored,
                 degraded: bool, rules: RuleConfig, variant: str | None) -> dict[str, Any]:
@@ -154,9 +186,9 @@ class Recommender:
         ranked = (self._popular_by_category().get(category, [])
                   if isinstance(category, str) else [])
         if not ranked:
-            return self.trending, self.trending_scores, set()
+            return self.trending.ids, self.trending.scores, set()
         first = ranked[:CONTEXT_TRENDING]
-        ids = np.array(list(dict.fromkeys([*first, *self.trending])), dtype=object)
+        ids = np.array(list(dict.fromkeys([*first, *self.trending.ids])), dtype=object)
         return ids, 1.0 - np.arange(len(ids)) / len(ids), set(first)
 
     def _popular_by_category(self) -> dict[str, list[str]]:
@@ -204,13 +236,15 @@ class Recommender:
     def similar(self, request: SimilarItemsRequest, request_id: str,
                 variant: str | None = None, timings: Timings | None = None
                 ) -> dict[str, Any]:
-        """The k items most like one item; trending when the version does not know it."""
+        """The k items most like one item; trending when the version does not know it.
+        Every answer carries its candidate count, for the front's telemetry (the front
+        removes it)."""
         with stage(timings, "similar"):
             known = self.similar_items.knows(request.item_id)
             if known:
                 ids, scores, signals = self.similar_items.similar(request.item_id)
             else:
-                ids, scores = self.trending, self.trending_scores
+                ids, scores = self.trending.ids, self.trending.scores
                 signals = [["trending"] for _ in ids]
         with stage(timings, "rules"):
             candidates, complete = self._candidates(ids, scores, signals)
@@ -223,25 +257,7 @@ class Recommender:
                 if known:
                     pick.reasons = [SIMILAR_REASONS[s] for s in pick.sources]
         return {"items": [p.as_dict() for p in picks], "request_id": request_id,
-                "model_version": self.version, "variant": variant,
-                "degraded": not complete, "fallback": None if known else "trending"}
-
-    def split_candidates(self, request: RankRequest) -> tuple[np.ndarray, list[str]]:
-        """The caller's candidates the version knows (as item columns), and the rest."""
-        ids = list(dict.fromkeys(request.candidates))
-        columns = self.columns.get_indexer(ids)
-        return columns[columns >= 0], [i for i, c in zip(ids, columns, strict=True) if c < 0]
-
-    def ranked(self, request: RankRequest, request_id: str, scored: Scored,
-               unknown: list[str], degraded: bool = False, variant: str | None = None
-               ) -> dict[str, Any]:
-        """The caller's candidates in the ranker's order; those the version does not
-        know come last, unscored, in the order given."""
-        picks = [Pick(str(self.bundle.item_ids[c]), float(v), list(by),
-                      [reason(s) for s in by])
-                 for c, v, by in zip(scored.items, scored.scores, scored.sources, strict=True)]
-        rest = [{"item_id": i, "score": None, "sources": [], "reasons": ["not in the model"]}
-                for i in unknown]
-        return {"items": [*(p.as_dict() for p in picks), *rest], "request_id": request_id,
-                "model_version": self.version, "variant": variant,
-                "degraded": degraded or scored.degraded, "fallback": None}
+                "model_version": self.version,
+                "variant": variant if variant is not None else self.variant,
+                "degraded": not complete, "fallback": None if known else "trending",
+                "candidates": len(ids)}

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from contracts.settings import Settings
@@ -20,6 +21,7 @@ from serving.config import ServeConfig
 from serving.front import Front, Running, assign
 from serving.requests import RankRequest, RecommendRequest
 from serving.rules import RuleConfig
+from serving.trending import Trending
 from stores.feature_store import RedisAddress
 from stores.registry import Manifest, Registry
 
@@ -74,7 +76,8 @@ class _Deployer:
     def deploy(self, version: str) -> Running:
         self.deployed.append(version)
         return Running(version, f"app-{version}", _Handle(version),  # type: ignore[arg-type]
-                       trending=["t1", "t2", "t3", "t4"])
+                       trending=Trending(np.array(["t1", "t2", "t3", "t4"], dtype=object),
+                                         np.array([4.0, 3.0, 2.0, 1.0])))
 
     def delete(self, running: Running) -> None:
         self.deleted.append(running.version)

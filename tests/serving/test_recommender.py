@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.interactions import POSITIVE_TYPES
+from contracts.event_types import TASTE_TYPES
 from serving.recommender import Recommender
 from serving.requests import RankRequest, RecommendRequest, SimilarItemsRequest
 from serving.rules import RuleConfig
@@ -33,7 +33,7 @@ def test_recommender_answers_known_new_and_session_users(
     got = [i["item_id"] for i in answer["items"]]
     assert len(got) == 8 == len(set(got))
     assert all(i["sources"] and i["reasons"] for i in answer["items"])
-    mine = events[(events["user_id"] == user) & events["event_type"].isin(POSITIVE_TYPES)]
+    mine = events[(events["user_id"] == user) & events["event_type"].isin(TASTE_TYPES)]
     assert not set(got) & set(mine["item_id"])  # seen items are not recommended
 
     # exclude_ids and a category filter.
@@ -117,7 +117,7 @@ def test_ranker_reorders_the_callers_candidates(
     tail = list(events["item_id"].value_counts().index[-5:])
     candidates = [*tail, "not-an-item", *reversed(best)]
 
-    answer = recommender.rerank(RankRequest(user_id=user, candidates=candidates), "r-1", at)
+    answer = recommender.rank(RankRequest(user_id=user, candidates=candidates), "r-1", at)
     got = [i["item_id"] for i in answer["items"]]
     assert sorted(got) == sorted(set(candidates)) and got[-1] == "not-an-item"
     assert answer["items"][-1]["score"] is None
