@@ -5,6 +5,10 @@ checks every name here against them (tests/features/test_feature_columns.py)."""
 
 from __future__ import annotations
 
+# Windows in days of the count features (`clicks_1d`, `clicks_7d`, `clicks_30d`; the
+# stems are contracts/event_types.py's), built by models/features and declared in
+# feature_repo.
+WINDOWS: tuple[int, ...] = (1, 7, 30)
 ITEM_VIEWS = ("item_popularity", "item_content")  # the ranker's views keyed by item_id
 
 ITEM_CATEGORY = "item_content__category"

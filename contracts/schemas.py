@@ -15,20 +15,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from contracts.event_types import EVENT_TYPES
+
 EVENTS_FILE = "events.parquet"
 ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
 GROUND_TRUTH_DIR = "ground_truth"
 
-EVENT_TYPES: tuple[str, ...] = (
-    "view",
-    "click",
-    "add_to_cart",
-    "purchase",
-    "rating",
-    "search",
-    "impression",
-)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 

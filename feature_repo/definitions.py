@@ -24,9 +24,11 @@ from feast import (
 )
 from feast.types import Array, Bool, Float32, Float64, Int64, String
 
-WINDOWS = (1, 7, 30)
-USER_COUNTS = ("views", "clicks", "carts", "purchases", "ratings", "searches")
-ITEM_COUNTS = ("views", "clicks", "carts", "purchases", "ratings", "interactions")
+from contracts.event_types import ITEM_COUNTED, USER_COUNTED
+from contracts.feature_columns import WINDOWS
+
+USER_COUNTS = tuple(USER_COUNTED.values())
+ITEM_COUNTS = (*ITEM_COUNTED.values(), "interactions")
 REALTIME_PUSH_SOURCE = "user_realtime_push"
 # Batch views are snapshots stamped when they change and valid until the next
 # row, so they never expire on their own (ttl 0 = no limit in point-in-time joins).

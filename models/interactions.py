@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-# Interactions that say something about taste. Impressions (shown, not acted
-# on) and searches (no item) are not positives.
-POSITIVE_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+from contracts.event_types import TASTE_TYPES
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,10 @@ class Index:
 
 
 def positive_pairs(events: pd.DataFrame) -> pd.DataFrame:
-    """Distinct (user_id, item_id) positives with the time of the first interaction."""
-    acted = events[events["event_type"].isin(POSITIVE_TYPES) & events["item_id"].notna()]
+    """Distinct (user_id, item_id) positives with the time of the first interaction; a
+    positive is an event of a type that says something about taste
+    (contracts/event_types.py)."""
+    acted = events[events["event_type"].isin(TASTE_TYPES) & events["item_id"].notna()]
     return (acted.groupby(["user_id", "item_id"], sort=False)["timestamp"].min()
             .reset_index())
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from contracts.event_types import TASTE_TYPES
 from models.candidates.base import CandidateGenerator, HistoryScorer, TrainingData
-from models.interactions import POSITIVE_TYPES
 
 
 class Popularity(HistoryScorer):
@@ -44,7 +44,7 @@ class Popularity(HistoryScorer):
 def item_weights(data: TrainingData, half_life_days: float | None) -> np.ndarray:
     if half_life_days is None:
         return np.asarray(data.matrix.sum(axis=0), dtype=np.float32).ravel()
-    events = data.events[data.events["event_type"].isin(POSITIVE_TYPES)
+    events = data.events[data.events["event_type"].isin(TASTE_TYPES)
                          & data.events["item_id"].notna()]
     age_days = (data.now - events["timestamp"]) / pd.Timedelta(days=1)
     weights = np.power(0.5, age_days.to_numpy() / half_life_days)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.schemas import EVENT_TYPES
+from contracts.event_types import BY_NAME, EVENT_TYPES, requiring
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,8 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
         f"expected one of {', '.join(EVENT_TYPES)}"))
 
     out["item_id"] = string_column(raw, "item_id")
-    needs_item = (out["event_type"] != "search") & out["item_id"].isna()
+    needs_item = ~out["event_type"].isin(set(EVENT_TYPES) - requiring("item_id")) & \
+        out["item_id"].isna()
     check.flag(needs_item.to_numpy(), "item_id",
                lambda p: f"missing: a {out.at[p, 'event_type']} event needs an item")
 
@@ -291,8 +292,8 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
 
     out["session_id"] = string_column(raw, "session_id")
     out["query"] = string_column(raw, "query")
-    check.flag(((out["event_type"] == "search") & out["query"].isna()).to_numpy(), "query",
-               "missing: a search event needs its query text")
+    check.flag((out["event_type"].isin(requiring("query")) & out["query"].isna()).to_numpy(),
+               "query", lambda p: _missing(out.at[p, "event_type"], "query"))
     out["request_id"] = string_column(raw, "request_id")
 
     contexts = _raw(raw, "context").map(_parse_context)
@@ -307,6 +308,11 @@ def normalize_events(raw: pd.DataFrame, locator: Locator, timestamp_unit: str = 
     return check.result(out[columns])
 
 
+def _missing(event_type: str, field: str) -> str:
+    return f"missing: a {event_type} event needs {BY_NAME[event_type].requires[field]} " \
+        f"in `{field}`"
+
+
 def _event_values(raw: pd.DataFrame, event_type: pd.Series, check: _Collector) -> pd.Series:
     """The `value` column as floats, its bad cells flagged."""
     raw_value = _raw(raw, "value")
@@ -316,8 +322,8 @@ def _event_values(raw: pd.DataFrame, event_type: pd.Series, check: _Collector) -
                lambda p: f"not a number: {_short(raw_value.iat[p])}")
     check.flag((value.notna() & ~np.isfinite(value)).to_numpy(), "value", "not finite")
     check.flag((value < 0).to_numpy(), "value", lambda p: f"negative: {value.iat[p]}")
-    check.flag(((event_type == "rating") & value.isna() & ~given).to_numpy(), "value",
-               "missing: a rating event needs its rating in `value`")
+    check.flag((event_type.isin(requiring("value")) & value.isna() & ~given).to_numpy(), "value",
+               lambda p: _missing(event_type.iat[p], "value"))
     return value
 
 

@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.evaluation.online import CLICKS, Z95, impressions_frame, wilson
+from contracts.event_types import ACTS_ON_IMPRESSION, IMPRESSION
+from models.evaluation.online import Z95, impressions_frame, wilson
 
 LOG_COLUMNS = ("request_id", "user_id", "item_id", "position", "model_version",
                "propensity", "pool", "clicked")
@@ -70,7 +71,7 @@ def exploration_log(events: pd.DataFrame) -> pd.DataFrame:
     """One row per logged exploration impression whose propensity and pool were
     recorded: LOG_COLUMNS, `pool` a list of item ids, `clicked` attributed as the
     online report does (a click, cart or purchase with the same request_id and item)."""
-    impressions = events[(events["event_type"] == "impression") & events["request_id"].notna()]
+    impressions = events[(events["event_type"] == IMPRESSION) & events["request_id"].notna()]
     contexts = impressions["context"].map(_context)
     explored = impressions[contexts.map(_is_exploration).to_numpy(dtype=bool)]
     if explored.empty:
@@ -81,7 +82,7 @@ def exploration_log(events: pd.DataFrame) -> pd.DataFrame:
         "item_id": explored["item_id"].astype(str).to_numpy(),
         "propensity": drawn.map(lambda c: float(c["propensity"])).to_numpy(),
         "pool": drawn.map(lambda c: [str(i) for i in c["explore_pool"]]).to_numpy()})
-    acted = events[events["event_type"].isin(CLICKS)]
+    acted = events[events["event_type"].isin(ACTS_ON_IMPRESSION)]
     shown = impressions_frame(pd.concat([explored, acted]))  # its attribution, as is
     log = shown.merge(draws.drop_duplicates(["request_id", "item_id"]),
                       on=["request_id", "item_id"])

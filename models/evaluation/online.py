@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-CLICKS = ("click", "add_to_cart", "purchase")  # any of these: the impression was clicked
+from contracts.event_types import ACTS_ON_IMPRESSION, IMPRESSION
+
 SESSION_GAP = pd.Timedelta(minutes=30)
 HEAD_SHARE = 0.2  # the most popular items, by interactions, that are not the long tail
 Z95 = float(norm.ppf(0.975))
@@ -77,7 +78,7 @@ def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, floa
 def impressions_frame(events: pd.DataFrame) -> pd.DataFrame:
     """One row per impression: request_id, user_id, item_id, timestamp, position,
     variant, model_version, and the attributed clicked / purchased / revenue."""
-    shown = events[(events["event_type"] == "impression") & events["request_id"].notna()]
+    shown = events[(events["event_type"] == IMPRESSION) & events["request_id"].notna()]
     context = shown["context"].map(lambda c: json.loads(c) if isinstance(c, str) else {})
     out = pd.DataFrame({
         "request_id": shown["request_id"].astype(str).to_numpy(),
@@ -88,7 +89,7 @@ def impressions_frame(events: pd.DataFrame) -> pd.DataFrame:
         "variant": context.map(lambda c: str(c.get("variant"))).to_numpy(),
         "model_version": context.map(lambda c: str(c.get("model_version"))).to_numpy()})
     out = out.drop_duplicates(["request_id", "item_id"])
-    acted = events[events["event_type"].isin(CLICKS) & events["request_id"].notna()]
+    acted = events[events["event_type"].isin(ACTS_ON_IMPRESSION) & events["request_id"].notna()]
     acted = acted.assign(request_id=acted["request_id"].astype(str),
                          item_id=acted["item_id"].astype(str))
     keys = ["request_id", "item_id"]
@@ -125,7 +126,7 @@ def online_metrics(events: pd.DataFrame, items: pd.DataFrame,
     shown = impressions_frame(events)
     shown = shown.assign(session=_sessions(shown)) if len(shown) else shown.assign(session=0)
     categories = items.set_index(items["item_id"].astype(str))["category"]
-    interactions = events[events["event_type"] != "impression"]["item_id"].dropna().astype(str)
+    interactions = events[events["event_type"] != IMPRESSION]["item_id"].dropna().astype(str)
     counts = interactions.value_counts()
     head = set(counts.index[:max(1, math.ceil(HEAD_SHARE * len(counts)))])
     tables = {}

@@ -18,8 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contracts.event_types import AFFINITY_WEIGHT, ITEM_COUNTED, NOT_ACTIONS, USER_COUNTED
+from contracts.feature_columns import WINDOWS
 from models.data.dataset import Dataset, read_dataset
-from models.features.realtime import NOT_ACTIONS, RealtimeState, epoch_seconds
+from models.features.realtime import RealtimeState, epoch_seconds
 from models.features.windows import (
     DAY,
     change_days,
@@ -31,14 +33,6 @@ from models.features.windows import (
 )
 
 FEATURES_DIR = "features"
-WINDOWS: tuple[int, ...] = (1, 7, 30)
-# Column stem per event type for counts such as `clicks_7d`.
-COUNTED = {"view": "views", "click": "clicks", "add_to_cart": "carts",
-           "purchase": "purchases", "rating": "ratings", "search": "searches"}
-ITEM_COUNTED = {k: v for k, v in COUNTED.items() if k != "search"}
-# How much each kind of interaction says about taste, for category affinity.
-AFFINITY_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0,
-                   "rating": 3.0}
 TOP_CATEGORIES = 5
 # Smoothing for rates: (hits + a) / (trials + a + b), a prior rate of 10%.
 PRIOR_HITS, PRIOR_MISSES = 1.0, 9.0
@@ -68,7 +62,7 @@ def _events_with_days(dataset: Dataset) -> tuple[pd.DataFrame, pd.Timestamp, int
     events["day"] = day_index(events["timestamp"], origin)
     # Snapshots run to the midnight after the last event, so the newest data is served.
     last_day = int(events["day"].max()) + 1
-    for event_type, stem in COUNTED.items():
+    for event_type, stem in USER_COUNTED.items():
         events[stem] = (events["event_type"] == event_type).astype(np.float64)
     events["interactions"] = events["event_type"].isin(AFFINITY_WEIGHT).astype(np.float64)
     is_rating = events["event_type"] == "rating"
@@ -81,7 +75,7 @@ def _events_with_days(dataset: Dataset) -> tuple[pd.DataFrame, pd.Timestamp, int
 
 def user_activity(events: pd.DataFrame, origin: pd.Timestamp, last_day: int) -> pd.DataFrame:
     """Counts per event type over 1/7/30 days, and recency."""
-    stems = list(COUNTED.values())
+    stems = list(USER_COUNTED.values())
     daily = daily_totals(events, "user_id", [*stems, "interactions"])
     snaps = change_days(daily, "user_id", WINDOWS, last_day)
     sums = window_sums(daily, snaps, "user_id", [*stems, "interactions"], WINDOWS)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 RECENT_ITEMS = 20
-NOT_ACTIONS: frozenset[str] = frozenset({"impression"})
 
 
 @dataclass

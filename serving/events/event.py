@@ -53,7 +53,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from contracts.schemas import EVENT_FIELDS, EVENT_TYPES
+from contracts.event_types import BY_NAME, EVENT_TYPES
+from contracts.schemas import EVENT_FIELDS
 
 MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1000
@@ -65,7 +66,7 @@ MAX_AHEAD = timedelta(days=1)  # clock skew of a client allowed into the future
 
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "search",
                     "impression"]
-assert get_args(EventType) == EVENT_TYPES, "EventType must list contracts.schemas.EVENT_TYPES"
+assert get_args(EventType) == EVENT_TYPES, "EventType must list contracts.event_types.TYPES"
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -178,16 +179,23 @@ def _rule(field: str, message: str) -> PydanticCustomError:
 STORED = "stored"
 
 
+def _required_by_type() -> list[dict[str, Any]]:
+    """The OpenAPI schema's share of contracts/event_types.py: per type, its required
+    fields, with the type each must then have (not null)."""
+    schemas: dict[str, dict[str, Any]] = {
+        "item_id": {"anyOf": [_ID_SCHEMA, _INT_ID_SCHEMA]}, "value": {"type": "number"},
+        "query": {"type": "string"}}
+    return [{"if": {"properties": {"event_type": {"const": t.name}}},
+             "then": {"required": list(t.requires),
+                      "properties": {name: schemas[name] for name in t.requires}}}
+            for t in BY_NAME.values()]
+
+
 class Event(BaseModel):
     """One event as a client sends it. Unknown fields are rejected."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update(
-        allOf=[{"if": {"properties": {"event_type": {"const": "search"}}},
-                "then": {"required": ["query"], "properties": {"query": {"type": "string"}}},
-                "else": {"required": ["item_id"], "properties": {
-                    "item_id": {"anyOf": [_ID_SCHEMA, _INT_ID_SCHEMA]}}}},
-               {"if": {"properties": {"event_type": {"const": "rating"}}},
-                "then": {"required": ["value"], "properties": {"value": {"type": "number"}}}}]))
+        allOf=_required_by_type()))
     _json: str = PrivateAttr(default="")
 
     event_id: Id | None = None
@@ -211,13 +219,9 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _check_rules(self, info: ValidationInfo) -> Event:
-        if self.item_id is None and self.event_type != "search":
-            raise _rule("item_id", f"Field required for a {self.event_type} event "
-                        "(only search events may omit it)")
-        if self.event_type == "rating" and self.value is None:
-            raise _rule("value", "Field required for a rating event (the rating)")
-        if self.event_type == "search" and self.query is None:
-            raise _rule("query", "Field required for a search event (the search text)")
+        for name, why in BY_NAME[self.event_type].requires.items():
+            if getattr(self, name) is None:
+                raise _rule(name, f"Field required for a {self.event_type} event ({why})")
         if info.context and info.context.get(STORED) and self.event_id is not None:
             return self  # read back from the stream: its row is what was read
         # One serialisation serves the derived id and the stored row: the row is the id

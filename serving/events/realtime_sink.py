@@ -54,8 +54,9 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.utils import make_tzaware
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from contracts.event_types import NOT_ACTIONS
 from models.features.build import user_realtime
-from models.features.realtime import NOT_ACTIONS, RealtimeState, epoch_seconds
+from models.features.realtime import RealtimeState, epoch_seconds
 from serving.cache import invalidate_many
 from serving.events.event import Event
 from serving.features import entity_keys

@@ -41,9 +41,10 @@ def test_valid_event_is_normalised_to_the_contract() -> None:
     ({"value": "abc"}, "value", "not a number: 'abc'"),
     ({"value": "-3"}, "value", "negative"),
     ({"value": "inf"}, "value", "not finite"),
-    ({"event_type": "rating", "value": ""}, "value", "a rating event needs its rating"),
+    ({"event_type": "rating", "value": ""}, "value", "a rating event needs the rating in `value`"),
     ({"timestamp": "yesterday-ish"}, "timestamp", "unparseable timestamp"),
-    ({"event_type": "search", "item_id": "", "query": ""}, "query", "needs its query"),
+    ({"event_type": "search", "item_id": "", "query": ""}, "query",
+     "a search event needs the search text in `query`"),
     ({"context": "{not json"}, "context", "not valid JSON"),
     ({"context": "[1, 2]"}, "context", "must be a JSON object"),
 ])
