@@ -76,7 +76,15 @@ def build_definitions(data_dir: Path) -> Definitions:
                   description="A person using the product; ids verbatim from the source.")
     item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING,
                   description="A recommendable item; ids verbatim from the source.")
+    user_activity, user_profile = _user_views(data_dir, user)
+    user_realtime, push_source = _realtime_view(data_dir, user)
+    item_popularity, item_content = _item_views(data_dir, item)
+    views = {v.name: v for v in (user_activity, user_profile, user_realtime, item_popularity,
+                                 item_content)}
+    return Definitions(user, item, views, _services(views), push_source)
 
+
+def _user_views(data_dir: Path, user: Entity) -> tuple[FeatureView, FeatureView]:
     user_activity = FeatureView(
         name="user_activity", tags=DAILY_SNAPSHOTS, entities=[user], ttl=NO_TTL,
         source=_source(data_dir, "user_activity"),
@@ -94,6 +102,10 @@ def build_definitions(data_dir: Path) -> Definitions:
                 Field(name="avg_purchase_price", dtype=Float64)],
         description="Category affinity (top categories and their shares of weighted "
                     "interactions), average rating given, usual purchase price.")
+    return user_activity, user_profile
+
+
+def _item_views(data_dir: Path, item: Entity) -> tuple[FeatureView, FeatureView]:
     item_popularity = FeatureView(
         name="item_popularity", tags=DAILY_SNAPSHOTS, entities=[item], ttl=NO_TTL,
         source=_source(data_dir, "item_popularity"),
@@ -112,7 +124,10 @@ def build_definitions(data_dir: Path) -> Definitions:
                 Field(name="year", dtype=Int64), Field(name="created_ts", dtype=Float64),
                 Field(name="available", dtype=Bool)],
         description="Catalog attributes, valid from the item's creation.")
+    return item_popularity, item_content
 
+
+def _realtime_view(data_dir: Path, user: Entity) -> tuple[FeatureView, PushSource]:
     push_source = PushSource(name=REALTIME_PUSH_SOURCE,
                              batch_source=_source(data_dir, "user_realtime"))
     user_realtime = FeatureView(
@@ -125,10 +140,14 @@ def build_definitions(data_dir: Path) -> Definitions:
         description="State after the user's latest event, pushed by the stream consumer: "
                     "recent items (newest first), current session, last event time "
                     "(epoch seconds).")
+    return user_realtime, push_source
 
-    views = {v.name: v for v in (user_activity, user_profile, user_realtime, item_popularity,
-                                 item_content)}
-    services = {
+
+def _services(views: dict[str, FeatureView]) -> dict[str, FeatureService]:
+    user_activity, user_profile, user_realtime = (
+        views["user_activity"], views["user_profile"], views["user_realtime"])
+    item_popularity, item_content = views["item_popularity"], views["item_content"]
+    return {
         # What serving reads for one user per request.
         "user_online": FeatureService(name="user_online",
                                       features=[user_activity, user_profile, user_realtime]),
@@ -143,4 +162,3 @@ def build_definitions(data_dir: Path) -> Definitions:
                                  features=[user_activity, user_profile, user_realtime,
                                            item_popularity, item_content]),
     }
-    return Definitions(user, item, views, services, push_source)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -42,82 +43,99 @@ def _session_starts(world: World, rng: np.random.Generator, user: int) -> np.nda
     return np.sort(np.clip(t, first, period - 1))
 
 
+@dataclass
+class _Log:
+    """The events written so far, numbered in the order they happen."""
+
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+
+    def add(self, visit: _Visit, item_id: str | None, event_type: str, value: float | None,
+            t: float, page: str, query: str | None = None) -> None:
+        self.rows.append((f"e{len(self.rows):09d}", visit.user_id, item_id, event_type, value,
+                          t, visit.session_id, query, visit.device, page))
+
+
+@dataclass(frozen=True)
+class _Visit:
+    user: int
+    user_id: str
+    session_id: str
+    device: str
+
+
 def simulate_events(world: World, rng: np.random.Generator,
                     progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """All events of all users over the period, in the raw events layout."""
-    rows: list[tuple[object, ...]] = []
-    seq = 0
+    log = _Log()
     cat_price = np.array([CATEGORY_PRICE[c] for c in world.categories])
     log_rel_price = np.log(world.item_price / cat_price[world.item_category])
-
     for user in range(len(world.user_ids)):
         user_id = world.user_ids[user]
-        segment = SEGMENTS[world.user_segment[user]]
         device = DEVICES[world.user_device[user]]
         for s_no, t0 in enumerate(_session_starts(world, rng, user)):
-            session_id = f"{user_id}-s{s_no}"
-            t = float(t0)
-            taste = world.taste(np.array([user]), t)[0]
-            affinity = taste @ world.item_vec.T
-            utility = world.utility_from_affinity(np.array([user]), affinity[None, :], t)[0]
-            page = "home"
-            if rng.random() < segment["search"]:
-                # Searches use the words of the category the user leans to right now.
-                cat = int(np.argmax(world.centres @ taste))
-                nouns, tags = CATEGORIES[world.categories[cat]]
-                query = f"{tags[rng.integers(len(tags))]} {nouns[rng.integers(len(nouns))]}"
-                rows.append((f"e{seq:09d}", user_id, None, "search", None, t, session_id,
-                             query.lower(), device, "search"))
-                seq += 1
-                t += rng.uniform(2, 10)
-                utility = np.where(world.item_category == cat, utility, -np.inf)
-                page = "search"
-            n_views = 1 + rng.poisson(3.0)
-            gumbel = utility + rng.gumbel(size=utility.shape)
-            available = int(np.isfinite(utility).sum())
-            if available == 0:
-                continue
-            n_views = min(n_views, available)
-            top = np.argpartition(-gumbel, n_views - 1)[:n_views]
-            viewed = top[np.argsort(-gumbel[top])]
-            for item in viewed:
-                a = float(affinity[item])
-                q = float(world.item_quality[item])
-                dwell = round(float(rng.lognormal(2.6 + 1.2 * a + 0.2 * q, 0.6)), 1)
-                item_id = world.item_ids[item]
-                rows.append((f"e{seq:09d}", user_id, item_id, "view", dwell, t, session_id,
-                             None, device, page))
-                seq += 1
-                t += dwell + rng.uniform(1, 20)
-                if rng.random() >= _sigmoid(-3.0 + 3.5 * a + 0.3 * q):
-                    continue
-                rows.append((f"e{seq:09d}", user_id, item_id, "click", None, t, session_id,
-                             None, device, page))
-                seq += 1
-                t += rng.uniform(5, 60)
-                price_penalty = world.user_price_sensitivity[user] * log_rel_price[item]
-                if rng.random() < _sigmoid(-2.5 + 3.0 * a + 0.4 * q - 1.5 * price_penalty):
-                    rows.append((f"e{seq:09d}", user_id, item_id, "add_to_cart", None, t,
-                                 session_id, None, device, page))
-                    seq += 1
-                    t += rng.uniform(10, 120)
-                    if rng.random() < _sigmoid(-0.3 + 1.0 * a + 0.3 * q - price_penalty):
-                        rows.append((f"e{seq:09d}", user_id, item_id, "purchase",
-                                     float(world.item_price[item]), t, session_id, None,
-                                     device, "checkout"))
-                        seq += 1
-                        t += rng.uniform(30, 300)
-                        if rng.random() < 0.35:
-                            rows.append(_rating(seq, user_id, item_id, a, q, t, session_id,
-                                                device, rng))
-                            seq += 1
-                elif rng.random() < 0.03:
-                    rows.append(_rating(seq, user_id, item_id, a, q, t, session_id, device,
-                                        rng))
-                    seq += 1
+            visit = _Visit(user, user_id, f"{user_id}-s{s_no}", device)
+            _session(world, rng, log, visit, float(t0), log_rel_price)
         if progress is not None:
             progress(1)
+    return _frame(world, log.rows)
 
+
+def _session(world: World, rng: np.random.Generator, log: _Log, visit: _Visit, t: float,
+             log_rel_price: np.ndarray) -> None:
+    """One visit: maybe a search first, then the items viewed, each down the funnel."""
+    user = visit.user
+    taste = world.taste(np.array([user]), t)[0]
+    affinity = taste @ world.item_vec.T
+    utility = world.utility_from_affinity(np.array([user]), affinity[None, :], t)[0]
+    page = "home"
+    if rng.random() < SEGMENTS[world.user_segment[user]]["search"]:
+        # Searches use the words of the category the user leans to right now.
+        cat = int(np.argmax(world.centres @ taste))
+        nouns, tags = CATEGORIES[world.categories[cat]]
+        query = f"{tags[rng.integers(len(tags))]} {nouns[rng.integers(len(nouns))]}"
+        log.add(visit, None, "search", None, t, "search", query.lower())
+        t += rng.uniform(2, 10)
+        utility = np.where(world.item_category == cat, utility, -np.inf)
+        page = "search"
+    n_views = 1 + rng.poisson(3.0)
+    gumbel = utility + rng.gumbel(size=utility.shape)
+    available = int(np.isfinite(utility).sum())
+    if available == 0:
+        return
+    n_views = min(n_views, available)
+    top = np.argpartition(-gumbel, n_views - 1)[:n_views]
+    for item in top[np.argsort(-gumbel[top])]:
+        price_penalty = world.user_price_sensitivity[user] * log_rel_price[item]
+        t = _funnel(world, rng, log, visit, int(item), float(affinity[item]), price_penalty,
+                    page, t)
+
+
+def _funnel(world: World, rng: np.random.Generator, log: _Log, visit: _Visit, item: int,
+            a: float, price_penalty: float, page: str, t: float) -> float:
+    """View, then maybe click, add to cart, purchase and rate one item; the time after."""
+    q = float(world.item_quality[item])
+    dwell = round(float(rng.lognormal(2.6 + 1.2 * a + 0.2 * q, 0.6)), 1)
+    item_id = world.item_ids[item]
+    log.add(visit, item_id, "view", dwell, t, page)
+    t += dwell + rng.uniform(1, 20)
+    if rng.random() >= _sigmoid(-3.0 + 3.5 * a + 0.3 * q):
+        return t
+    log.add(visit, item_id, "click", None, t, page)
+    t += rng.uniform(5, 60)
+    if rng.random() < _sigmoid(-2.5 + 3.0 * a + 0.4 * q - 1.5 * price_penalty):
+        log.add(visit, item_id, "add_to_cart", None, t, page)
+        t += rng.uniform(10, 120)
+        if rng.random() < _sigmoid(-0.3 + 1.0 * a + 0.3 * q - price_penalty):
+            log.add(visit, item_id, "purchase", float(world.item_price[item]), t, "checkout")
+            t += rng.uniform(30, 300)
+            if rng.random() < 0.35:
+                log.add(visit, item_id, "rating", _stars(a, q, rng), t + 60, "review")
+    elif rng.random() < 0.03:
+        log.add(visit, item_id, "rating", _stars(a, q, rng), t + 60, "review")
+    return t
+
+
+def _frame(world: World, rows: list[tuple[object, ...]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["event_id", "user_id", "item_id", "event_type",
                                         "value", "t", "session_id", "query", "device",
                                         "page"])
@@ -129,9 +147,6 @@ def simulate_events(world: World, rng: np.random.Generator,
     return frame
 
 
-def _rating(seq: int, user_id: str, item_id: str, affinity: float, quality: float, t: float,
-            session_id: str, device: str, rng: np.random.Generator) -> tuple[object, ...]:
-    stars = float(min(5, max(1, round(3.0 + 2.2 * affinity + 0.6 * quality
-                                      + float(rng.normal(0, 0.6))))))
-    return (f"e{seq:09d}", user_id, item_id, "rating", stars, t + 60, session_id, None,
-            device, "review")
+def _stars(affinity: float, quality: float, rng: np.random.Generator) -> float:
+    return float(min(5, max(1, round(3.0 + 2.2 * affinity + 0.6 * quality
+                                     + float(rng.normal(0, 0.6))))))
