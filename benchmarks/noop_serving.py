@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -52,7 +53,7 @@ def serve_model(port: int) -> None:
     _run(Noop(), port)
 
 
-def serve_graph(port: int, fused: bool = False) -> None:
+def serve_graph(port: int, fused: bool = False, ray_address: str | None = None) -> None:
     from kserve.model import InferenceVerb
     from kserve.ray import RayModel
     from ray import serve
@@ -98,7 +99,7 @@ def serve_graph(port: int, fused: bool = False) -> None:
                                              for r in requests))
             return {"predictions": list(answers)}, {}
 
-    ensure_ray()
+    ensure_ray(ray_address)
     app = Ingress.bind(None if fused else Retriever.bind(),  # type: ignore[attr-defined]
                        Ranker.bind())  # type: ignore[attr-defined]
     handle = serve.run(app, name="noop", route_prefix=None)
@@ -117,7 +118,9 @@ def main() -> None:
     if args.kind == "model":
         serve_model(args.port)
     else:
-        serve_graph(args.port, fused=args.kind == "graph-fused")
+        # As `recstack serve`: the cluster to join, if any, read here (serve_load's "auto").
+        serve_graph(args.port, fused=args.kind == "graph-fused",
+                    ray_address=os.environ.get("RAY_ADDRESS") or None)
 
 
 if __name__ == "__main__":

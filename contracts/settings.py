@@ -1,7 +1,9 @@
 """Settings read once from the environment, at the edge, and passed down.
 
 Every variable has a default that works on one machine with no services, so
-`make demo` runs anywhere; on a cluster the Helm chart sets them.
+`make demo` runs anywhere; on a cluster the Helm chart sets them. `Settings` holds
+RecStack's own RECSTACK_* variables; `TelemetrySettings` the OpenTelemetry ones
+that RecStack's code uses, under their standard OTEL_* names.
 """
 
 from __future__ import annotations
@@ -41,3 +43,27 @@ class Settings(BaseModel):
                  "feast_registry": "RECSTACK_FEAST_REGISTRY"}
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         return cls.model_validate(values)
+
+
+class TelemetrySettings(BaseModel):
+    """The serving front's OpenTelemetry setup (serving/telemetry.py), read once where
+    it starts (`recstack serve`) from OpenTelemetry's standard variables. The SDK reads
+    the others itself (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_SCHEDULE_DELAY, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_name: str = "recstack-serving"
+    """OTEL_SERVICE_NAME: the `service.name` of every metric and span."""
+
+    otlp_endpoint: str | None = None
+    """OTEL_EXPORTER_OTLP_ENDPOINT: an OTLP/HTTP endpoint (`http://collector:4318`)
+    that metrics and traces also go to (`/v1/metrics`, `/v1/traces` under it); None:
+    Prometheus on `/metrics` only, no exporter."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetrySettings:
+        env = os.environ if env is None else env
+        names = {"service_name": "OTEL_SERVICE_NAME",
+                 "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT"}
+        return cls.model_validate({field: env[var] for field, var in names.items()
+                                   if env.get(var)})

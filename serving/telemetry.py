@@ -1,10 +1,13 @@
 """Traces and metrics of the serving front, with OpenTelemetry.
 
 Metrics always go to KServe's `/metrics` (Prometheus, through OpenTelemetry's
-Prometheus reader on the default registry); with `OTEL_EXPORTER_OTLP_ENDPOINT`
-set, metrics and traces also go to that OTLP/HTTP endpoint (the standard
-`OTEL_*` variables apply). Without it there is no exporter and nothing is
-printed.
+Prometheus reader on the default registry); with an OTLP endpoint
+(`TelemetrySettings.otlp_endpoint`, which `recstack serve` reads from
+`OTEL_EXPORTER_OTLP_ENDPOINT`), metrics and traces also go to that OTLP/HTTP
+endpoint (the SDK's other `OTEL_*` variables apply: headers, timeouts,
+intervals). Without it there is no exporter and nothing is printed. The
+settings come from the entry point, through `setup_telemetry`; nothing here
+reads the environment.
 
 A request's trace is one span per endpoint call (`recstack.recommend`, ...) with
 a child per stage: `features.user`, `retrieve`, `features.items`, `rank`,
@@ -16,7 +19,6 @@ the front is the only process that exports. The parent is the caller's
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from opentelemetry import trace
@@ -30,6 +32,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from contracts.settings import TelemetrySettings
 from models.timing import Timings
 
 SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
@@ -37,19 +40,34 @@ COUNTS = [0, 1, 10, 25, 50, 100, 200, 400, 800]
 _instance: Telemetry | None = None
 
 
-def telemetry() -> Telemetry:
-    """The process's telemetry, set up once (the Prometheus reader registers globally)."""
+def setup_telemetry(settings: TelemetrySettings) -> Telemetry:
+    """The process's telemetry, set up once where the front starts (`serve_forever`,
+    with the settings `recstack serve` read): the Prometheus reader registers globally."""
     global _instance
     if _instance is None:
-        _instance = Telemetry()
+        _instance = Telemetry(settings)
+    elif _instance.settings != settings:
+        raise RuntimeError("telemetry is set up once per process, and was already "
+                           f"with {_instance.settings}")
     return _instance
 
 
+def telemetry() -> Telemetry:
+    """The process's telemetry, as `setup_telemetry` set it up; where nothing did (a
+    test, the front used as a library), the defaults: Prometheus only, no exporter."""
+    return _instance if _instance is not None else setup_telemetry(TelemetrySettings())
+
+
+def _signal_endpoint(base: str, path: str) -> str:
+    """`base/v1/traces`, as the SDK builds it from OTEL_EXPORTER_OTLP_ENDPOINT."""
+    return f"{base.removesuffix('/')}/{path}"
+
+
 class Telemetry:
-    def __init__(self) -> None:
-        resource = Resource.create({"service.name": os.environ.get(
-            "OTEL_SERVICE_NAME", "recstack-serving")})
-        otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    def __init__(self, settings: TelemetrySettings) -> None:
+        self.settings = settings
+        resource = Resource.create({"service.name": settings.service_name})
+        otlp = settings.otlp_endpoint
         readers: list[MetricReader] = [PrometheusMetricReader()]
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.tracer_provider: TracerProvider | None = None
@@ -61,9 +79,11 @@ class Telemetry:
                 OTLPSpanExporter,
             )
 
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(
+                endpoint=_signal_endpoint(otlp, "v1/metrics"))))
             self.tracer_provider = TracerProvider(resource=resource)
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
+                endpoint=_signal_endpoint(otlp, "v1/traces"))))
             self.tracer = self.tracer_provider.get_tracer("recstack.serving")
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         meter = self.meter_provider.get_meter("recstack.serving")

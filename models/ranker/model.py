@@ -40,15 +40,16 @@ class Ranker:
     params: dict[str, Any] = field(default_factory=lambda: dict(PARAMS))
     booster: xgb.Booster | None = None
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, workers: int = 0
-            ) -> Ranker:
-        """`groups`: the query (user) of each row; rows must be sorted by it."""
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, workers: int = 0,
+            ray_address: str | None = None) -> Ranker:
+        """`groups`: the query (user) of each row; rows must be sorted by it. With
+        `workers`, on Ray Train: on the cluster at `ray_address` (None: a local Ray)."""
         if workers == 0:
             dtrain = xgb.DMatrix(x, label=y, qid=groups, feature_names=self.features)
             self.booster = xgb.train(self.params, dtrain, num_boost_round=self.rounds)
         else:
             self.booster = _fit_on_ray(x, y, groups, self.features, self.params, self.rounds,
-                                       workers)
+                                       workers, ray_address)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -104,13 +105,14 @@ def _worker(loop: dict[str, Any]) -> None:
 
 
 def _fit_on_ray(x: np.ndarray, y: np.ndarray, groups: np.ndarray, features: list[str],
-                params: dict[str, Any], rounds: int, workers: int) -> xgb.Booster:
+                params: dict[str, Any], rounds: int, workers: int,
+                ray_address: str | None) -> xgb.Booster:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
 
     from models.ray_runtime import ensure_ray
 
-    ensure_ray()
+    ensure_ray(ray_address)
     loop = {"x": x, "y": y, "groups": groups, "features": features,
             "params": {**params, "nthread": 1}, "rounds": rounds}
     trainer = XGBoostTrainer(

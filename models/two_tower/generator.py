@@ -41,9 +41,12 @@ class TwoTowerGenerator(CandidateSource):
 
     def __init__(self, config: TwoTowerConfig | None = None, workers: int = 0,
                  embedder: TextEmbedder | None = None, use_text: bool = True,
-                 on_epoch: Callable[[int, float], None] | None = None) -> None:
+                 on_epoch: Callable[[int, float], None] | None = None,
+                 ray_address: str | None = None) -> None:
+        """`ray_address`: the Ray cluster of the workers (None: a local Ray)."""
         self.config = config or TwoTowerConfig()
         self.workers = workers
+        self.ray_address = ray_address
         self.embedder = embedder
         self.use_text = use_text
         self.on_epoch = on_epoch
@@ -52,7 +55,8 @@ class TwoTowerGenerator(CandidateSource):
     @classmethod
     def create(cls, build: SourceBuild) -> TwoTowerGenerator:
         return cls(build.config.two_tower, workers=build.config.workers,
-                   embedder=build.embedder, on_epoch=build.on_epoch)
+                   embedder=build.embedder, on_epoch=build.on_epoch,
+                   ray_address=build.config.ray_address)
 
     def fit_metrics(self) -> dict[str, float]:
         return dict(self.metrics)
@@ -65,7 +69,8 @@ class TwoTowerGenerator(CandidateSource):
         examples, final, sampling = training_examples(data.events, data.items, data.user_ids)
         n_users, n_items = len(data.user_ids), len(data.items)
         trained: Trained = fit(examples, features, sampling, n_users, n_items, self.config,
-                               workers=self.workers, on_epoch=self.on_epoch)
+                               workers=self.workers, on_epoch=self.on_epoch,
+                               ray_address=self.ray_address)
         self.metrics = dict(trained.metrics)
         model = build_model(self.config, n_users, n_items, features)
         model.load_state_dict(trained.state)

@@ -137,8 +137,9 @@ def _ray_worker(loop: dict[str, Any]) -> None:
 def fit(examples: Examples, item_features: np.ndarray, sampling: np.ndarray, n_users: int,
         n_items: int, config: TwoTowerConfig, workers: int = 0,
         on_epoch: Callable[[int, float], None] | None = None,
-        storage: Path | None = None) -> Trained:
-    """Train in process (`workers=0`) or on Ray Train with `workers` workers."""
+        storage: Path | None = None, ray_address: str | None = None) -> Trained:
+    """Train in process (`workers=0`) or on Ray Train with `workers` workers, on the
+    cluster at `ray_address` (None: a local Ray)."""
     loop = {"distributed": workers > 0, "config": config.model_dump(), "users": examples.users,
             "history": examples.history, "items": examples.items, "sampling": sampling,
             "item_features": item_features, "n_users": n_users, "n_items": n_items}
@@ -151,7 +152,7 @@ def fit(examples: Examples, item_features: np.ndarray, sampling: np.ndarray, n_u
 
     from models.ray_runtime import ensure_ray
 
-    ensure_ray()
+    ensure_ray(ray_address)
     storage = storage or Path(tempfile.mkdtemp(prefix="recstack-ray-"))
     trainer = TorchTrainer(
         _ray_worker, train_loop_config=loop,

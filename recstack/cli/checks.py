@@ -3,15 +3,20 @@ before a command imports or computes anything, so that a typo costs no wait."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from recstack.cli.console import EXIT_INVALID_INPUT, fail
 
 if TYPE_CHECKING:  # pandas is imported where a check needs it: --help stays fast
     import pandas as pd
+    from pydantic import BaseModel
 
     from contracts.settings import Settings
+
+Model = TypeVar("Model", bound="BaseModel")
 
 
 def output_file(option: str, path: Path, suffixes: tuple[str, ...] = ()) -> None:
@@ -51,6 +56,36 @@ def settings() -> Settings:
         return Settings.from_env()
     except ValidationError as exc:  # one line, as every other bad input
         fail(f"the RECSTACK_* environment: {problems(exc)}", EXIT_INVALID_INPUT)
+
+
+def ray_address() -> str | None:
+    """RAY_ADDRESS, Ray's own variable: the cluster to join (a KubeRay cluster, `ray
+    start` on this machine, `auto`); None: a local Ray, started on first use."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def validated(built: type[Model], named: Mapping[str, str], **values: Any) -> Model:
+    """`built` from what the user gave, checked by the model's own constraints; a value
+    it refuses is the user's input: one line naming where it came from (`named`: field
+    -> option or variable), as for a bad option: `--group: must not be empty`."""
+    from pydantic import ValidationError
+    from pydantic_core import InitErrorDetails
+
+    from contracts.yaml_file import problems
+
+    try:
+        return built(**values)
+    except ValidationError as exc:
+        # The same errors, each located by its option instead of its field, for
+        # problems() to word as everywhere else.
+        located = []
+        for found in exc.errors():
+            field, *rest = found["loc"] or ("",)
+            located.append(InitErrorDetails(
+                type=found["type"], input=found["input"], ctx=found.get("ctx", {}),
+                loc=(named.get(str(field), field), *rest) if found["loc"] else ()))
+        fail(problems(ValidationError.from_exception_data(exc.title, located)),
+             EXIT_INVALID_INPUT)
 
 
 def cutoffs(option: str, text: str) -> list[int]:

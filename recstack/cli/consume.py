@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, console, fail
+
+if TYPE_CHECKING:
+    from contracts.settings import Settings
+    from serving.events.consumer import StreamConsumer
+    from serving.events.consumer_config import ConsumerConfig
+
+# ConsumerConfig's fields that come from an option, by the option's name.
+OPTIONS = {"group": "--group", "name": "--name", "batch": "--batch",
+           "claim_idle_s": "--claim-idle", "compact_every_s": "--compact-every",
+           "cache_ttl_s": "--cache-ttl", "trim": "--trim"}
 
 
 def consume(
@@ -41,39 +53,46 @@ def consume(
     it after the batch in hand."""
     if not wait:
         checks.data_dir("--data", data)  # before the imports below (Feast: seconds)
-    for option, value in (("--group", group), ("--name", name)):
-        if value is not None and not value.strip():
-            fail(f"{option} must not be empty", EXIT_INVALID_INPUT)
+    # Imported here: the CLI's --help stays fast (this one is light: pydantic only).
+    from serving.events.consumer_config import ConsumerConfig
+
+    # A value the config refuses (an empty --group) is named by its option.
+    config = checks.validated(
+        ConsumerConfig, OPTIONS, group=group, batch=batch, claim_idle_s=claim_idle,
+        compact_every_s=compact_every * 60, cache_ttl_s=cache_ttl, trim=trim,
+        **({} if name is None else {"name": name}))  # default: HOST-PID
     settings = checks.settings()
-    # Imported here: the CLI's --help stays fast.
-    import threading
-    import time
+    # Only now the consumer's imports (Feast, pandas, torch: seconds).
+    from serving.events.consumer import configure_logging, stop_on_signals
 
-    from serving.events.consumer import (
-        ConsumerConfig,
-        NotApplied,
-        build_consumer,
-        configure_logging,
-        default_name,
-        stop_on_signals,
-    )
-    from stores.feature_store import OnlineStoreUnavailable
-
-    config = ConsumerConfig(group=group, name=name or default_name(), batch=batch,
-                            claim_idle_s=claim_idle, compact_every_s=compact_every * 60,
-                            cache_ttl_s=cache_ttl, trim=trim)
     configure_logging()
     stop = threading.Event()
     stop_on_signals(stop)
+    consumer = _build(data, config, settings, stop, wait)
+    console.print(f"consuming {consumer.key} as {config.name} in group {config.group} "
+                  f"into {data}", highlight=False)
+    consumer.run(report=lambda line: console.print(line, highlight=False),
+                 progress_every_s=progress_every, until_idle=until_idle)
+
+
+def _build(data: Path, config: ConsumerConfig, settings: Settings, stop: threading.Event,
+           wait: float) -> StreamConsumer:
+    """The consumer, once DATA, its applied Feast repo and Redis are there: at once, or
+    within `wait` seconds (a fresh install's first run), a line each time the reason
+    for waiting changes."""
+    import time
+
+    from serving.events.consumer import NotApplied, build_consumer
+    from stores.feature_store import OnlineStoreUnavailable
+
     deadline, said = time.monotonic() + wait, ""
     while True:
         try:
             if not (data / "events.parquet").exists():  # only when waiting: checked above
                 raise NotApplied(f"--data {data}: not a data directory (no events.parquet)")
-            consumer = build_consumer(
+            return build_consumer(
                 data, config, settings, stop=stop,
                 announce=lambda line: console.print(line, highlight=False))
-            break
         except (NotApplied, OnlineStoreUnavailable) as exc:
             if time.monotonic() >= deadline or stop.is_set():
                 if isinstance(exc, NotApplied):
@@ -86,7 +105,3 @@ def consume(
                 console.print(f"waiting (up to {wait:.0f} s) for the first run: {said}",
                               highlight=False)
             stop.wait(5)
-    console.print(f"consuming {consumer.key} as {config.name} in group {config.group} "
-                  f"into {data}", highlight=False)
-    consumer.run(report=lambda line: console.print(line, highlight=False),
-                 progress_every_s=progress_every, until_idle=until_idle)

@@ -173,13 +173,8 @@ def import_events(
 
     Required fields: user_id, event_type, timestamp (and item_id except for searches);
     see `recstack data schema`."""
-    from models.data.readers import parse_mapping, read_table
-    from models.data.validate import (
-        check_references,
-        normalize_events,
-        normalize_items,
-        normalize_users,
-    )
+    from models.data.event_import import merge, read_import
+    from models.data.readers import parse_mapping
 
     if overwrite and append:
         fail("--overwrite and --append exclude each other", EXIT_INVALID_INPUT)
@@ -189,54 +184,20 @@ def import_events(
     except ValueError as exc:
         fail(str(exc), EXIT_INVALID_INPUT)
     try:
-        raw, locator, read_issues = read_table(file, columns)
-        events = normalize_events(raw, locator, timestamp_unit.value)
-        events.issues[:0] = read_issues
-        validated = [events]
-        items = users = None
-        if items_file is not None:
-            items_raw, items_loc, item_read_issues = read_table(items_file)
-            items = normalize_items(items_raw, items_loc)
-            items.issues[:0] = item_read_issues
-            events = check_references(events, "item_id", set(items.frame["item_id"]), locator,
-                                      str(items_file))
-            validated = [events, items]
-        if users_file is not None:
-            users_raw, users_loc, user_read_issues = read_table(users_file)
-            users = normalize_users(users_raw, users_loc)
-            users.issues[:0] = user_read_issues
-            validated.append(users)
+        imported = read_import(file, columns, timestamp_unit.value, items_file, users_file)
     except DataValidationError as exc:
         fail(str(exc), EXIT_INVALID_INPUT)
-    _accept(validated, skip_invalid)
+    _accept(imported.validated, skip_invalid)
 
-    frame = events.frame
-    item_frame = items.frame if items is not None else None
-    user_frame = users.frame if users is not None else None
+    frame, item_frame, user_frame = imported.frames()
     if append:
         try:
             existing = read_dataset(out)
         except FileNotFoundError as exc:
             fail(f"--append: {exc}")
-        frame, item_frame, user_frame = _merge(existing, frame, item_frame, user_frame)
+        frame, item_frame, user_frame = merge(existing, frame, item_frame, user_frame)
         overwrite = True
     _print_summary(out, _write(out, frame, item_frame, user_frame, overwrite))
-
-
-def _merge(existing: Dataset, events: pd.DataFrame, items: pd.DataFrame | None,
-           users: pd.DataFrame | None
-           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Existing rows win: an event re-sent with the same id is not added twice; new
-    catalog rows replace old ones with the same id."""
-    merged = pd.concat([existing.events, events], ignore_index=True)
-    merged = merged.drop_duplicates("event_id", keep="first")
-    new_items = existing.items if items is None else pd.concat(
-        [existing.items[~existing.items["item_id"].isin(items["item_id"])], items],
-        ignore_index=True)
-    new_users = existing.users if users is None else pd.concat(
-        [existing.users[~existing.users["user_id"].isin(users["user_id"])], users],
-        ignore_index=True)
-    return merged, new_items, new_users
 
 
 @app.command()

@@ -13,6 +13,9 @@ from recstack.cli.train_config import check_workers
 
 if TYPE_CHECKING:
     import pandas as pd
+    from feast import FeatureStore
+
+    from contracts.settings import Settings
 
 
 def demo(
@@ -39,13 +42,9 @@ def demo(
 
     Uses Redis when one answers at RECSTACK_REDIS, Feast's embedded SQLite otherwise;
     without Redis the real-time loop (steps 6-9) is skipped."""
-    import json
-    import shutil
-
     from models.data.dataset import read_dataset
-    from recstack.cli.data import generate
-    from recstack.cli.features import read_online, run_apply
-    from recstack.cli.train import COLD_SCORES, recommend, train
+    from recstack.cli.features import run_apply
+    from recstack.cli.train import train
 
     check_workers(workers)
     if out.exists() and not out.is_dir():
@@ -54,16 +53,49 @@ def demo(
     settings = checks.settings()
     total = 9
     console.rule(f"1/{total} data: a synthetic shop")
+    _generate_shop(out, users, items, days, seed)
+    console.rule(f"2/{total} features: build, feast apply, materialize")
+    store = run_apply(out, engine="feast", materialize=True, settings=settings)
+    console.rule(f"3/{total} online reads through the Feast SDK")
+    events = read_dataset(out).events
+    busiest = _online_reads(store, events)
+    console.rule(f"4/{total} training: candidate generators, ranker, evaluation, registry")
+    registry = out / "registry"
+    console.print(training_path(workers), highlight=False)
+    train(data=out, registry=str(registry), workers=workers, epochs=None, config=None,
+          version_file=None, promote="dev")
+    console.rule(f"5/{total} recommendations (two busy users and a new one) and the report")
+    report = _recommend_and_report(out, registry, busiest, events)
+    online = _real_time_loop(loop, out, registry, busiest[0], sessions, seed, settings,
+                             total)
+    console.print(f"\n[bold green]demo done.[/] Data in {out}/, model in {registry}/, "
+                  f"report in {report}"
+                  + (f", online A/B report in {online}" if online else "")
+                  + f"; try `recstack features get --data {out} --user {busiest[0]}` or "
+                  f"`recstack models list --registry {registry}`")
+
+
+def _generate_shop(out: Path, users: int, items: int, days: int, seed: int) -> None:
+    """Step 1: `recstack data generate` into OUT, replacing what a previous run left."""
+    import shutil
+
+    from recstack.cli.data import generate
+
     # The previous run's streamed events belong to the shop this run replaces.
     shutil.rmtree(out / "events_stream", ignore_errors=True)
     generate(out=out, users=users, items=items, days=days, seed=seed,
              start="2026-01-01T00:00:00Z", overwrite=True)
-    console.rule(f"2/{total} features: build, feast apply, materialize")
-    store = run_apply(out, engine="feast", materialize=True, settings=settings)
-    console.rule(f"3/{total} online reads through the Feast SDK")
-    dataset = read_dataset(out)
-    busiest = dataset.events["user_id"].value_counts().index[:2]
-    popular = dataset.events["item_id"].value_counts().index[:1]
+
+
+def _online_reads(store: FeatureStore, events: pd.DataFrame) -> list[str]:
+    """Step 3: the two busiest users' and the most popular item's online features,
+    some of each printed; returns the two users' ids."""
+    import json
+
+    from recstack.cli.features import read_online
+
+    busiest = events["user_id"].value_counts().index[:2]
+    popular = events["item_id"].value_counts().index[:1]
     for user_id in busiest:
         features = read_online(store, str(user_id), None)["user"]
         shown = {k: features[k] for k in ("user_id", "top_category", "views_7d",
@@ -73,40 +105,44 @@ def demo(
     features = read_online(store, None, str(popular[0]))["item"]
     console.print_json(json.dumps({k: features[k] for k in (
         "item_id", "title", "category", "price", "views_7d", "ctr_30d")}, default=str))
-    console.rule(f"4/{total} training: candidate generators, ranker, evaluation, registry")
-    registry = out / "registry"
-    console.print(training_path(workers), highlight=False)
-    train(data=out, registry=str(registry), workers=workers, epochs=None, config=None,
-          version_file=None, promote="dev")
-    console.rule(f"5/{total} recommendations (two busy users and a new one) and the report")
-    users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
-    users_file.write_text("\n".join([*map(str, busiest), "someone-new"]) + "\n")
-    recommend(registry=str(registry), version=None, stage="dev", users=users_file, k=5,
-              out=recs, include_seen=False, data=None)
+    return [str(user_id) for user_id in busiest]
+
+
+def _recommend_and_report(out: Path, registry: Path, busiest: list[str],
+                          events: pd.DataFrame) -> Path:
+    """Step 5: `recstack recommend` for the busiest users and a new one, printed with
+    the list each row comes from, and the evaluation report; returns the report's path."""
     import pandas as pd
 
-    console.print(_shown_recommendations(pd.read_csv(recs, dtype={"user_id": str,
-                                                                   "item_id": str}),
-                                         set(dataset.events["user_id"].astype(str))))
+    from recstack.cli.train import COLD_SCORES, recommend
+
+    users_file, recs = out / "demo-users.txt", out / "demo-recs.csv"
+    users_file.write_text("\n".join([*busiest, "someone-new"]) + "\n")
+    recommend(registry=str(registry), version=None, stage="dev", users=users_file, k=5,
+              out=recs, include_seen=False, data=None)
+    console.print(shown_recommendations(pd.read_csv(recs, dtype={"user_id": str,
+                                                                  "item_id": str}),
+                                        set(events["user_id"].astype(str))))
     console.print(COLD_SCORES, highlight=False)
     report = out / "report.html"
     _write_report(str(registry), report)
     console.print(f"evaluation report: {report}")
-    online = None
-    if loop:
-        from recstack.cli.demo_loop import run_or_skip
+    return report
 
-        result = run_or_skip(out, registry, str(busiest[0]), sessions, seed, settings,
-                             first_step=6, total=total)
-        online = None if result is None else result.report
-    else:
+
+def _real_time_loop(loop: bool, out: Path, registry: Path, busy_user: str, sessions: int,
+                    seed: int, settings: Settings, total: int) -> Path | None:
+    """Steps 6 to 9 (recstack/cli/demo_loop.py), or the line that says they are
+    skipped; the online A/B report's path when they ran."""
+    if not loop:
         console.print(f"6-{total}/{total} serving, events and the online report skipped "
                       "(--no-loop)")
-    console.print(f"\n[bold green]demo done.[/] Data in {out}/, model in {registry}/, "
-                  f"report in {report}"
-                  + (f", online A/B report in {online}" if online else "")
-                  + f"; try `recstack features get --data {out} --user {busiest[0]}` or "
-                  f"`recstack models list --registry {registry}`")
+        return None
+    from recstack.cli.demo_loop import run_or_skip
+
+    result = run_or_skip(out, registry, busy_user, sessions, seed, settings,
+                         first_step=6, total=total)
+    return None if result is None else result.report
 
 
 def training_path(workers: int) -> str:
@@ -123,7 +159,7 @@ def training_path(workers: int) -> str:
             "Train")
 
 
-def _shown_recommendations(recs: pd.DataFrame, known: set[str]) -> str:
+def shown_recommendations(recs: pd.DataFrame, known: set[str]) -> str:
     """The recommendations as a table, scores to 3 decimals, each row saying which
     list it comes from: the model's for known users, trending for new ones."""
     shown = recs.assign(score=recs["score"].map("{:.3f}".format),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,13 +25,14 @@ Engine = Literal["feast", "direct"]
 DATA = typer.Option(..., "--data", help="Data directory (from `recstack data ...`).")
 
 
-def _require_data(data: Path) -> None:
+def require_data(data: Path) -> None:
     if not (data / "events.parquet").exists():
         fail(f"{data / 'events.parquet'} not found: create the data directory with "
              "`recstack data generate` or `recstack data import ...` first")
 
 
-def _features_stale(data: Path) -> bool:
+def features_stale(data: Path) -> bool:
+    """The feature tables are missing or older than the data they are built from."""
     from models.data.event_log import newest_mtime
     from models.features.build import feature_paths
 
@@ -48,13 +50,26 @@ def run_build(data: Path) -> None:
     from models.data.dataset import read_dataset
     from models.features.build import TABLES, compute_features, write_features
 
-    _require_data(data)
+    require_data(data)
     with steps("building features", len(TABLES) + 1) as step:
         step("reading data")
         tables = compute_features(read_dataset(data), progress=step)
     paths = write_features(tables, data)
     for name, count in tables.row_counts().items():
         console.print(f"  {name:<16} {count:>9,} rows  {paths[name]}")
+
+
+def ready_store(data: Path, settings: Settings,
+                announce: Callable[[str], None]) -> FeatureStore:
+    """The data directory's feature store, its definitions applied; the feature tables
+    built first when they are missing or older than the data."""
+    from stores.feature_store import apply_definitions, open_store
+
+    if features_stale(data):
+        run_build(data)
+    store = open_store(data, settings, announce=announce)
+    apply_definitions(store, data)
+    return store
 
 
 def run_apply(data: Path, engine: str, materialize: bool,
@@ -66,8 +81,8 @@ def run_apply(data: Path, engine: str, materialize: bool,
         open_store,
     )
 
-    _require_data(data)
-    if _features_stale(data):
+    require_data(data)
+    if features_stale(data):
         console.print("feature tables missing or older than the data: building them first")
         run_build(data)
     try:
@@ -144,7 +159,7 @@ def get(
     """Read online features through the Feast SDK, as serving does."""
     if user is None and item is None:
         fail("give --user, --item or both", 2)
-    _require_data(data)
+    require_data(data)
     settings = checks.settings()
     from stores.feature_store import open_store  # Feast: after the checks
 

@@ -69,8 +69,7 @@ def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
     from models.data.dataset import events_sha256
     from models.evaluation.fresh import Window, window_users
     from models.ranker.features import store_join
-    from recstack.cli.features import _features_stale, run_build
-    from stores.feature_store import apply_definitions, open_store
+    from recstack.cli.features import ready_store
 
     events = pd.read_parquet(data / "events.parquet")
     items = pd.read_parquet(data / "items.parquet")
@@ -85,10 +84,7 @@ def open_window(data: Path, since: pd.Timestamp, until: pd.Timestamp | None,
              f"{len(who.user_ids)} users with a new interaction; the gates need "
              f"{policy.window.min_users} (promotion.yaml window.min_users): wait for more "
              "events or pass an earlier --since", EXIT_INVALID_INPUT)
-    if _features_stale(data):
-        run_build(data)
-    store = open_store(data, settings, announce=errors.print)
-    apply_definitions(store, data)
+    store = ready_store(data, settings, announce=errors.print)
     return Fresh(data, events, who, store_join(store), policy)
 
 

@@ -76,6 +76,27 @@ NAMESPACE = typer.Option(None, "--namespace", help="Its namespace (default: helm
 CHART_OPTION = typer.Option(CHART, "--chart", help="The chart the release was installed "
                             "from.")
 APPLY = typer.Option(False, "--apply", help="Run the helm command, not just print it.")
+# rollout check's options; --chart also rollout finish's
+EVENTS = typer.Option(..., "--events", help="A data directory (its events.parquet and the "
+                      "consumer's events_stream/) or a parquet file of events.")
+WINDOW = typer.Option(None, "--window", help="Only the last span of traffic (45s, 30m, 2h, "
+                      "1d; default: all since the canary started).")
+METRICS_URL = typer.Option(None, "--metrics-url", help="A /metrics URL of serve (or a "
+                           "saved scrape), for errors and p99; repeat it for each pod.")
+POLICY = typer.Option(None, "--policy", help="The thresholds (default: the repository's "
+                      "promotion.yaml).")
+RECORDED_CHART = typer.Option(None, "--chart", help="The chart (default: the one the "
+                              "canary started with).")
+UNTIL_DECIDED = typer.Option(False, "--until-decided", help="Look again every --every "
+                             "until the canary is promoted or rolled back, or --timeout "
+                             "has passed.")
+EVERY = typer.Option("5m", "--every", help="With --until-decided: the time between looks "
+                     "(45s, 5m, ...).")
+TIMEOUT = typer.Option("2h", "--timeout", help="With --until-decided: how long to keep "
+                       "looking.")
+ON_TIMEOUT = typer.Option("rollback", "--on-timeout", help="With --until-decided, when "
+                          "--timeout passes undecided: rollback (the stage keeps its "
+                          "version) or wait (recorded; exit 5).")
 
 
 # where the traffic is split ---------------------------------------------------------
@@ -378,36 +399,13 @@ def _health(urls: list[str], control: str, canary: str, arms_by: str) -> Serving
 
 
 @app.command()
-def check(registry: str = REGISTRY, stage: Stage = STAGE,
-          events: Path = typer.Option(..., "--events", help="A data directory (its "
-                                      "events.parquet and the consumer's events_stream/) "
-                                      "or a parquet file of events."),
-          window: str | None = typer.Option(None, "--window", help="Only the last span "
-                                            "of traffic (45s, 30m, 2h, 1d; default: all "
-                                            "since the canary started)."),
-          metrics_url: list[str] | None = typer.Option(None, "--metrics-url", help="A "
-                                                       "/metrics URL of serve (or a saved "
-                                                       "scrape), for errors and p99; "
-                                                       "repeat it for each pod."),
-          policy: Path | None = typer.Option(None, "--policy", help="The thresholds "
-                                             "(default: the repository's promotion.yaml)."),
-          serve_config: Path | None = SERVE, kubernetes: bool = KUBERNETES,
-          release: str | None = RELEASE, namespace: str | None = NAMESPACE,
-          chart: Path | None = typer.Option(None, "--chart", help="The chart (default: "
-                                            "the one the canary started with)."),
-          apply: bool = APPLY,
-          until_decided: bool = typer.Option(False, "--until-decided", help="Look again "
-                                             "every --every until the canary is promoted "
-                                             "or rolled back, or --timeout has passed."),
-          every: str = typer.Option("5m", "--every", help="With --until-decided: the "
-                                    "time between looks (45s, 5m, ...)."),
-          timeout: str = typer.Option("2h", "--timeout", help="With --until-decided: how "
-                                      "long to keep looking."),
-          on_timeout: str = typer.Option("rollback", "--on-timeout", help="With "
-                                         "--until-decided, when --timeout passes "
-                                         "undecided: rollback (the stage keeps its "
-                                         "version) or wait (recorded; exit 5)."),
-          by: str | None = BY) -> None:
+def check(registry: str = REGISTRY, stage: Stage = STAGE, events: Path = EVENTS,
+          window: str | None = WINDOW, metrics_url: list[str] | None = METRICS_URL,
+          policy: Path | None = POLICY, serve_config: Path | None = SERVE,
+          kubernetes: bool = KUBERNETES, release: str | None = RELEASE,
+          namespace: str | None = NAMESPACE, chart: Path | None = RECORDED_CHART,
+          apply: bool = APPLY, until_decided: bool = UNTIL_DECIDED, every: str = EVERY,
+          timeout: str = TIMEOUT, on_timeout: str = ON_TIMEOUT, by: str | None = BY) -> None:
     """Promote, wait or roll back a stage's open canary, on live traffic.
 
     Compares the canary's impressions and clicks with control's since the canary started
@@ -438,12 +436,7 @@ def check(registry: str = REGISTRY, stage: Stage = STAGE,
 
     thresholds = policy_from(policy).canary
     reg = Registry(registry)
-    try:
-        start = reg.canary(stage)
-    except RegistryError as exc:
-        fail(str(exc))
-    if start is None:
-        fail(f"no canary is open on {stage}: `recstack rollout canary VERSION` starts one")
+    start = _open_canary(reg, stage)
     target = _recorded_target(start, serve_config, kubernetes, release, namespace, chart)
     if apply and not isinstance(target, Release):
         errors.print("[yellow]note:[/] --apply runs helm, for a canary on Kubernetes only")
@@ -465,6 +458,17 @@ def check(registry: str = REGISTRY, stage: Stage = STAGE,
         _record(reg, stage, start.version, "canary_stop", actor,
                 f"rolled back: {decision.reasons[0]}", decision.figures)
         raise typer.Exit(EXIT_ROLLBACK)
+
+
+def _open_canary(reg: Registry, stage: str) -> StageEntry:
+    """The `canary_start` of the stage's open canary; none open is an error."""
+    try:
+        start = reg.canary(stage)
+    except RegistryError as exc:
+        fail(str(exc))
+    if start is None:
+        fail(f"no canary is open on {stage}: `recstack rollout canary VERSION` starts one")
+    return start
 
 
 def _looks(look: Callable[[], tuple[Decision, str]], pause: pd.Timedelta | None,
@@ -565,9 +569,7 @@ def _promote(reg: Registry, stage: str, version: str, control: str, by: str,
 def finish(registry: str = REGISTRY, stage: Stage = STAGE,
            serve_config: Path | None = SERVE, kubernetes: bool = KUBERNETES,
            release: str | None = RELEASE, namespace: str | None = NAMESPACE,
-           chart: Path | None = typer.Option(None, "--chart", help="The chart (default: "
-                                             "the one the canary started with)."),
-           apply: bool = APPLY) -> None:
+           chart: Path | None = RECORDED_CHART, apply: bool = APPLY) -> None:
     """Send all traffic where the last canary's check decided.
 
     For a check that ran where it could not change the traffic: on the cluster, beside

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from stores.registry import (
 )
 
 if TYPE_CHECKING:
+    from serving.config import ServeConfig
     from serving.http_server import Access
 
 
@@ -56,14 +58,44 @@ def serve(
     no data directory is needed. With RECSTACK_SERVE_API_KEYS
     (or RECSTACK_SERVE_API_KEYS_FILE) set, every route but the health probes and
     /metrics asks for one of those keys."""
-    import sys
-
     # kserve.model_server parses sys.argv when imported (serve_access below imports
     # kserve), and argparse reads our --config as an abbreviation of its
     # --configure_logging: it must see none of ours.
     sys.argv = sys.argv[:1]
-    # Everything a user typed is checked before Ray, torch and Feast are imported
-    # (about 15 s): a typo costs no wait.
+    _check_source(registry, model_dir, version, stage)
+    from contracts.settings import TelemetrySettings
+    from serving.api_keys import ApiKeyError
+    from serving.config import ConfigError, load_config
+
+    environment = checks.settings()  # RECSTACK_*: read once, handed to every replica
+    otel = TelemetrySettings.from_env()  # OTEL_*: this process's telemetry, read once
+    try:
+        settings = load_config(config)
+        access = serve_access(model_control)
+    except (ConfigError, ApiKeyError) as exc:
+        fail(str(exc), EXIT_INVALID_INPUT)
+    reg, manifest, served = _resolve(registry, model_dir, version, stage, settings)
+    data = _features_from(data, reg, manifest, served, environment.feast_project)
+    from serving.endpoints import serve_forever
+
+    following = f"stage {stage}" if stage else f"version {manifest.version}"
+    console.print(f"serving {following} ({manifest.version}) on http://{host}:{port} "
+                  f"({_described(access, data)})", highlight=False)
+    serve_forever(reg, settings, data, version, stage, host, port, access, environment,
+                  otel, checks.ray_address())
+
+
+def _described(access: Access, data: Path | None) -> str:
+    guarded = "API keys required" if access.api_keys else "no API key asked"
+    control = ", model control on (admin key)" if access.admin_keys else ""
+    features = f"data {data}" if data else "features as the version's registry snapshot"
+    return f"{guarded}{control}; {features}"
+
+
+def _check_source(registry: str | None, model_dir: Path | None, version: str | None,
+                  stage: Stage | None) -> None:
+    """Everything a user typed is checked before Ray, torch and Feast are imported
+    (about 15 s): a typo costs no wait."""
     checks.not_both("--registry", registry, "--model-dir", model_dir)
     checks.not_both("--version", version, "--stage", stage)
     if model_dir is not None:
@@ -72,38 +104,36 @@ def serve(
     elif registry is None:
         fail("give --registry URI (a registry) or --model-dir DIR (one version)",
              EXIT_INVALID_INPUT)
-    from serving.api_keys import ApiKeyError
-    from serving.config import ConfigError, load_config
 
-    environment = checks.settings()  # RECSTACK_*: read once, handed to every replica
-    try:
-        settings = load_config(config)
-        access = serve_access(model_control)
-    except (ConfigError, ApiKeyError) as exc:
-        fail(str(exc), EXIT_INVALID_INPUT)
+
+def _resolve(registry: str | None, model_dir: Path | None, version: str | None,
+             stage: Stage | None, settings: ServeConfig
+             ) -> tuple[Registry, Manifest, list[Manifest]]:
+    """The registry, the version to serve, and every version a variant serves (each
+    must exist now)."""
     try:
         reg = single_version(model_dir) if model_dir else Registry(str(registry))
         manifest = reg.resolve(version, stage)
-        served = [manifest] + [  # every variant's version must exist now
+        served = [manifest] + [
             reg.resolve(variant.version, variant.stage) for variant in settings.variants
             if variant.version is not None or variant.stage is not None]
     except RegistryError as exc:
         fail(str(exc))
+    return reg, manifest, served
+
+
+def _features_from(data: Path | None, registry: Registry, manifest: Manifest,
+                   served: list[Manifest], project: str) -> Path | None:
+    """The data directory whose Feast registry serving reads: --data, else None when
+    every served version carries a registry snapshot (of `project`), else the one the
+    version was trained on."""
     if data is None and not all(FEATURE_REGISTRY_FILE in m.artifacts for m in served):
         data = trained_on(manifest)
     if data is not None:
         checks.data_dir("--data", data, hint="pass --data DIR")
     else:
-        same_project(reg, served, environment.feast_project)
-    from serving.endpoints import serve_forever
-
-    following = f"stage {stage}" if stage else f"version {manifest.version}"
-    guarded = "API keys required" if access.api_keys else "no API key asked"
-    control = ", model control on (admin key)" if access.admin_keys else ""
-    features = f"data {data}" if data else "features as the version's registry snapshot"
-    console.print(f"serving {following} ({manifest.version}) on http://{host}:{port} "
-                  f"({guarded}{control}; {features})", highlight=False)
-    serve_forever(reg, settings, data, version, stage, host, port, access, environment)
+        same_project(registry, served, project)
+    return data
 
 
 def same_project(registry: Registry, served: list[Manifest], project: str) -> None:

@@ -3,43 +3,32 @@ batch recommendations out of it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import typer
 from rich.table import Table
 
-from recstack.cli import checks
+from recstack.cli import checks, features
 from recstack.cli.console import EXIT_INVALID_INPUT, console, errors, fail, steps
 from recstack.cli.train_config import check_workers, load_config, read_config
 from stores.registry import (
     FALLBACK_FILE,
-    FEATURE_REGISTRY_FILE,
     RECS_FILE,
     Manifest,
     Registry,
     RegistryError,
     Stage,
-    code_revision,
-    new_version_id,
 )
+
+if TYPE_CHECKING:
+    from contracts.settings import Settings
+    from models.pipeline import PipelineResult
 
 SHORT = {"long_tail_share": "long-tail"}  # in a header; the manifest keeps the full name
 SHOWN = ("ndcg@10", "recall@20", "precision@10", "map@10", "coverage@10", "long_tail_share@10")
-
-
-def _snapshot(data: Path, events: pd.DataFrame) -> dict[str, Any]:
-    from models.data.dataset import events_sha256
-
-    digest = events_sha256(data)
-    return {"data_dir": str(data.resolve()), "events": len(events),
-            "users": int(events["user_id"].nunique()),
-            "first_event": str(events["timestamp"].min()),
-            "last_event": str(events["timestamp"].max()), "events_sha256": digest}
 
 
 # The two kinds of rows a recommendation file mixes, said wherever both are printed.
@@ -56,7 +45,9 @@ def _header(metric: str) -> str:
     return f"{SHORT.get(name, name)}\n@{k}"
 
 
-def _table(metrics: dict[str, dict[str, float]], protocol: str) -> Table:
+def metrics_table(metrics: dict[str, dict[str, float]], protocol: str) -> Table:
+    """The held-out figures of the two-stage model (first, in bold) and of each
+    baseline, best NDCG@10 first."""
     table = Table(title="Held-out evaluation", caption=protocol)
     table.add_column("model", no_wrap=True)
     for metric in SHOWN:
@@ -69,22 +60,42 @@ def _table(metrics: dict[str, dict[str, float]], protocol: str) -> Table:
     return table
 
 
-def _against_truth(data: Path, result: Any, events: pd.DataFrame
+def _print_training(result: PipelineResult, protocol: str) -> None:
+    """The held-out figures, the stages' and the timings' summaries."""
+    console.print(metrics_table(result.metrics, protocol))
+    stages = result.stages
+    console.print(f"candidates per user {stages['candidates_per_user']:.0f}, candidate recall "
+                  f"{stages['candidate_recall']:.3f}, ranker lift on NDCG@10 "
+                  f"{stages['ranker_lift_ndcg@10']:.2f}x the best single source")
+    console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+
+
+def _against_truth(data: Path, result: PipelineResult, events: pd.DataFrame
                    ) -> dict[str, dict[str, float]] | None:
     """On generated data: the served lists, popularity and the truth's own lists, scored
     against the world's true next-choice probabilities (printed and kept)."""
-    from models.data.synthetic import GroundTruth
-    from models.evaluation.ground_truth import serving_against_truth
+    from models.publish import against_truth
 
-    try:
-        truth = GroundTruth.load(data)
-    except FileNotFoundError:
-        return None
-    scores = serving_against_truth(truth, result.serving_lists, result.fallback, events)
-    console.print("against the generator's ground truth (true next-choice probabilities): "
-                  + ", ".join(f"{name} gt-NDCG@10 {row['gt_ndcg@10']:.3f}"
-                              for name, row in scores.items()))
+    scores = against_truth(data, result, events)
+    if scores is not None:
+        console.print("against the generator's ground truth (true next-choice probabilities): "
+                      + ", ".join(f"{name} gt-NDCG@10 {row['gt_ndcg@10']:.3f}"
+                                  for name, row in scores.items()))
     return scores
+
+
+def _after_publish(reg: Registry, version: str, version_file: Path | None,
+                   promote: Stage | None) -> None:
+    """--version-file and --promote dev, once the version is written."""
+    if version_file is not None:
+        with version_file.open("a") as handle:
+            handle.write(f"version={version}\n")
+    if promote:
+        try:
+            reg.promote(version, promote, by="recstack train")
+        except RegistryError as exc:
+            fail(str(exc))
+        console.print(f"{promote} -> {version}")
 
 
 def train(
@@ -106,78 +117,34 @@ def train(
 
     Trains the candidate generators and the ranker, evaluates them on a held-out later
     period, refits everything on all the data, and writes the version."""
-    from recstack.cli.features import _require_data
-
     # Everything a user typed is checked before the imports and the work (tens of seconds).
-    _require_data(data)
+    features.require_data(data)
     check_workers(workers)
     if promote not in (None, "dev"):
         fail(f"--promote {promote}: train promotes to dev only; {promote} takes a version "
              "through the gates: `recstack models promote VERSION --to "
              f"{promote} --data DIR`", EXIT_INVALID_INPUT)
     read_config(config)
-    from models.bundle import save_bundle
+    settings = checks.settings()
     from models.data.dataset import read_dataset
+    from models.evaluation.split import PROTOCOLS
     from models.pipeline import run
+    from models.publish import publish
     from models.text_embeddings import TextEmbedder
-    from recstack.cli.features import _features_stale, run_build
-    from stores.feature_store import apply_definitions, open_store, registry_snapshot
 
     pipeline_config = load_config(config, workers, epochs)
-    if _features_stale(data):
-        run_build(data)
-    store = open_store(data, checks.settings(), announce=console.print)
-    apply_definitions(store, data)
+    store = features.ready_store(data, settings, announce=console.print)
     dataset = read_dataset(data)
     embedder = TextEmbedder(cache_dir=data / "cache")
     with steps("training", 5) as step:
         result = run(dataset, store, pipeline_config, embedder, progress=step)
-    from models.evaluation.split import PROTOCOLS
-
     protocol = PROTOCOLS[pipeline_config.split]
-    console.print(_table(result.metrics, protocol))
-    stages = result.stages
-    console.print(f"candidates per user {stages['candidates_per_user']:.0f}, candidate recall "
-                  f"{stages['candidate_recall']:.3f}, ranker lift on NDCG@10 "
-                  f"{stages['ranker_lift_ndcg@10']:.2f}x the best single source")
-    console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    _print_training(result, protocol)
     truth = _against_truth(data, result, dataset.events)
-
-    version = new_version_id(suffix=hashlib.blake2b(str(result.timings).encode(),
-                                                    digest_size=3).hexdigest())
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        save_bundle(result.bundle, out)  # generators, ranker: on-demand scoring
-        result.serving_lists.to_parquet(out / RECS_FILE, index=False)
-        result.fallback.to_parquet(out / FALLBACK_FILE, index=False)
-        (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
-        # Serving reads its feature views from here: no data directory in a pod.
-        (out / FEATURE_REGISTRY_FILE).write_bytes(registry_snapshot(store))
-        manifest = Manifest(
-            version=version, created_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
-            code_revision=code_revision(), data_snapshot=_snapshot(data, dataset.events),
-            feature_service="ranker",
-            params={**result.config, "two_tower_training": result.two_tower},
-            metrics={"protocol": protocol, "test": result.metrics["two_stage"],
-                     "baselines": {k: v for k, v in result.metrics.items()
-                                   if k != "two_stage"},
-                     "stages": stages, "timings": result.timings,
-                     "segments": result.segments,
-                     **({"ground_truth": truth} if truth else {}),
-                     "exposure": result.exposure.to_dict(orient="list"),
-                     "ranker_importance": result.bundle.ranker.importance()})
-        reg = Registry(registry)
-        reg.publish(manifest, out)
+    reg = Registry(registry)
+    version = publish(reg, result, store, data, dataset.events, protocol, truth)
     console.print(f"[bold]version {version}[/] written to {reg.version_uri(version)}")
-    if version_file is not None:
-        with version_file.open("a") as handle:
-            handle.write(f"version={version}\n")
-    if promote:
-        try:
-            reg.promote(version, promote, by="recstack train")
-        except RegistryError as exc:
-            fail(str(exc))
-        console.print(f"{promote} -> {version}")
+    _after_publish(reg, version, version_file, promote)
 
 
 def recommend(
@@ -205,16 +172,9 @@ def recommend(
     Without --include-seen the answer is the ranked lists the version stored at training
     time; with it, each user is scored on demand (models/served.py) as of the end of
     the data in --data."""
-    checks.output_file("--out", out, (".parquet", ".csv"))
-    checks.not_both("--version", version, "--stage", stage)
-    if not users.exists():
-        fail(f"{users}: file not found", EXIT_INVALID_INPUT)
-    if data is not None and not include_seen:
-        fail("--data is read only with --include-seen (the stored lists need no data)",
-             EXIT_INVALID_INPUT)
-    wanted = [line.strip() for line in users.read_text().splitlines() if line.strip()]
-    if not wanted:
-        fail(f"{users}: no user ids (one per line)", EXIT_INVALID_INPUT)
+    wanted = _wanted_users(out, version, stage, users, data, include_seen)
+    from models.batch import stored_lists, with_cold_start
+
     reg = Registry(registry)
     try:
         manifest = reg.resolve(version, stage)
@@ -227,41 +187,59 @@ def recommend(
         fail(f"--k {k} is more than the {served} items per user this version keeps",
              EXIT_INVALID_INPUT)
     if include_seen:
-        known = _scored_on_demand(manifest, local, wanted, k, data)
+        known = _scored_on_demand(manifest, local, wanted, k, data, checks.settings())
     else:
-        lists = pd.read_parquet(local / RECS_FILE)
-        known = lists[lists["user_id"].isin(set(wanted)) & (lists["rank"] <= k)]
-    cold = [u for u in dict.fromkeys(wanted) if u not in set(known["user_id"])]
-    cold_rows = fallback.head(k)
-    cold_frame = pd.DataFrame({
-        "user_id": [u for u in cold for _ in range(len(cold_rows))],
-        "item_id": list(cold_rows["item_id"]) * len(cold),
-        "rank": list(cold_rows["rank"]) * len(cold),
-        "score": list(cold_rows["score"]) * len(cold)})
-    order = {u: n for n, u in enumerate(dict.fromkeys(wanted))}
-    result = pd.concat([known, cold_frame], ignore_index=True)
-    result = result.assign(_order=result["user_id"].map(order)).sort_values(
-        ["_order", "rank"]).drop(columns="_order")
-    result = result[["user_id", "item_id", "rank", "score"]].reset_index(drop=True)
+        known = stored_lists(pd.read_parquet(local / RECS_FILE), wanted, k)
+    batch = with_cold_start(known, wanted, fallback, k)
     if out.suffix == ".csv":
-        result.to_csv(out, index=False)
+        batch.frame.to_csv(out, index=False)
     else:
-        result.to_parquet(out, index=False)
-    errors.print(f"{len(order) - len(cold)} known user(s), {len(cold)} cold-start; "
-                 f"{len(result)} rows from version {manifest.version} -> {out}")
-    if cold:
+        batch.frame.to_parquet(out, index=False)
+    errors.print(f"{batch.known} known user(s), {len(batch.cold)} cold-start; "
+                 f"{len(batch.frame)} rows from version {manifest.version} -> {out}")
+    if batch.cold:
         errors.print(COLD_SCORES)
 
 
-def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int,
-                      data: Path | None) -> pd.DataFrame:
-    """The version's bundle over the wanted users' events, seen items included."""
-    from models.bundle import load_bundle
-    from models.ranker.features import store_join
-    from models.served import ServedModel
-    from recstack.cli.features import _features_stale, run_build
-    from stores.feature_store import apply_definitions, open_store
+def _wanted_users(out: Path, version: str | None, stage: Stage | None, users: Path,
+                  data: Path | None, include_seen: bool) -> list[str]:
+    """`recommend`'s input checked, before any work; the user ids in the --users file."""
+    checks.output_file("--out", out, (".parquet", ".csv"))
+    checks.not_both("--version", version, "--stage", stage)
+    if not users.exists():
+        fail(f"{users}: file not found", EXIT_INVALID_INPUT)
+    if data is not None and not include_seen:
+        fail("--data is read only with --include-seen (the stored lists need no data)",
+             EXIT_INVALID_INPUT)
+    wanted = [line.strip() for line in users.read_text().splitlines() if line.strip()]
+    if not wanted:
+        fail(f"{users}: no user ids (one per line)", EXIT_INVALID_INPUT)
+    return wanted
 
+
+def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int,
+                      data: Path | None, settings: Settings) -> pd.DataFrame:
+    """The version's bundle over the wanted users' events, seen items included."""
+    from models.batch import scored_on_demand
+    from models.bundle import load_bundle
+    from models.data.dataset import events_sha256
+    from models.ranker.features import store_join
+
+    data = _on_demand_data(manifest, data)
+    try:
+        bundle = load_bundle(local)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    if events_sha256(data) != manifest.data_snapshot.get("events_sha256"):
+        errors.print(f"[yellow]note:[/] {data} is not the data version {manifest.version} "
+                     "was trained on; scoring from the events it holds")
+    store = features.ready_store(data, settings, announce=errors.print)
+    events = pd.read_parquet(data / "events.parquet")
+    return scored_on_demand(bundle, events, wanted, store_join(store), k)
+
+
+def _on_demand_data(manifest: Manifest, data: Path | None) -> Path:
+    """--data, else the directory the version was trained on; either must hold events."""
     if data is None:
         data = Path(manifest.data_snapshot.get("data_dir", ""))
         if not (data / "events.parquet").exists():
@@ -270,23 +248,7 @@ def _scored_on_demand(manifest: Manifest, local: Path, wanted: list[str], k: int
     elif not (data / "events.parquet").exists():
         fail(f"--data {data}: no events.parquet there; --include-seen reads each user's "
              "events and features from a data directory", EXIT_INVALID_INPUT)
-    try:
-        bundle = load_bundle(local)
-    except FileNotFoundError as exc:
-        fail(str(exc))
-    from models.data.dataset import events_sha256
-
-    if events_sha256(data) != manifest.data_snapshot.get("events_sha256"):
-        errors.print(f"[yellow]note:[/] {data} is not the data version {manifest.version} "
-                     "was trained on; scoring from the events it holds")
-    if _features_stale(data):
-        run_build(data)
-    store = open_store(data, checks.settings(), announce=errors.print)
-    apply_definitions(store, data)
-    events = pd.read_parquet(data / "events.parquet")
-    at = events["timestamp"].max() + pd.Timedelta(seconds=1)
-    return ServedModel(bundle, search=False, history=events).recommend(
-        events, list(dict.fromkeys(wanted)), at, store_join(store), k, include_seen=True)
+    return data
 
 
 def evaluate(
@@ -320,13 +282,7 @@ def evaluate(
     checks.not_both("VERSION", ref, "--version", version)
     version = version or ref
     checks.not_both("--version", version, "--stage", stage)
-    if data is not None:
-        checks.data_dir("--data", data)
-    for option, value in (("--since", since), ("--until", until)):
-        if value is not None:
-            if data is None:
-                fail(f"{option} sets the fresh window: it needs --data", EXIT_INVALID_INPUT)
-            checks.instant(option, value)
+    _check_window(data, since, until)
     if report is not None:
         checks.output_file("--report", report)
     try:
@@ -339,6 +295,23 @@ def evaluate(
 
         evaluate_fresh(reg, manifest, data, since, until, report, policy)
         return
+    _print_measured(manifest, ks, report)
+
+
+def _check_window(data: Path | None, since: str | None, until: str | None) -> None:
+    """--data, and --since and --until, which set its window and need it."""
+    if data is not None:
+        checks.data_dir("--data", data)
+    for option, value in (("--since", since), ("--until", until)):
+        if value is not None:
+            if data is None:
+                fail(f"{option} sets the fresh window: it needs --data", EXIT_INVALID_INPUT)
+            checks.instant(option, value)
+
+
+def _print_measured(manifest: Manifest, ks: list[int], report: Path | None) -> None:
+    """The figures `recstack train` measured, as JSON, and the HTML report with the
+    plots; refused for a cut-off training did not measure."""
     from models.evaluation.report import render
 
     measured = {key for key in manifest.metrics.get("test", {}) if "@" in key}

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from recstack.cli import checks
 from recstack.cli.console import EXIT_INVALID_INPUT, fail
 
 
@@ -29,7 +30,7 @@ def check_workers(workers: int) -> None:
     """Ray Train waits forever for workers a local Ray has no CPU for."""
     from models.ray_runtime import max_workers
 
-    most = max_workers()
+    most = max_workers(checks.ray_address())
     if most is not None and workers > most:
         fail(f"--workers must be from 0 to {most} on this machine (one CPU per Ray Train "
              f"worker; set RAY_ADDRESS to train on a cluster), got {workers}",
@@ -37,7 +38,8 @@ def check_workers(workers: int) -> None:
 
 
 def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
-    """PipelineConfig from an optional YAML/JSON file; a bad or unknown key is named."""
+    """PipelineConfig from an optional YAML/JSON file; a bad or unknown key is named.
+    The workers and the Ray cluster they run on (RAY_ADDRESS) come from this command."""
     from pydantic import ValidationError
 
     from contracts.yaml_file import problems
@@ -48,6 +50,7 @@ def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
         tower = raw.get("two_tower") or {}
         raw["two_tower"] = {**tower, "epochs": epochs} if isinstance(tower, dict) else tower
     try:
-        return PipelineConfig.model_validate({**raw, "workers": workers})
+        return PipelineConfig.model_validate({**raw, "workers": workers,
+                                              "ray_address": checks.ray_address()})
     except ValidationError as exc:
         fail(f"{path}: {problems(exc)}", EXIT_INVALID_INPUT)

@@ -17,17 +17,16 @@ Routes (FastAPI; the spec is at `/openapi.json`, browsable at `/docs`):
   which the next compaction deletes from disk. 202; 401; 503 with `Retry-After`.
 - `GET /healthz`: the process answers. `GET /readyz`: Redis answers a PING.
 
-`create_app(settings)` builds the app; `recstack collect` serves it with uvicorn.
+`create_app(settings)` builds the app from a `CollectorSettings`, which `recstack
+collect` builds from the environment (read there, once) and serves with uvicorn.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -35,12 +34,11 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from contracts.settings import Settings
-from serving.api_keys import ApiKeyError, ApiKeys
+from serving.api_keys import ApiKeys
 from serving.events.event import ID_PATTERN, MAX_ID_LENGTH, Event, parse_events
 from serving.events.stream import DEFAULT_DEDUPE_TTL_S, EventStream
 from stores.redis_address import RedisAddress
@@ -49,48 +47,26 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 16 * 1024 * 1024  # well above 1000 events at their size limits
-DEDUPE_TTL_VAR = "RECSTACK_EVENTS_DEDUPE_TTL_S"
 
 
-class CollectorConfigError(ValueError):
-    pass
+class CollectorSettings(BaseModel):
+    """What the collector is given by its entry point: `recstack collect` reads the
+    environment once (RECSTACK_* through `Settings`, the API keys, the dedupe TTL) and
+    builds these; nothing here reads it."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-@dataclass(frozen=True)
-class CollectorSettings:
     redis: RedisAddress
     project: str
     api_keys: ApiKeys | None
     """None: no authentication, only with an explicit `--insecure-no-auth`."""
-    dedupe_ttl_s: int = DEFAULT_DEDUPE_TTL_S
+    dedupe_ttl_s: int = Field(default=DEFAULT_DEDUPE_TTL_S, ge=1)
     """How long an event_id is remembered: retries later than this are stored again."""
-    redis_timeout_s: float = 1.0
-    retry_after_s: int = 2
-    cache_ttl_s: float = 3600.0
+    redis_timeout_s: float = Field(default=1.0, gt=0)
+    retry_after_s: int = Field(default=2, ge=0)
+    cache_ttl_s: float = Field(default=3600.0, gt=0)
     """How long a deleted user's cache invalidation mark lives: at least the servers'
     response-cache TTL (as `recstack consume --cache-ttl`)."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None,
-                 insecure_no_auth: bool = False) -> CollectorSettings:
-        env = os.environ if env is None else env
-        try:
-            settings = Settings.from_env(env)
-            address = RedisAddress.parse(settings.redis)
-            api_keys = ApiKeys.from_env(env)
-            ttl = int(env.get(DEDUPE_TTL_VAR) or DEFAULT_DEDUPE_TTL_S)
-        except (ApiKeyError, ValueError) as exc:
-            raise CollectorConfigError(str(exc)) from exc
-        if ttl < 1:
-            raise CollectorConfigError(f"{DEDUPE_TTL_VAR} must be >= 1 second, got {ttl}")
-        if api_keys is None and not insecure_no_auth:
-            raise CollectorConfigError(
-                "no API keys: set RECSTACK_API_KEYS (comma-separated) or "
-                "RECSTACK_API_KEYS_FILE (one key per line), or start with "
-                "--insecure-no-auth to accept events from anyone")
-        if api_keys is not None and insecure_no_auth:
-            log.warning("--insecure-no-auth ignored: API keys are configured, and required")
-        return cls(address, settings.feast_project, api_keys, ttl)
 
 
 class RejectedEvent(BaseModel):

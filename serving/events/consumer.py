@@ -12,6 +12,9 @@ A Redis Streams consumer group (`recstack-consumers` by default) reads
    invalidates their cached recommendations (serving/events/realtime_sink.py);
 4. only then are the entries acknowledged (XACK).
 
+How it reads (group, name, batch sizes, intervals) is a `ConsumerConfig`
+(serving/events/consumer_config.py), built and checked by the entry point.
+
 A `forget_user` entry (`DELETE /v1/users/{id}`) is applied where it stands in the
 batch: the events before it are written first, then the user's offline events are
 tombstoned (hidden at once, deleted by the next compaction), their Feast online rows
@@ -57,13 +60,11 @@ import contextlib
 import functools
 import gc
 import logging
-import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ import redis
 from contracts.settings import Settings
 from models.data.event_log import EventLog, compact, forget_user, hide_dead
 from serving.cache import key_prefix
+from serving.events.consumer_config import DEFAULT_GROUP, ConsumerConfig
 from serving.events.event import Event
 from serving.events.realtime_sink import REALTIME_VIEW, RealtimeSink
 from serving.events.stream import stream_key
@@ -86,7 +88,6 @@ from stores.feature_store import RedisAddress, open_store
 
 log = logging.getLogger("recstack.consumer")
 
-DEFAULT_GROUP = "recstack-consumers"
 TRIM_EVERY_S = 30.0
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 Poison = tuple[bytes, dict[bytes, bytes] | None, str]  # entry id, its fields, the reason
@@ -126,29 +127,6 @@ def in_order_runs(valid: list[tuple[bytes, Event | ForgetUser]]
 
 def dead_letter_key(project: str) -> str:
     return f"{stream_key(project)}:dead"
-
-
-def default_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class ConsumerConfig:
-    group: str = DEFAULT_GROUP
-    name: str = field(default_factory=default_name)
-    batch: int = 500
-    max_batch: int = 5000
-    """Reads grow to this many entries while the consumer is behind (never below batch)."""
-    block_ms: int = 1000
-    claim_idle_s: float = 60.0
-    """Entries pending this long with another consumer are taken over (it died)."""
-    compact_every_s: float = 600.0
-    """0: never compact."""
-    cache_ttl_s: float = 3600.0
-    """How long an invalidation mark lives: at least the servers' cache TTL."""
-    trim: bool = True
-    min_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
 
 
 def next_count(count: int, got: int, config: ConsumerConfig) -> int:

@@ -70,6 +70,9 @@ CASES = [
     (("collect", "--port", "70000"), "--port must be from 1 to 65535, got 70000"),
     (("consume", "--data", "/nonexistent"), "--data /nonexistent: not a data directory"),
     (("consume", "--data", "d", "--batch", "0"), "--batch must be from 1 to 10000, got 0"),
+    # Checked by ConsumerConfig itself, named by the option.
+    (("consume", "--data", "d", "--wait", "1", "--group", " "), "--group: must not be empty"),
+    (("consume", "--data", "d", "--wait", "1", "--name", ""), "--name: must not be empty"),
 ]
 
 
@@ -124,6 +127,7 @@ def test_train_refuses_before_importing_anything_heavy(small_world: Path, tmp_pa
     ["serve", "--registry", "r", "--stage", "qa"],
     ["serve", "--registry", "r", "--stage", "dev", "--version", "v1"],
     ["consume", "--data", "/nonexistent"],
+    ["consume", "--data", "d", "--wait", "1", "--group", ""],
 ])
 def test_serving_commands_refuse_before_importing_anything_heavy(args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", CHECK_IMPORTS, *args], capture_output=True,

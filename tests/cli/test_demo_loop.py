@@ -17,7 +17,8 @@ import pytest
 
 from contracts.settings import Settings
 from models.data.dataset import read_dataset
-from recstack.cli.demo_loop import run_loop, run_or_skip, unavailable
+from recstack.cli.demo_loop import run_loop, run_or_skip
+from recstack.demo.services import unavailable
 from stores.feature_store import RedisAddress
 from stores.registry import Registry
 from tests.conftest import TEST_REDIS, applied_copy

@@ -7,8 +7,8 @@ import io
 import pandas as pd
 from rich.console import Console
 
-from recstack.cli.demo import _shown_recommendations
-from recstack.cli.train import SHOWN, _table
+from recstack.cli.demo import shown_recommendations
+from recstack.cli.train import SHOWN, metrics_table
 
 MODELS = ("two_stage", "two_tower", "ease", "item_knn", "popularity", "content", "als")
 
@@ -18,7 +18,7 @@ def test_the_training_summary_fits_80_columns_with_whole_headers() -> None:
                for n, model in enumerate(MODELS)}
     out = io.StringIO()
     Console(file=out, width=80).print(
-        _table(metrics, "per-user temporal split: each user's last 20% of items held out"))
+        metrics_table(metrics, "per-user temporal split: each user's last 20% of items held out"))
     text = out.getvalue()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -33,7 +33,7 @@ def test_the_training_summary_fits_80_columns_with_whole_headers() -> None:
 def test_demo_recommendations_say_which_list_and_round_scores() -> None:
     recs = pd.DataFrame({"user_id": ["u1", "u1", "someone-new"], "item_id": ["a", "b", "c"],
                          "rank": [1, 2, 1], "score": [1.9312345678901234, -0.25, 431.5]})
-    lines = _shown_recommendations(recs, known={"u1"}).splitlines()
+    lines = shown_recommendations(recs, known={"u1"}).splitlines()
     assert lines[0].split() == ["user_id", "item_id", "rank", "score", "list"]
     assert lines[1].split() == ["u1", "a", "1", "1.931", "model"]
     assert lines[2].split() == ["u1", "b", "2", "-0.250", "model"]

@@ -263,7 +263,7 @@ def test_against_real_serve_collect_and_consume(small_world: Path, served_versio
                                                 tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """`recstack serve`, `recstack collect` and `recstack consume` as `recstack demo`
-    starts them (recstack/cli/demo_loop.py), on a copy of the small world with its
+    starts them (recstack/demo/services.py), on a copy of the small world with its
     features in the test Redis under a project of its own: the smoke test passes."""
     import shutil
     import uuid
@@ -271,7 +271,7 @@ def test_against_real_serve_collect_and_consume(small_world: Path, served_versio
     import httpx
 
     from contracts.settings import Settings
-    from recstack.cli.demo_loop import running, wait_ready
+    from recstack.demo.services import running, wait_ready
     from stores.feature_store import RedisAddress
     from stores.registry import Registry
     from tests.conftest import TEST_REDIS, applied_copy

@@ -26,12 +26,7 @@ from typer.testing import CliRunner
 from contracts.settings import Settings
 from recstack.cli import app as cli
 from serving.api_keys import ApiKeys
-from serving.events.collector import (
-    MAX_BATCH,
-    CollectorConfigError,
-    CollectorSettings,
-    create_app,
-)
+from serving.events.collector import MAX_BATCH, CollectorSettings, create_app
 from serving.events.stream import seen_key, stream_key
 from stores.feature_store import RedisAddress
 from tests.redis_proxy import RedisProxy
@@ -116,7 +111,8 @@ def redis_address(redis_settings: Settings) -> RedisAddress:
 def collector(redis_address: RedisAddress, tmp_path: Path) -> Iterator[Collector]:
     keys_file = tmp_path / "api-keys"
     keys_file.write_text(f"# rotated by the secret store\n\n{FILE_KEY}\n")
-    settings = CollectorSettings(redis_address, PROJECT, ApiKeys([INLINE_KEY], keys_file))
+    settings = CollectorSettings(redis=redis_address, project=PROJECT,
+                                 api_keys=ApiKeys([INLINE_KEY], keys_file))
     with running(create_app(settings)) as port:
         yield Collector(port, redis_address.client(), keys_file)
 
@@ -236,7 +232,7 @@ def test_redis_outage_is_503_with_retry_after_and_accepts_nothing(
     proxy = RedisProxy((redis_address.host, redis_address.port))
     proxy.start()
     through = RedisAddress.parse(proxy.address(redis_address.db))
-    settings = CollectorSettings(through, PROJECT, ApiKeys([INLINE_KEY]))
+    settings = CollectorSettings(redis=through, project=PROJECT, api_keys=ApiKeys([INLINE_KEY]))
     direct = redis_address.client()
     try:
         with running(create_app(settings)) as port:
@@ -263,7 +259,7 @@ def test_redis_outage_is_503_with_retry_after_and_accepts_nothing(
 
 
 def test_openapi_spec_and_insecure_mode(redis_address: RedisAddress) -> None:
-    settings = CollectorSettings(redis_address, PROJECT, api_keys=None)
+    settings = CollectorSettings(redis=redis_address, project=PROJECT, api_keys=None)
     with running(create_app(settings)) as port:
         spec = call(port, "/openapi.json", key=None).body
         post = spec["paths"]["/v1/events"]["post"]
@@ -273,19 +269,53 @@ def test_openapi_spec_and_insecure_mode(redis_address: RedisAddress) -> None:
         assert call(port, "/v1/events", event(0), key=None).status == 202  # no key needed
 
 
-def test_keys_are_required_to_start(tmp_path: Path) -> None:
-    with pytest.raises(CollectorConfigError, match="RECSTACK_API_KEYS"):
-        CollectorSettings.from_env({})
-    assert CollectorSettings.from_env({}, insecure_no_auth=True).api_keys is None
-    with pytest.raises(CollectorConfigError, match="cannot read it"):
-        CollectorSettings.from_env({"RECSTACK_API_KEYS_FILE": str(tmp_path / "missing")})
+def test_keys_are_required_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`recstack collect` reads the environment once and hands the collector its
+    settings; a missing or bad one is exit code 2 and one line, before any port opens."""
+    from serving.events import collector
+
+    built: list[CollectorSettings] = []
+    monkeypatch.setattr(collector, "create_app", built.append)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    unset = {"RECSTACK_API_KEYS": "", "RECSTACK_API_KEYS_FILE": "",
+             "RECSTACK_EVENTS_DEDUPE_TTL_S": "", "COLUMNS": "200"}
+
+    def collect(*args: str, **env: str) -> Any:
+        built.clear()
+        return CliRunner().invoke(cli, ["collect", *args], env={**unset, **env})
+
+    def refused(message: str, *args: str, **env: str) -> None:
+        result = collect(*args, **env)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: {message}"), result.stderr
+        assert result.stderr.count("\n") == 1 and not built, result.stderr
+
+    refused("no API keys: set RECSTACK_API_KEYS")
+    assert "--insecure-no-auth" in collect().stderr
+    refused(f"RECSTACK_API_KEYS_FILE={tmp_path / 'missing'}: cannot read it",
+            RECSTACK_API_KEYS_FILE=str(tmp_path / "missing"))
     (tmp_path / "empty").write_text("# no keys yet\n")
-    with pytest.raises(CollectorConfigError, match="hold no key"):
-        CollectorSettings.from_env({"RECSTACK_API_KEYS_FILE": str(tmp_path / "empty")})
-    settings = CollectorSettings.from_env({"RECSTACK_API_KEYS": " a, b ,",
-                                           "RECSTACK_FEAST_PROJECT": "p"})
-    assert settings.project == "p" and settings.api_keys is not None
-    assert settings.api_keys.accepts("b") and not settings.api_keys.accepts("")
-    result = CliRunner().invoke(cli, ["collect"], env={"RECSTACK_API_KEYS": "",
-                                                       "RECSTACK_API_KEYS_FILE": ""})
-    assert result.exit_code == 2 and "--insecure-no-auth" in result.output
+    refused("RECSTACK_API_KEYS / RECSTACK_API_KEYS_FILE hold no key",
+            RECSTACK_API_KEYS_FILE=str(tmp_path / "empty"))
+    refused("RECSTACK_EVENTS_DEDUPE_TTL_S: Input should be greater than or equal to 1",
+            RECSTACK_API_KEYS="a", RECSTACK_EVENTS_DEDUPE_TTL_S="0")
+    refused("RECSTACK_EVENTS_DEDUPE_TTL_S: Input should be a valid integer",
+            RECSTACK_API_KEYS="a", RECSTACK_EVENTS_DEDUPE_TTL_S="a week")
+    refused("RECSTACK_REDIS must look like host:port", RECSTACK_API_KEYS="a",
+            RECSTACK_REDIS="localhost")
+
+    insecure = collect("--insecure-no-auth")
+    assert insecure.exit_code == 0 and built[0].api_keys is None, insecure.output
+    assert "anyone who reaches this port can write events" in insecure.stderr
+    started = collect(RECSTACK_API_KEYS=" a, b ,", RECSTACK_FEAST_PROJECT="p",
+                      RECSTACK_EVENTS_DEDUPE_TTL_S="60")
+    assert started.exit_code == 0, started.output
+    settings = built[0]
+    assert settings.project == "p" and settings.dedupe_ttl_s == 60
+    assert settings.api_keys is not None and settings.api_keys.accepts("b")
+    assert not settings.api_keys.accepts("")
+    assert collect(RECSTACK_API_KEYS="a").exit_code == 0
+    assert built[0].dedupe_ttl_s == 7 * 24 * 3600  # unset: the stream's default
+    both = collect("--insecure-no-auth", RECSTACK_API_KEYS="a")
+    assert both.exit_code == 0 and built[0].api_keys is not None
+    assert "--insecure-no-auth ignored" in both.stderr

@@ -36,7 +36,8 @@ def collector_url() -> Iterator[str]:
 
     address = RedisAddress.parse(TEST_REDIS)
     address.client().flushdb()
-    with running(create_app(CollectorSettings(address, PROJECT, ApiKeys([KEY])))) as port:
+    settings = CollectorSettings(redis=address, project=PROJECT, api_keys=ApiKeys([KEY]))
+    with running(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}"
     address.client().flushdb()
 

@@ -3,10 +3,11 @@ without reading the row back, only while the row stored is still the one it wrot
 against the real test Redis and a real Feast repo, another consumer of the group, a
 materialization and a vanished row each make it read (or recompute) again, so the
 online state stays what build.py computes from the whole history. Plus the read size
-that grows while the consumer is behind."""
+that grows while the consumer is behind, and what its config refuses."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,22 @@ def test_reads_grow_while_behind_and_shrink_when_caught_up() -> None:
     assert next_count(350, 350, config) == 350
     assert next_count(350, 20, config) == 100
     assert next_count(100, 0, ConsumerConfig(name="x", batch=100, max_batch=10)) == 100
+
+
+def test_the_config_refuses_what_the_consumer_cannot_run_with() -> None:
+    from pydantic import ValidationError
+
+    default = ConsumerConfig()
+    assert default.group == "recstack-consumers" and default.name.endswith(f"-{os.getpid()}")
+    for bad, message in [({"group": " "}, "must not be empty"), ({"name": ""}, "must not be empty"),
+                         ({"batch": 0}, "greater than or equal to 1"),
+                         ({"block_ms": 0}, "greater than or equal to 1"),
+                         ({"claim_idle_s": 0}, "greater than 0"),
+                         ({"compact_every_s": -1}, "greater than or equal to 0"),
+                         ({"min_backoff_s": 0}, "greater than 0"),
+                         ({"batchsize": 10}, "Extra inputs are not permitted")]:
+        with pytest.raises(ValidationError, match=message):
+            ConsumerConfig(**bad)
+    assert ConsumerConfig(compact_every_s=0).compact_every_s == 0  # never compact
+    with pytest.raises(ValidationError, match="frozen"):
+        default.batch = 10  # type: ignore[misc]

@@ -96,7 +96,8 @@ def test_a_deleted_user_is_gone_online_at_once_and_offline_after_compaction(
         client.hset(user_key(prefix, someone), "answer",
                     json.dumps({"at": time.time() - 1, "answer": {"items": ["x"]}}))
 
-    collector = CollectorSettings(RedisAddress.parse(settings.redis), project, ApiKeys([KEY]))
+    collector = CollectorSettings(redis=RedisAddress.parse(settings.redis), project=project,
+                                  api_keys=ApiKeys([KEY]))
     with running(create_app(collector)) as port:
         assert request(port, "DELETE", f"/v1/users/{USER}", key=None)[0] == 401
         status, _, body = request(port, "DELETE", f"/v1/users/{USER}")
@@ -176,8 +177,8 @@ def test_deleting_needs_redis_and_is_in_the_openapi_spec(settings: Settings) -> 
 
     address = RedisAddress.parse(settings.redis)
     proxy = RedisProxy((address.host, address.port))  # never started: Redis unreachable
-    down = CollectorSettings(RedisAddress.parse(proxy.address(address.db)),
-                             settings.feast_project, ApiKeys([KEY]))
+    down = CollectorSettings(redis=RedisAddress.parse(proxy.address(address.db)),
+                             project=settings.feast_project, api_keys=ApiKeys([KEY]))
     with running(create_app(down)) as port:
         status, headers, body = request(port, "DELETE", "/v1/users/someone")
         assert status == 503 and "nothing was done" in body["detail"]
