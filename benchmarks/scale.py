@@ -34,14 +34,14 @@ growth exponent (least-squares slope of log figure against log events), the raw
 figures in OUT/scale.json (written after every size, so a run cut short keeps what
 it measured), and a log-log plot, docs/scale.png.
 
-Cost. The default sizes (2k x 1k to 16k x 8k, 30 days: about 80k to 620k events)
-take about 20-30 minutes on 2 cores, most of it training the largest. The issue's
-sizes cost far more, extrapolated from a 20k x 10k world's 13 minutes and 9.3 GB to
-train and the generator's minute per 10k users: 10k x 5k, about 8 minutes end to
-end; 40k x 20k, about 4 minutes to generate and 30 minutes or more to train, peak
-RSS near the 24 GB of this machine (EASE's dense items x items matrices, 3.2 GB each
-at 20k items); 160k x 50k, 16 minutes to generate and no training at all today (one
-dense 50k x 50k matrix is 20 GB). Run those only on a machine of their own.
+Cost. The default sizes (2k x 1k to 16k x 8k, 30 days: about 80k to 640k events)
+took 14 minutes on 2 cores (BENCHMARKS.md), most of it training the largest. The
+issue's sizes are not measured yet. Extrapolated from that table's exponents, 40k x
+20k (about 1.6M events) would take about 20 minutes to train and 1 to generate. At
+160k x 50k the per-candidate-row work (point-in-time joins, exposure calibration,
+the two-tower's epochs) dominates, and item-kNN's blocked co-occurrence grows with
+the square of the catalog; EASE is capped at its 4,000 most popular items. Run those
+only on a machine of their own.
 
 Redis: RECSTACK_BENCH_REDIS (default db 15 of localhost), Feast project
 `recstack_scale` (its own keys: nothing else's is touched). Worlds stay under
