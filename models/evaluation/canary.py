@@ -60,10 +60,8 @@ from models.evaluation.online import (
     Interval,
     impressions_frame,
     mean_interval,
+    sessions,
     wilson,
-)
-from models.evaluation.online import (
-    _sessions as sessions,
 )
 
 Action = Literal["promote", "wait", "rollback"]

@@ -102,7 +102,7 @@ def impressions_frame(events: pd.DataFrame) -> pd.DataFrame:
                       revenue=out["revenue"].fillna(0.0).astype(float))
 
 
-def _sessions(shown: pd.DataFrame) -> pd.Series:
+def sessions(shown: pd.DataFrame) -> pd.Series:
     """A session id per impression: a user's answers with gaps under SESSION_GAP."""
     order = shown.sort_values(["user_id", "timestamp"])
     new = (order["user_id"] != order["user_id"].shift()) | \
@@ -124,7 +124,7 @@ def online_metrics(events: pd.DataFrame, items: pd.DataFrame,
     if since is not None:
         events = events[pd.to_datetime(events["timestamp"], utc=True) >= since]
     shown = impressions_frame(events)
-    shown = shown.assign(session=_sessions(shown)) if len(shown) else shown.assign(session=0)
+    shown = shown.assign(session=sessions(shown)) if len(shown) else shown.assign(session=0)
     categories = items.set_index(items["item_id"].astype(str))["category"]
     interactions = events[events["event_type"] != IMPRESSION]["item_id"].dropna().astype(str)
     counts = interactions.value_counts()
