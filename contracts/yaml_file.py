@@ -4,6 +4,7 @@ promotion.yaml both read this way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,11 +28,17 @@ def load_model(path: Path, model: type[Model], error: type[Exception]) -> Model:
         raise error(f"{path}: {problems(exc)}") from None
 
 
-def problems(exc: ValidationError, prefix: str = "") -> str:
-    """Every problem of a validation, each as `key.path: message` under `prefix`."""
+def problems(exc: ValidationError, prefix: str = "",
+             names: Mapping[str, str] | None = None) -> str:
+    """Every problem of a validation, each as `key.path: message` under `prefix`;
+    `names`: what to call a top-level field instead (the CLI option or environment
+    variable it came from, `--group: must not be empty`)."""
     out = []
     for found in exc.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in found["loc"])
+        path = list(found["loc"])
+        if names and path and str(path[0]) in names:
+            path[0] = names[str(path[0])]
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
         out.append(f"{(prefix + loc).lstrip('.') or 'top level'}: "
                    f"{found['msg'].removeprefix('Value error, ')}")
     return "; ".join(out)

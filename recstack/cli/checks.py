@@ -69,23 +69,13 @@ def validated(built: type[Model], named: Mapping[str, str], **values: Any) -> Mo
     it refuses is the user's input: one line naming where it came from (`named`: field
     -> option or variable), as for a bad option: `--group: must not be empty`."""
     from pydantic import ValidationError
-    from pydantic_core import InitErrorDetails
 
     from contracts.yaml_file import problems
 
     try:
         return built(**values)
     except ValidationError as exc:
-        # The same errors, each located by its option instead of its field, for
-        # problems() to word as everywhere else.
-        located = []
-        for found in exc.errors():
-            field, *rest = found["loc"] or ("",)
-            located.append(InitErrorDetails(
-                type=found["type"], input=found["input"], ctx=found.get("ctx", {}),
-                loc=(named.get(str(field), field), *rest) if found["loc"] else ()))
-        fail(problems(ValidationError.from_exception_data(exc.title, located)),
-             EXIT_INVALID_INPUT)
+        fail(problems(exc, names=named), EXIT_INVALID_INPUT)
 
 
 def cutoffs(option: str, text: str) -> list[int]:
