@@ -23,6 +23,7 @@ from redis import Redis, RedisError
 
 from contracts.settings import Settings
 from recstack.processes import Service, free_port
+from serving.events.consumer_config import DEFAULT_GROUP  # `recstack consume`'s
 from stores.redis_address import RedisAddress
 
 # Two variants of the rules, half the users each; stage pointers are not re-read
@@ -35,7 +36,6 @@ variants:
   - {name: diverse, weight: 0.5, rules: {diversity_weight: 0.6}}
 watch_interval_s: 0
 """
-GROUP = "recstack-consumers"  # serving.events.consumer.DEFAULT_GROUP, `recstack consume`'s default
 READY_TIMEOUT_S = 600.0  # Ray Serve's graphs load in about a minute on 2 cores
 DRAIN_TIMEOUT_S = 120.0
 QUIET_S = 10.0  # no new entries for this long: nothing more is coming
@@ -120,7 +120,7 @@ def _consumer_joined(redis: Redis, project: str, name: str) -> bool:
     from serving.events.stream import stream_key
 
     try:
-        consumers = redis.xinfo_consumers(stream_key(project), GROUP)
+        consumers = redis.xinfo_consumers(stream_key(project), DEFAULT_GROUP)
     except RedisError:  # no stream or no group yet
         return False
     return any(c["name"] in (name, name.encode()) for c in consumers)
@@ -173,7 +173,7 @@ def stream_counts(redis: Redis, project: str) -> tuple[int, int | None]:
         added = int(redis.xinfo_stream(stream_key(project))["entries-added"])
     except RedisError:  # no stream yet
         return 0, None
-    progress = group_progress(redis, project, GROUP)
+    progress = group_progress(redis, project, DEFAULT_GROUP)
     return added, None if progress is None else progress.left
 
 
