@@ -1,7 +1,9 @@
 """A fixed version's answers on a fixed world do not change: the lists (and the
 sources behind each item) are the ones recorded before the scoring code was
 restructured, the scores equal to float32 rounding. The version is stored in
-tests/fixtures/small_version, so this also checks that an old version still loads."""
+tests/fixtures/small_version, so this also checks that an old version still loads, and
+the world it answers from in tests/fixtures/small_world (the generator's output for
+300 users x 200 items, seed 7, before the generator was vectorised)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from tests.conftest import applied_copy
 from tests.serving.served_lists import served_lists
 
 pytestmark = pytest.mark.integration
-VERSION = Path(__file__).resolve().parents[1] / "fixtures" / "small_version"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+VERSION = FIXTURES / "small_version"
+WORLD = FIXTURES / "small_world"
 
 
-def test_a_fixed_version_serves_the_recorded_lists(small_world: Path, tmp_path: Path,
-                                                   redis_settings) -> None:  # type: ignore[no-untyped-def]
-    world = applied_copy(small_world, tmp_path / "world", redis_settings)
+def test_a_fixed_version_serves_the_recorded_lists(tmp_path: Path, redis_settings) -> None:  # type: ignore[no-untyped-def]
+    world = applied_copy(WORLD, tmp_path / "world", redis_settings)
     recorded = json.loads((VERSION / "served_lists.json").read_text())
     now = served_lists(load_bundle(VERSION), open_store(world, redis_settings))
     assert now["at"] == recorded["at"]
