@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,24 @@ def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
+    write_tables_atomic([table], path)
+
+
+def write_tables_atomic(tables: Iterable[pa.Table], path: Path) -> None:
+    """One Parquet file from tables of one schema, written in turn (so a caller can
+    build a large file slice by slice), renamed into place only when complete."""
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in tables:
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"no tables to write to {path}")
     os.replace(tmp, path)
 
 
@@ -132,16 +149,20 @@ def write_dataset(out: Path, events: pd.DataFrame, items: pd.DataFrame,
     """Write the three tables of a data directory (sorted, so output is deterministic)."""
     check_destination(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    targets = [out / EVENTS_FILE, out / ITEMS_FILE, out / USERS_FILE]
     events = events.sort_values(["timestamp", "event_id"], kind="stable")
+    _write_atomic(_to_table(events, EVENTS_SCHEMA), out / EVENTS_FILE)
+    items, users = write_catalogs(out, items, users)
+    return Dataset(events.reset_index(drop=True), items, users)
+
+
+def write_catalogs(out: Path, items: pd.DataFrame, users: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the items and users tables (sorted by id), as written."""
     items = items.sort_values("item_id", kind="stable")
     users = users.sort_values("user_id", kind="stable")
-    tables = [_to_table(events, EVENTS_SCHEMA), _to_table(items, ITEMS_SCHEMA),
-              _to_table(users, USERS_SCHEMA)]
-    for table, path in zip(tables, targets, strict=True):
-        _write_atomic(table, path)
-    return Dataset(events.reset_index(drop=True), items.reset_index(drop=True),
-                   users.reset_index(drop=True))
+    _write_atomic(_to_table(items, ITEMS_SCHEMA), out / ITEMS_FILE)
+    _write_atomic(_to_table(users, USERS_SCHEMA), out / USERS_FILE)
+    return items.reset_index(drop=True), users.reset_index(drop=True)
 
 
 def read_dataset(data_dir: Path) -> Dataset:

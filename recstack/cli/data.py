@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import typer
@@ -44,8 +46,7 @@ class TimestampUnit(StrEnum):
     ns = "ns"
 
 
-def _print_summary(out: Path, dataset: Dataset) -> None:
-    summary = dataset.summary()
+def _print_summary(out: Path, summary: dict[str, Any]) -> None:
     table = Table(title=f"Data written to {out}", show_header=False)
     for key in ("events", "users", "items", "first_event", "last_event"):
         table.add_row(key, str(summary[key]))
@@ -104,6 +105,8 @@ def generate(
     seed: int = typer.Option(0, min=0, help="Random seed; the same seed gives byte-identical "
                              "files."),
     start: str = typer.Option("2026-01-01T00:00:00Z", help="First instant of the period (UTC)."),
+    workers: int = typer.Option(0, min=0, help="Processes that simulate users side by side "
+                                "(0: one per CPU core); the files do not depend on it."),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Generate a synthetic shop and its ground truth.
@@ -120,8 +123,9 @@ def generate(
         fail(str(exc), EXIT_INVALID_INPUT)
     _check_out(out, overwrite)
     with progress_bar("simulating users", users) as advance:
-        dataset = run(out, config, overwrite=overwrite, progress=advance)
-    _print_summary(out, dataset)
+        summary = run(out, config, overwrite=overwrite, progress=advance,
+                      workers=workers or os.cpu_count() or 1)
+    _print_summary(out, summary)
     console.print(f"ground truth: {out / 'ground_truth'}")
 
 
@@ -146,7 +150,7 @@ def import_movielens(
     except DataValidationError as exc:
         fail(str(exc), EXIT_INVALID_INPUT)
     _accept([events, items, users], skip_invalid)
-    _print_summary(out, _write(out, events.frame, items.frame, users.frame, overwrite))
+    _print_summary(out, _write(out, events.frame, items.frame, users.frame, overwrite).summary())
 
 
 @import_app.command("events")
@@ -197,7 +201,7 @@ def import_events(
             fail(f"--append: {exc}")
         frame, item_frame, user_frame = merge(existing, frame, item_frame, user_frame)
         overwrite = True
-    _print_summary(out, _write(out, frame, item_frame, user_frame, overwrite))
+    _print_summary(out, _write(out, frame, item_frame, user_frame, overwrite).summary())
 
 
 @app.command()
@@ -261,4 +265,4 @@ def slice_data(
     truth = data / "ground_truth"
     if truth.is_dir():
         shutil.copytree(truth, out / "ground_truth", dirs_exist_ok=True)
-    _print_summary(out, written)
+    _print_summary(out, written.summary())

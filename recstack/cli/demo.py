@@ -84,7 +84,7 @@ def _generate_shop(out: Path, users: int, items: int, days: int, seed: int) -> N
     # The previous run's streamed events belong to the shop this run replaces.
     shutil.rmtree(out / "events_stream", ignore_errors=True)
     generate(out=out, users=users, items=items, days=days, seed=seed,
-             start="2026-01-01T00:00:00Z", overwrite=True)
+             start="2026-01-01T00:00:00Z", workers=0, overwrite=True)
 
 
 def _online_reads(store: FeatureStore, events: pd.DataFrame) -> list[str]:

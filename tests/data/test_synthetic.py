@@ -118,3 +118,71 @@ def test_top_items_of_ground_truth(small_world: Path) -> None:
     at = pd.Timestamp("2026-01-15T00:00:00Z")
     top = truth.top_items(truth.world.user_ids[0], at, k=5)
     assert len(top) == 5 and len(set(top)) == 5
+
+
+def test_buckets_cover_the_catalog_once_within_categories() -> None:
+    from models.data.synthetic.pools import BUCKET, buckets
+
+    rng = np.random.default_rng(0)
+    category = rng.integers(0, 5, 1000)
+    vec = rng.normal(size=(1000, 16))
+    table = buckets(category, vec / np.linalg.norm(vec, axis=1, keepdims=True),
+                    rng.exponential(0.5, 1000))
+    members = table.members[table.members >= 0]
+    assert sorted(members) == list(range(1000))
+    assert table.members.shape[1] == BUCKET
+    for row, bucket in zip(table.members, range(len(table.members)), strict=True):
+        real = row[row >= 0]
+        assert len(set(category[real])) == 1  # a bucket never mixes categories
+        assert (table.of_item[real] == bucket).all()
+
+
+def _shape(world: Path) -> dict[str, float]:
+    """Funnel ratios and the mean true-utility percentile of the viewed items."""
+    events = read_dataset(world).events
+    counts = events["event_type"].value_counts()
+    truth = GroundTruth.load(world)
+    views = events[events["event_type"] == "view"].sample(400, random_state=0)
+    percentiles = []
+    for user_id, item_id, ts in views[["user_id", "item_id", "timestamp"]].itertuples(
+            index=False):
+        row = truth.preference([user_id], ts).iloc[0]
+        row = row[np.isfinite(row)]
+        percentiles.append((row < row[item_id]).mean())
+    return {"click_per_view": counts["click"] / counts["view"],
+            "purchase_per_click": counts["purchase"] / counts["click"],
+            "events_per_user": len(events) / events["user_id"].nunique(),
+            "view_percentile": float(np.mean(percentiles))}
+
+
+def test_pooled_sampling_keeps_the_shape_of_exact_sampling(tmp_path: Path) -> None:
+    """Above `pool` items sessions sample from per-user pools (best buckets plus a
+    reweighted sample of the rest): the funnel and how closely views follow the true
+    utility stay those of sampling from the whole catalog."""
+    exact = GenerateConfig(users=600, items=2000, days=20, seed=5)
+    pooled = GenerateConfig(users=600, items=2000, days=20, seed=5, pool=256)
+    generate(tmp_path / "exact", exact)
+    generate(tmp_path / "pooled", pooled)
+    a, b = _shape(tmp_path / "exact"), _shape(tmp_path / "pooled")
+    assert abs(a["click_per_view"] - b["click_per_view"]) < 0.02, (a, b)
+    assert abs(a["purchase_per_click"] - b["purchase_per_click"]) < 0.04, (a, b)
+    assert abs(a["events_per_user"] / b["events_per_user"] - 1) < 0.08, (a, b)
+    assert abs(a["view_percentile"] - b["view_percentile"]) < 0.03, (a, b)
+    assert b["view_percentile"] > 0.8  # chance is 0.5
+    generate(tmp_path / "again", pooled)
+    assert _digests(tmp_path / "again") == _digests(tmp_path / "pooled")
+
+
+def test_choices_follow_the_drifting_taste(small_world: Path) -> None:
+    """Late in the period users view what fits their taste of the moment better than
+    what fitted their taste at the start."""
+    data = read_dataset(small_world)
+    world = GroundTruth.load(small_world).world
+    views = data.events[data.events["event_type"] == "view"]
+    seconds = (views["timestamp"] - world.start).dt.total_seconds().to_numpy()
+    late = seconds > world.days * 86_400 * 2 / 3
+    users = views["user_id"].map({u: n for n, u in enumerate(world.user_ids)}).to_numpy()
+    items = views["item_id"].map({i: n for n, i in enumerate(world.item_ids)}).to_numpy()
+    now = (world.taste(users[late], seconds[late]) * world.item_vec[items[late]]).sum(axis=1)
+    start = (world.taste(users[late], 0.0) * world.item_vec[items[late]]).sum(axis=1)
+    assert now.mean() - start.mean() > 0.02

@@ -123,7 +123,7 @@ def test_an_event_updates_the_online_row_and_invalidates_the_cache(world: Path,
                                                                    settings: Settings) -> None:
     client = redis_client(settings)
     prefix = key_prefix(settings.feast_project)
-    user, bystander = "u001", "u002"
+    user, bystander = "u003", "u004"  # two of the test world's busiest users
     store = open_store(world, settings, announce=lambda _: None)
     before = online_features(store, "user_online", [{"user_id": user}])["recent_items"][0]
     assert before and "fresh-item" not in before

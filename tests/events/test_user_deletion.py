@@ -43,7 +43,7 @@ settings = test_consumer.settings
 world = test_consumer.world
 
 KEY = "deletion-key"
-USER, BYSTANDER = "u001", "u002"
+USER, BYSTANDER = "u003", "u004"  # two of the test world's busiest users
 
 
 def request(port: int, method: str, path: str, body: Any = None, key: str | None = KEY

@@ -174,11 +174,10 @@ def catalog_text(world: World, rng: np.random.Generator) -> pd.DataFrame:
             "tags": tags,
             "price": float(world.item_price[n]),
             "year": None,
-            "created_at": world.start + pd.to_timedelta(world.item_created_s[n], unit="s"),
             "available": True,
         })
     frame = pd.DataFrame(rows)
-    frame["created_at"] = frame["created_at"].dt.floor("s")
+    frame["created_at"] = (world.start + pd.to_timedelta(world.item_created_s, unit="s")).floor("s")
     frame["year"] = frame["year"].astype("Int32")
     return frame
 
