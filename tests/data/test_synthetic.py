@@ -186,3 +186,13 @@ def test_choices_follow_the_drifting_taste(small_world: Path) -> None:
     now = (world.taste(users[late], seconds[late]) * world.item_vec[items[late]]).sum(axis=1)
     start = (world.taste(users[late], 0.0) * world.item_vec[items[late]]).sum(axis=1)
     assert now.mean() - start.mean() > 0.02
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path: Path) -> None:
+    """Blocks draw from streams spawned from the seed: two processes, or one, same files."""
+    config = GenerateConfig(users=1100, items=150, days=10, seed=2)  # three blocks
+    done: list[int] = []
+    generate(tmp_path / "one", config)
+    generate(tmp_path / "two", config, workers=2, progress=done.append)
+    assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
+    assert sum(done) == 1100 and len(done) == 3
