@@ -88,18 +88,24 @@ def test_users_have_segments_and_staggered_signups(small_world: Path) -> None:
     assert by_segment["heavy"] > by_segment["casual"]
 
 
+def _mean_percentile(truth: GroundTruth, events: pd.DataFrame) -> float:
+    """The mean percentile of each event's item in its user's true preference at the
+    event's time, among the items released by then (0.5 is chance)."""
+    percentiles = []
+    for user_id, item_id, ts in events[["user_id", "item_id", "timestamp"]].itertuples(
+            index=False):
+        row = truth.preference([user_id], ts).iloc[0]
+        row = row[np.isfinite(row)]
+        percentiles.append((row < row[item_id]).mean())
+    return float(np.mean(percentiles))
+
+
 def test_ground_truth_explains_behaviour(small_world: Path) -> None:
     """Purchased items rank far above chance in the saved true preference, and taste drifts."""
     data = read_dataset(small_world)
     truth = GroundTruth.load(small_world)
     purchases = data.events[data.events["event_type"] == "purchase"].head(200)
-    percentiles = []
-    for user_id, item_id, ts in purchases[["user_id", "item_id", "timestamp"]].itertuples(
-            index=False):
-        row = truth.preference([user_id], ts).iloc[0]
-        row = row[np.isfinite(row)]
-        percentiles.append((row < row[item_id]).mean())
-    assert np.mean(percentiles) > 0.75  # chance is 0.5
+    assert _mean_percentile(truth, purchases) > 0.75  # chance is 0.5
     world = truth.world
     users = np.arange(len(world.user_ids))
     start_taste = world.taste(users, 0.0)
@@ -143,16 +149,10 @@ def _shape(world: Path) -> dict[str, float]:
     counts = events["event_type"].value_counts()
     truth = GroundTruth.load(world)
     views = events[events["event_type"] == "view"].sample(400, random_state=0)
-    percentiles = []
-    for user_id, item_id, ts in views[["user_id", "item_id", "timestamp"]].itertuples(
-            index=False):
-        row = truth.preference([user_id], ts).iloc[0]
-        row = row[np.isfinite(row)]
-        percentiles.append((row < row[item_id]).mean())
     return {"click_per_view": counts["click"] / counts["view"],
             "purchase_per_click": counts["purchase"] / counts["click"],
             "events_per_user": len(events) / events["user_id"].nunique(),
-            "view_percentile": float(np.mean(percentiles))}
+            "view_percentile": _mean_percentile(truth, views)}
 
 
 def test_pooled_sampling_keeps_the_shape_of_exact_sampling(tmp_path: Path) -> None:

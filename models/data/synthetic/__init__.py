@@ -22,7 +22,7 @@ import pandas as pd
 
 from contracts.schemas import EVENTS_FILE
 from models.data.dataset import check_destination, write_catalogs, write_tables_atomic
-from models.data.synthetic.event_table import event_tables
+from models.data.synthetic.event_table import event_tables, timestamps_us
 from models.data.synthetic.funnel import KINDS, EventColumns, funnel_events
 from models.data.synthetic.sessions import Catalog, draw_sessions, draw_views, prepare_catalog
 from models.data.synthetic.vocabulary import DEVICES
@@ -125,9 +125,9 @@ def _users_frame(world: World) -> pd.DataFrame:
 def summary(world: World, events: EventColumns) -> dict[str, Any]:
     """What `Dataset.summary` reports, from the simulated columns."""
     kinds, counts = np.unique(events.kind, return_counts=True)
-    seconds = np.minimum(events.t, world.days * 86_400.0 - 1e-3) if len(events) else [0.0]
-    at = [str((world.start + pd.to_timedelta(s, unit="s")).floor("ms"))
-          for s in (np.min(seconds), np.max(seconds))]
+    stamps = timestamps_us(world, events.t) if len(events) else [world.start.value // 1000]
+    at = [str(pd.Timestamp(int(us), unit="us", tz="UTC")) for us in (np.min(stamps),
+                                                                     np.max(stamps))]
     return {"events": len(events), "items": len(world.item_ids), "users": len(world.user_ids),
             "event_types": dict(sorted((KINDS[k], int(c)) for k, c in zip(kinds, counts,
                                                                           strict=True))),

@@ -27,13 +27,18 @@ def _masked(index: np.ndarray) -> pa.Array:
     return pa.array(index, mask=index < 0)
 
 
+def timestamps_us(world: World, seconds: np.ndarray) -> np.ndarray:
+    """Event times as the table stores them: microseconds since the epoch, kept inside
+    the period and floored to the millisecond."""
+    period = world.days * SECONDS_PER_DAY
+    t_ms = np.floor(np.minimum(seconds, period - 1e-3) * 1000).astype(np.int64)
+    return world.start.value // 1000 + t_ms * 1000
+
+
 def event_tables(world: World, events: EventColumns, rows: int = ROWS_PER_TABLE
                  ) -> Iterator[pa.Table]:
     """The events table in slices of `rows`, in the order they are written."""
-    period = world.days * SECONDS_PER_DAY
-    start_us = world.start.value // 1000
-    t_ms = np.floor(np.minimum(events.t, period - 1e-3) * 1000).astype(np.int64)
-    timestamp = start_us + t_ms * 1000
+    timestamp = timestamps_us(world, events.t)
     order = np.lexsort((np.arange(len(events)), timestamp))
     user_ids = pa.array(world.user_ids, pa.string())
     item_ids = pa.array(world.item_ids, pa.string())

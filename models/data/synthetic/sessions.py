@@ -2,9 +2,7 @@
 
 Each session samples the items a user looks at from a softmax over the world's
 true utility at that moment (Gumbel top-k), so what users see and buy follows
-their drifting taste, item popularity and novelty. The funnel probabilities
-depend on how well the item fits the user (affinity), the item's quality and
-its price against the user's price sensitivity.
+their drifting taste, item popularity and novelty.
 
 Every step is vectorised over a block of users' sessions and views (the caller,
 models/data/synthetic/__init__.py, walks the blocks; models/data/synthetic/funnel.py
@@ -20,7 +18,7 @@ import numpy as np
 
 from models.data.synthetic.pools import Buckets, buckets, user_pools
 from models.data.synthetic.vocabulary import CATEGORIES, CATEGORY_PRICE, SEGMENTS
-from models.data.synthetic.world import SECONDS_PER_DAY, World
+from models.data.synthetic.world import NOVELTY_BOOST, NOVELTY_DAYS, SECONDS_PER_DAY, World
 
 # Sessions x pool items scored at once: bounds the memory of one step (float32).
 _CELLS = 262_144
@@ -30,13 +28,25 @@ _HOURS = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 3.5, 4, 5, 4.5, 4, 
                    5.5, 7, 8, 8.5, 7, 4, 2], dtype=float)
 _HOURS /= _HOURS.sum()
 
+
 def query_words(world: World) -> list[str]:
-    """Every search text, indexed by `category * 36 + tag * 6 + noun`."""
+    """Every search text, category by category, tag by tag, noun by noun: the index
+    `_query_codes` gives a session's (category, tag, noun)."""
     words = []
     for category in world.categories:
         nouns, tags = CATEGORIES[category]
         words += [f"{tag} {noun}".lower() for tag in tags for noun in nouns]
     return words
+
+
+def _query_codes(world: World, rng: np.random.Generator, category: np.ndarray) -> np.ndarray:
+    """A random tag and noun of each session's category, as an index into query_words."""
+    nouns = np.array([len(CATEGORIES[c][0]) for c in world.categories])
+    tags = np.array([len(CATEGORIES[c][1]) for c in world.categories])
+    first = np.cumsum(nouns * tags) - nouns * tags
+    tag = rng.integers(0, tags[category])
+    noun = rng.integers(0, nouns[category])
+    return first[category] + tag * nouns[category] + noun
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,8 @@ def prepare_catalog(world: World, pool: int) -> Catalog:
     table = (buckets(world.item_category, world.item_vec, world.item_bias)
              if len(world.item_ids) > pool else None)
     return Catalog(world.item_vec.astype(np.float32),
-                    np.log(world.item_price / cat_price[world.item_category]), segment,
-                    table, pool)
+                   np.log(world.item_price / cat_price[world.item_category]), segment,
+                   table, pool)
 
 
 @dataclass
@@ -73,7 +83,7 @@ class Sessions:
 
 
 def draw_sessions(world: World, catalog: Catalog, rng: np.random.Generator,
-              users: np.ndarray) -> Sessions:
+                  users: np.ndarray) -> Sessions:
     period = world.days * SECONDS_PER_DAY
     first = np.maximum(0.0, world.user_created_s[users])
     segment = catalog.segment[users]
@@ -96,12 +106,9 @@ def draw_sessions(world: World, catalog: Catalog, rng: np.random.Generator,
     search = rng.random(len(owner)) < search_rate
     # Searches use the words of the category the user leans to right now.
     category = np.argmax(taste @ world.centres.T, axis=1)
-    sizes = np.array([len(CATEGORIES[c][1]) for c in world.categories])
-    tag = rng.integers(0, sizes[category])
-    noun = rng.integers(0, sizes[category])
+    query = _query_codes(world, rng, category)
     delay = np.where(search, rng.uniform(2, 10, len(owner)), 0.0)
-    return Sessions(owner, number, t, search, category, category * 36 + tag * 6 + noun,
-                     t + delay)
+    return Sessions(owner, number, t, search, category, query, t + delay)
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ def _pools(world: World, catalog: Catalog, rng: np.random.Generator, users: np.n
 
 
 def draw_views(world: World, catalog: Catalog, rng: np.random.Generator, users: np.ndarray,
-           sessions: Sessions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               sessions: Sessions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each session's viewed items in the order seen: (session, rank, item, affinity)."""
     pools = _pools(world, catalog, rng, users)
     n_views = 1 + rng.poisson(MEAN_EXTRA_VIEWS, len(sessions.t))
@@ -168,8 +175,11 @@ def _sample(world: World, rng: np.random.Generator, users: np.ndarray, sessions:
     affinity = (pools.a0[owner] + frac[:, None].astype(f32) * pools.d[owner]) * \
         (1.0 / norm[:, None]).astype(f32)
     age = t[:, None].astype(f32) - pools.rows("created", owner)
+    # world.utility_from_affinity, over each session's pool rather than the catalog.
+    novelty = f32(NOVELTY_BOOST) * np.exp(
+        np.maximum(age, 0) * f32(-1 / (NOVELTY_DAYS * SECONDS_PER_DAY)))
     utility = world.user_beta[users[owner], None].astype(f32) * affinity + \
-        pools.rows("base", owner) + np.exp(np.maximum(age, 0) * f32(-1 / (7.0 * SECONDS_PER_DAY)))
+        pools.rows("base", owner) + novelty
     utility[age < 0] = -np.inf
     searched = np.flatnonzero(sessions.search[rows])
     if len(searched):
