@@ -36,6 +36,14 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _midnights_only(con: duckdb.DuckDBPyConnection, path: str, ts: str) -> bool:
+    """Whether every row of the source is stamped at a UTC midnight (the feature build's
+    daily snapshots), checked rather than taken from the view's tag."""
+    ((midnights,),) = con.sql(f"SELECT coalesce(bool_and(date_part('epoch', {ts}) % 86400 "
+                              f"= 0), true) FROM read_parquet(?)", params=[path]).fetchall()
+    return bool(midnights)
+
+
 def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
                   ) -> pd.DataFrame:
     """Same contract as `stores.feature_store.training_frame`: one row out per row in,
@@ -43,6 +51,7 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
     out = entity_df.reset_index(drop=True)
     at = pd.to_datetime(out["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
     con = duckdb.connect()
+    spreads = []
     try:
         for projection in store.get_feature_service(service).feature_view_projections:
             view = store.get_feature_view(projection.name)
@@ -50,19 +59,21 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
             keys = list(view.join_keys)
             features = [f.name for f in projection.features]
             prefix = projection.name_to_use()
+            ts, created = _quoted(source.timestamp_field), source.created_timestamp_column
             # One lookup per distinct (key, time), spread back over the rows by position:
             # training frames repeat each user's time on every candidate row, and rows
             # that share a lookup then share its list values instead of each holding a
             # copy (20k users x 300 candidates of per-row lists ran a 23 GB box out of
-            # memory).
-            keyed = out[keys].assign(_ts=at)
+            # memory). Where every snapshot sits at a midnight, times floored to the day
+            # find the same row, so an item's candidates share one lookup per day.
+            when = at.dt.floor("D") if _midnights_only(con, source.path, ts) else at
+            keyed = out[keys].assign(_ts=when)
             lookup_of_row = keyed.groupby([*keys, "_ts"], sort=False, dropna=False
                                           ).ngroup().to_numpy()
             lookups = keyed.drop_duplicates().reset_index(drop=True)
             lookups["_row"] = range(len(lookups))
             con.register("lookups", lookups)
             key_cols = ", ".join(_quoted(k) for k in keys)
-            ts, created = _quoted(source.timestamp_field), source.created_timestamp_column
             tie_break = f"{_quoted(created)} DESC" if created else "1"
             selected = ", ".join(f"f.{_quoted(c)} AS {_quoted(f'{prefix}__{c}')}"
                                  for c in features)
@@ -73,19 +84,19 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
                     FROM read_parquet(?)
                     QUALIFY row_number() OVER (PARTITION BY {key_cols}, {ts}
                                                ORDER BY {tie_break}) = 1)
-                SELECT l._row, l._ts, f._fts, {selected}
+                SELECT l._row, f._fts, {selected}
                 FROM lookups l ASOF LEFT JOIN f
                   ON {" AND ".join(f"l.{_quoted(k)} = f.{_quoted(k)}" for k in keys)}
                  AND l._ts >= f._fts
                 ORDER BY l._row""", params=[source.path]).to_arrow_table().to_pandas()
             con.unregister("lookups")
             columns = [f"{prefix}__{c}" for c in features]
-            if view.ttl:
-                expired = (pd.to_datetime(joined["_ts"], utc=True)
-                           - pd.to_datetime(joined["_fts"], utc=True)) > view.ttl
-                joined[columns] = joined[columns].astype(object).where(~expired, None)
             spread = joined[columns].take(lookup_of_row).reset_index(drop=True)
-            out = pd.concat([out, spread], axis=1)
+            if view.ttl:  # judged at each row's own time, not the lookup's
+                found = pd.to_datetime(joined["_fts"], utc=True).take(lookup_of_row)
+                expired = at.reset_index(drop=True) - found.reset_index(drop=True) > view.ttl
+                spread = spread.astype(object).where(~expired, None)
+            spreads.append(spread)
     finally:
         con.close()
-    return out
+    return pd.concat([out, *spreads], axis=1, copy=False)

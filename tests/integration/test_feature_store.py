@@ -143,6 +143,24 @@ def test_training_frame_equals_one_feast_join(small_world: Path, redis_settings,
             assert _same(a, b), f"{column} row {n}: grouped {a!r} != plain {b!r}"
 
 
+def test_asof_join_floors_times_only_for_midnight_snapshots(small_world: Path,
+                                                            redis_settings) -> None:
+    """The ASOF join shares one lookup per key and day only where every row of a view's
+    source sits at a midnight: the daily views, not the real-time one."""
+    import duckdb
+
+    from stores.point_in_time import _midnights_only
+
+    build_features(small_world)
+    store = open_store(small_world, redis_settings, announce=lambda _: None)
+    apply_definitions(store, small_world)
+    con = duckdb.connect()
+    checked = {view.name: _midnights_only(con, view.batch_source.path, "event_timestamp")
+               for view in store.list_feature_views()}
+    assert checked == {"user_activity": True, "user_profile": True, "item_popularity": True,
+                       "item_content": False, "user_realtime": False}
+
+
 def test_embedded_sqlite_default_when_no_redis_answers(tmp_path: Path) -> None:
     data = write_handbuilt(tmp_path / "hand")
     build_features(data)
