@@ -98,16 +98,16 @@ def top_lists(users: np.ndarray, items: np.ndarray, scores: np.ndarray, order: n
               k: int) -> tuple[np.ndarray, np.ndarray]:
     """(len(order), k) item indices and their scores, best first, for the users in
     `order`; -1 / -inf pad users with fewer than k candidates."""
-    frame = pd.DataFrame({"user": users, "item": items, "score": scores})
-    frame = frame.sort_values(["user", "score"], ascending=[True, False])
-    frame = frame.groupby("user").head(k)
+    by_score = np.lexsort((-scores, users))  # stable: ties keep their row order
+    sorted_users = users[by_score]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    rank = np.arange(len(by_score)) - np.repeat(starts, np.diff(np.r_[starts, len(by_score)]))
+    keep = by_score[rank < k]
     ids = np.full((len(order), k), -1, dtype=np.int64)
     values = np.full((len(order), k), -np.inf, dtype=np.float32)
-    row_of = {u: n for n, u in enumerate(order)}
-    rows = frame["user"].map(row_of).to_numpy()
-    cols = frame.groupby("user").cumcount().to_numpy()
-    ids[rows, cols] = frame["item"].to_numpy()
-    values[rows, cols] = frame["score"].to_numpy()
+    rows = pd.Index(order).get_indexer(users[keep])
+    ids[rows, rank[rank < k]] = items[keep]
+    values[rows, rank[rank < k]] = scores[keep]
     return ids, values
 
 
@@ -137,18 +137,31 @@ def spread(ids: np.ndarray, values: np.ndarray, head: int, k: int,
     heads = ids[:, :head]
     shown = np.zeros(max(int(ids.max(initial=-1)) + 1, 1), dtype=bool)
     shown[heads[heads >= 0]] = True
+    valid = ids >= 0
+    kept = np.minimum(valid.sum(axis=1), head).tolist()  # head positions each row keeps
+    # The positions past the head, per row: a plain range where a row's items are a
+    # prefix (top_lists' rows always are), found by array otherwise.
+    prefix = valid.sum(axis=1).tolist() if _prefixes(valid) else None
+    # A few small operations per row, no set logic: calibration calls this for 105
+    # settings, and with np.isin it cost ~60 us a row.
     for row in range(len(ids)) if visit is None else visit:
         ranked = ids[row]
-        valid = ranked >= 0
-        fresh = np.flatnonzero(valid & ~shown[np.maximum(ranked, 0)])
-        fresh = fresh[fresh >= head][: SLOTS - head]
+        after = (np.arange(head, max(prefix[row], head)) if prefix is not None
+                 else np.flatnonzero(valid[row, head:]) + head)
+        fresh = after[np.flatnonzero(~shown[ranked[after]])[:SLOTS - head]]
         shown[ranked[fresh]] = True
-        rest = np.flatnonzero(valid)
-        rest = rest[(rest >= head) & ~np.isin(rest, fresh)]
-        order = np.concatenate([np.arange(min(head, valid.sum())), fresh, rest])[:width]
+        rest = after[:width + len(fresh)]
+        if len(fresh):
+            rest = rest[~np.isin(rest, fresh, assume_unique=True, kind="table")]
+        order = np.concatenate([np.arange(kept[row]), fresh, rest])[:width]
         out_ids[row, :len(order)] = ranked[order]
         out_values[row, :len(order)] = values[row, order]
     return out_ids[:, :k], out_values[:, :k]
+
+
+def _prefixes(valid: np.ndarray) -> bool:
+    """Whether every row's valid entries come first."""
+    return bool((valid[:, 1:] <= valid[:, :-1]).all()) if valid.shape[1] > 1 else True
 
 
 def ranked_lists(users: np.ndarray, items: np.ndarray, scores: np.ndarray, order: np.ndarray,
