@@ -18,8 +18,9 @@ class TwoTower(nn.Module):
     def __init__(self, n_users: int, n_items: int, item_feature_dim: int, dim: int = 64,
                  hidden: int = 128, temperature: float = 0.05) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(n_users + 1, dim, padding_idx=0)
-        self.item_id = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        # Sparse gradients: a batch updates only the rows it reads (models/two_tower/train.py)
+        self.user_id = nn.Embedding(n_users + 1, dim, padding_idx=0, sparse=True)
+        self.item_id = nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=True)
         self.item_features = nn.Embedding(n_items + 1, item_feature_dim, padding_idx=0)
         self.item_features.weight.requires_grad_(False)  # fixed content, looked up by index
         self.user_mlp = _mlp(2 * dim, hidden, dim)

@@ -18,7 +18,7 @@ from models.two_tower.ann import ItemIndex
 from models.two_tower.data import histories
 from models.two_tower.generator import TwoTowerGenerator
 from models.two_tower.model import TwoTower
-from models.two_tower.train import TwoTowerConfig
+from models.two_tower.train import TwoTowerConfig, optimizers
 
 
 def test_examples_see_only_the_past() -> None:
@@ -46,13 +46,15 @@ def test_loss_handles_repeated_items_and_learns() -> None:
     history = torch.zeros(6, 20, dtype=torch.long)
     items = torch.tensor([1, 2, 3, 4, 1, 2])  # each user always picks "their" item
     log_q = torch.log(torch.full((7,), 1 / 7))
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    steps = optimizers(model, TwoTowerConfig(lr=0.05))
     first = float(model(users, history, items, log_q).detach())
     for _ in range(100):
         loss = model(users, history, items, log_q)
-        optimizer.zero_grad()
+        for optimizer in steps:
+            optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        for optimizer in steps:
+            optimizer.step()
     assert np.isfinite(first) and float(loss.detach()) < first / 4
 
 
