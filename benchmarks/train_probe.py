@@ -32,11 +32,11 @@ from typing import Any
 
 # (module, attribute, label): functions looked up in the module that calls them.
 PROBES: tuple[tuple[str, str, str], ...] = (
-    ("models.pipeline", "pool", "candidate pooling (sources' recommend)"),
+    ("models.shards", "pool", "candidate pooling (sources' recommend)"),
     ("models.two_tower.generator", "TwoTowerGenerator.pair_scores",
      "two-tower affinity scores"),
-    ("models.pipeline", "with_store_features", "point-in-time feature joins"),
-    ("models.pipeline", "compact", "frame compaction"),
+    ("models.shards", "with_features", "point-in-time feature joins"),
+    ("models.shards", "compact", "frame compaction"),
     ("models.ranker.model", "Ranker.fit", "ranker fits (XGBoost)"),
     ("models.ranker.model", "Ranker.predict", "ranker predictions"),
     ("models.text_embeddings", "TextEmbedder.encode", "text embeddings (cached per world)"),

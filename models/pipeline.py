@@ -33,7 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from models.bundle import Bundle
 from models.candidates.als import ALS
 from models.candidates.base import (
-    SCORE_CHUNK,
     CandidateGenerator,
     CandidateSource,
     SourceBuild,
@@ -43,7 +42,7 @@ from models.candidates.popularity import Popularity
 from models.data.dataset import Dataset
 from models.evaluation.compare import KS, aligned_items, category_vectors, list_metrics
 from models.evaluation.split import SPLITS, Split
-from models.ranker.candidates import AFFINITY, label, pool
+from models.ranker.candidates import AFFINITY, label
 from models.ranker.exposure import (
     Blend,
     blend_scores,
@@ -52,16 +51,15 @@ from models.ranker.exposure import (
     ranked_lists,
     visit_order,
 )
-from models.ranker.features import compact, matrix, numeric_columns, with_store_features
+from models.ranker.features import matrix, numeric_columns, store_join
 from models.ranker.model import Ranker
 from models.served import as_table
+from models.shards import FrameInputs, candidate_frame
 from models.sources import affinity_source, counts, default_counts, make_sources
 from models.text_embeddings import TextEmbedder
 from models.two_tower.train import TwoTowerConfig
 
 Progress = Callable[[str], None]
-FRAME_CHUNK = 4 * SCORE_CHUNK  # users per candidate frame part (~1.2M rows); whole
-# score blocks, so that each user is scored in the same block as in one part
 
 
 class PipelineConfig(BaseModel):
@@ -96,6 +94,9 @@ class PipelineConfig(BaseModel):
     accuracy_floor: float = 1.05
     coverage_target: float = 0.27
     workers: int = Field(default=0, ge=0)
+    # User shards of the per-user work (candidates, affinity, feature joins): above 1,
+    # one Ray task each (models/shards.py), on `ray_address`; the frames are the same.
+    shards: int = Field(default=1, ge=1)
     # The Ray cluster the workers run on (`recstack train` reads RAY_ADDRESS); None: a
     # local Ray. Where a version trained is not part of it: left out of its params.
     ray_address: str | None = Field(default=None, exclude=True)
@@ -161,21 +162,12 @@ def _boundary(split: Split, users: np.ndarray) -> pd.Series:
 def _candidates(generators: dict[str, CandidateSource], config: PipelineConfig,
                 users: np.ndarray, seen: sp.csr_matrix, at: pd.Series, store: FeatureStore,
                 split: Split) -> pd.DataFrame:
-    """Every user's pooled candidates with their features, built `FRAME_CHUNK` users at
-    a time and kept as the numeric columns only (models.ranker.features.compact): the
-    full frame with its joined text and list columns held 17 GB at 20k users."""
-    tower = affinity_source(generators)
-    parts = []
-    for start in range(0, len(users), FRAME_CHUNK):
-        chunk = users[start:start + FRAME_CHUNK]
-        pooled = pool(generators, config.per_source, chunk, seen)
-        pooled[AFFINITY] = tower.pair_scores(pooled["user"].to_numpy(),
-                                             pooled["item"].to_numpy())
-        times = pooled["user"].map(at)
-        parts.append(compact(with_store_features(
-            pooled, store, split.users.ids, split.items.ids, times, config.join_engine),
-            keep={"user", "item"}))
-    return pd.concat(parts, ignore_index=True)
+    """Every user's pooled candidates with their features, as numeric columns only
+    (models/shards.py: over `config.shards` user shards)."""
+    inputs = FrameInputs(generators, dict(config.per_source), seen, at,
+                         store_join(store, config.join_engine), split.users.ids,
+                         split.items.ids)
+    return candidate_frame(inputs, users, config.shards, config.ray_address)
 
 
 def _rank(frame: pd.DataFrame, scores: np.ndarray, users: np.ndarray, k: int, blend: Blend,

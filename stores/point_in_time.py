@@ -15,6 +15,9 @@ checks its answer against `FeatureStore.get_historical_features` row by row;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 import duckdb
 import pandas as pd
 from feast import FeatureStore, FeatureView, FileSource
@@ -44,29 +47,57 @@ def _midnights_only(con: duckdb.DuckDBPyConnection, path: str, ts: str) -> bool:
     return bool(midnights)
 
 
+@dataclass(frozen=True)
+class ViewJoin:
+    """What the join reads of one view of a feature service: plain values, so that a
+    plan travels to Ray workers without the FeatureStore."""
+
+    prefix: str  # the projection's name: columns come out as `prefix__feature`
+    keys: tuple[str, ...]
+    features: tuple[str, ...]
+    path: str
+    timestamp: str
+    created: str | None
+    ttl: timedelta | None
+
+
+def join_plan(store: FeatureStore, service: str) -> tuple[ViewJoin, ...]:
+    """The views of `service` as `asof_join` reads them."""
+    plan = []
+    for projection in store.get_feature_service(service).feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        source = _source(view)
+        plan.append(ViewJoin(projection.name_to_use(), tuple(view.join_keys),
+                             tuple(f.name for f in projection.features), source.path,
+                             source.timestamp_field, source.created_timestamp_column or None,
+                             view.ttl or None))
+    return tuple(plan)
+
+
 def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
                   ) -> pd.DataFrame:
     """Same contract as `stores.feature_store.training_frame`: one row out per row in,
     in order, `entity_df`'s columns kept, features named `view__feature`."""
+    return asof_join(join_plan(store, service), entity_df)
+
+
+def asof_join(plan: tuple[ViewJoin, ...], entity_df: pd.DataFrame) -> pd.DataFrame:
+    """`asof_features` with the service's views already read (`join_plan`)."""
     out = entity_df.reset_index(drop=True)
     at = pd.to_datetime(out["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
     con = duckdb.connect()
     spreads = []
     try:
-        for projection in store.get_feature_service(service).feature_view_projections:
-            view = store.get_feature_view(projection.name)
-            source = _source(view)
-            keys = list(view.join_keys)
-            features = [f.name for f in projection.features]
-            prefix = projection.name_to_use()
-            ts, created = _quoted(source.timestamp_field), source.created_timestamp_column
+        for view in plan:
+            keys, features, prefix = list(view.keys), list(view.features), view.prefix
+            ts = _quoted(view.timestamp)
             # One lookup per distinct (key, time), spread back over the rows by position:
             # training frames repeat each user's time on every candidate row, and rows
             # that share a lookup then share its list values instead of each holding a
             # copy (20k users x 300 candidates of per-row lists ran a 23 GB box out of
             # memory). Where every snapshot sits at a midnight, times floored to the day
             # find the same row, so an item's candidates share one lookup per day.
-            when = at.dt.floor("D") if _midnights_only(con, source.path, ts) else at
+            when = at.dt.floor("D") if _midnights_only(con, view.path, ts) else at
             keyed = out[keys].assign(_ts=when)
             lookup_of_row = keyed.groupby([*keys, "_ts"], sort=False, dropna=False
                                           ).ngroup().to_numpy()
@@ -74,7 +105,7 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
             lookups["_row"] = range(len(lookups))
             con.register("lookups", lookups)
             key_cols = ", ".join(_quoted(k) for k in keys)
-            tie_break = f"{_quoted(created)} DESC" if created else "1"
+            tie_break = f"{_quoted(view.created)} DESC" if view.created else "1"
             selected = ", ".join(f"f.{_quoted(c)} AS {_quoted(f'{prefix}__{c}')}"
                                  for c in features)
             joined = con.sql(f"""
@@ -88,7 +119,7 @@ def asof_features(store: FeatureStore, entity_df: pd.DataFrame, service: str
                 FROM lookups l ASOF LEFT JOIN f
                   ON {" AND ".join(f"l.{_quoted(k)} = f.{_quoted(k)}" for k in keys)}
                  AND l._ts >= f._fts
-                ORDER BY l._row""", params=[source.path]).to_arrow_table().to_pandas()
+                ORDER BY l._row""", params=[view.path]).to_arrow_table().to_pandas()
             con.unregister("lookups")
             columns = [f"{prefix}__{c}" for c in features]
             spread = joined[columns].take(lookup_of_row).reset_index(drop=True)

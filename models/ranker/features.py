@@ -3,6 +3,7 @@ time, plus crosses between the user and the candidate item."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from feast import FeatureStore
 
 from contracts import feature_columns
 from stores.feature_store import training_frame
+from stores.point_in_time import asof_join, join_plan
 
 DAY_S = 86_400.0
 
@@ -23,15 +25,11 @@ FeatureJoin = Callable[[pd.DataFrame], pd.DataFrame]
 
 def store_join(store: FeatureStore, engine: str = "asof") -> FeatureJoin:
     """Point-in-time features from the offline store, with
-    `stores.feature_store.training_frame`'s join `engine`."""
+    `stores.feature_store.training_frame`'s join `engine`. The ASOF join's is a plain
+    function of the views' sources, which pickles: Ray workers run it (models.shards)."""
+    if engine == "asof":
+        return functools.partial(asof_join, join_plan(store, "ranker"))
     return lambda entity: training_frame(store, entity, "ranker", engine=engine)
-
-
-def with_store_features(frame: pd.DataFrame, store: FeatureStore, user_ids: np.ndarray,
-                        item_ids: np.ndarray, at: pd.Series, engine: str = "asof"
-                        ) -> pd.DataFrame:
-    """Join Feast features for every (user, item) row as of `at` (one time per row)."""
-    return with_features(frame, store_join(store, engine), user_ids, item_ids, at)
 
 
 def with_features(frame: pd.DataFrame, join: FeatureJoin, user_ids: np.ndarray,

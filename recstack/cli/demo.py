@@ -62,8 +62,8 @@ def demo(
     console.rule(f"4/{total} training: candidate generators, ranker, evaluation, registry")
     registry = out / "registry"
     console.print(training_path(workers), highlight=False)
-    train(data=out, registry=str(registry), workers=workers, epochs=None, config=None,
-          version_file=None, promote="dev")
+    train(data=out, registry=str(registry), workers=workers, epochs=None, shards=None,
+          config=None, version_file=None, promote="dev")
     console.rule(f"5/{total} recommendations (two busy users and a new one) and the report")
     report = _recommend_and_report(out, registry, busiest, events)
     online = _real_time_loop(loop, out, registry, busiest[0], sessions, seed, settings,

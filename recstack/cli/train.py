@@ -105,6 +105,9 @@ def train(
                                 "ranker; 0 trains in this process (fastest on small data)."),
     epochs: int | None = typer.Option(None, min=1,
                                       help="Two-tower epochs (overrides the config)."),
+    shards: int | None = typer.Option(
+        None, min=1, help="User shards of the per-user work (candidates and feature "
+        "joins), each a Ray task above 1 (overrides the config; default 1)."),
     config: Path | None = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
     version_file: Path | None = typer.Option(
         None, "--version-file", help="Also append `version=<id>` to this file (a "
@@ -132,7 +135,7 @@ def train(
     from models.publish import publish
     from models.text_embeddings import TextEmbedder
 
-    pipeline_config = load_config(config, workers, epochs)
+    pipeline_config = load_config(config, workers, epochs, shards)
     store = features.ready_store(data, settings, announce=console.print)
     dataset = read_dataset(data)
     embedder = TextEmbedder(cache_dir=data / "cache")

@@ -37,7 +37,8 @@ def check_workers(workers: int) -> None:
              EXIT_INVALID_INPUT)
 
 
-def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
+def load_config(path: Path | None, workers: int, epochs: int | None,
+                shards: int | None = None) -> Any:
     """PipelineConfig from an optional YAML/JSON file; a bad or unknown key is named.
     The workers and the Ray cluster they run on (RAY_ADDRESS) come from this command."""
     from pydantic import ValidationError
@@ -49,6 +50,8 @@ def load_config(path: Path | None, workers: int, epochs: int | None) -> Any:
     if epochs is not None:
         tower = raw.get("two_tower") or {}
         raw["two_tower"] = {**tower, "epochs": epochs} if isinstance(tower, dict) else tower
+    if shards is not None:
+        raw["shards"] = shards
     try:
         return PipelineConfig.model_validate({**raw, "workers": workers,
                                               "ray_address": checks.ray_address()})
