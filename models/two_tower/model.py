@@ -16,11 +16,13 @@ class TwoTower(nn.Module):
     Item tower: id embedding + content features (categories, price, year, text)."""
 
     def __init__(self, n_users: int, n_items: int, item_feature_dim: int, dim: int = 64,
-                 hidden: int = 128, temperature: float = 0.05) -> None:
+                 hidden: int = 128, temperature: float = 0.05, sparse_ids: bool = False
+                 ) -> None:
         super().__init__()
-        # Sparse gradients: a batch updates only the rows it reads (models/two_tower/train.py)
-        self.user_id = nn.Embedding(n_users + 1, dim, padding_idx=0, sparse=True)
-        self.item_id = nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=True)
+        # sparse_ids: a batch's gradient holds only the id rows it read
+        # (TwoTowerConfig.sparse_ids)
+        self.user_id = nn.Embedding(n_users + 1, dim, padding_idx=0, sparse=sparse_ids)
+        self.item_id = nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=sparse_ids)
         self.item_features = nn.Embedding(n_items + 1, item_feature_dim, padding_idx=0)
         self.item_features.weight.requires_grad_(False)  # fixed content, looked up by index
         self.user_mlp = _mlp(2 * dim, hidden, dim)

@@ -36,9 +36,16 @@ class TwoTowerConfig(BaseModel):
     epochs: int = Field(default=8, ge=1)
     batch_size: int = Field(default=512, ge=1)
     lr: float = Field(default=0.005, gt=0)
-    weight_decay: float = Field(default=1e-6, ge=0)  # the towers' layers; not the ids
+    weight_decay: float = Field(default=1e-6, ge=0)  # with sparse_ids, not on the ids
     temperature: float = Field(default=0.05, gt=0)
     seed: int = 0
+    # Lazy Adam on sparse id rows instead of one dense Adam: a dense step updates every
+    # user's and item's row, so it grows with the world (benchmarks/two_tower_step.py:
+    # 161 against 31 ms a step at 160k users x 50k items, 863 against 34 at 1M x 100k).
+    # Off by default: at the same learning rate it cost the two-tower 7% of NDCG@10 on
+    # the 16k x 8k world (0.0324 -> 0.0302) and the two-stage model 3% (BENCHMARKS.md,
+    # "Scale: joins, calibration and shards (issue 21)"); large worlds need it, retuned.
+    sparse_ids: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Trained:
 def build_model(config: TwoTowerConfig, n_users: int, n_items: int,
                 item_features: np.ndarray) -> TwoTower:
     model = TwoTower(n_users, n_items, item_features.shape[1], config.dim, config.hidden,
-                     config.temperature)
+                     config.temperature, config.sparse_ids)
     model.load_item_features(torch.from_numpy(item_features))
     return model
 
@@ -111,14 +118,15 @@ def train_loop(loop: dict[str, Any]) -> Trained | None:
 
 
 def optimizers(model: torch.nn.Module, config: TwoTowerConfig) -> list[torch.optim.Optimizer]:
-    """Lazy (sparse) Adam for the id embeddings, Adam with weight decay for the rest.
-    A dense Adam step touches every user's and item's row each batch, so an epoch cost
-    grew with users x examples: at 160k users x 50k items a step took 380 ms against
-    94 ms with sparse rows (2 cores); at 16k x 8k, 82 against 76."""
+    """One Adam over every trainable parameter; with `sparse_ids`, lazy Adam for the id
+    embeddings and Adam with weight decay for the towers' layers."""
+    if not config.sparse_ids:
+        return [torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=config.lr, weight_decay=config.weight_decay)]
     core = cast(TwoTower, getattr(model, "module", model))  # DDP wraps it
-    sparse = {id(core.user_id.weight), id(core.item_id.weight)}
-    dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse]
-    return [torch.optim.SparseAdam([core.user_id.weight, core.item_id.weight], lr=config.lr),
+    ids = [core.user_id.weight, core.item_id.weight]
+    dense = [p for p in model.parameters() if p.requires_grad and all(p is not i for i in ids)]
+    return [torch.optim.SparseAdam(ids, lr=config.lr),
             torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay)]
 
 

@@ -38,15 +38,17 @@ def test_examples_see_only_the_past() -> None:
     assert examples.users.tolist() == [1, 1, 1, 2]
 
 
-def test_loss_handles_repeated_items_and_learns() -> None:
+@pytest.mark.parametrize("sparse_ids", [False, True])
+def test_loss_handles_repeated_items_and_learns(sparse_ids: bool) -> None:
     torch.manual_seed(0)
-    model = TwoTower(n_users=4, n_items=6, item_feature_dim=3, dim=8, hidden=16)
+    model = TwoTower(n_users=4, n_items=6, item_feature_dim=3, dim=8, hidden=16,
+                     sparse_ids=sparse_ids)
     model.load_item_features(torch.rand(7, 3))
     users = torch.tensor([1, 2, 3, 4, 1, 2])
     history = torch.zeros(6, 20, dtype=torch.long)
     items = torch.tensor([1, 2, 3, 4, 1, 2])  # each user always picks "their" item
     log_q = torch.log(torch.full((7,), 1 / 7))
-    steps = optimizers(model, TwoTowerConfig(lr=0.05))
+    steps = optimizers(model, TwoTowerConfig(lr=0.05, sparse_ids=sparse_ids))
     first = float(model(users, history, items, log_q).detach())
     for _ in range(100):
         loss = model(users, history, items, log_q)
