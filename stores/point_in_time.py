@@ -59,18 +59,27 @@ class ViewJoin:
     timestamp: str
     created: str | None
     ttl: timedelta | None
+    # Every source row at a UTC midnight (the feature build's daily snapshots): times
+    # floored to the day then find the same row, so a key's rows share a lookup per day.
+    midnights: bool
 
 
 def join_plan(store: FeatureStore, service: str) -> tuple[ViewJoin, ...]:
     """The views of `service` as `asof_join` reads them."""
     plan = []
-    for projection in store.get_feature_service(service).feature_view_projections:
-        view = store.get_feature_view(projection.name)
-        source = _source(view)
-        plan.append(ViewJoin(projection.name_to_use(), tuple(view.join_keys),
-                             tuple(f.name for f in projection.features), source.path,
-                             source.timestamp_field, source.created_timestamp_column or None,
-                             view.ttl or None))
+    con = duckdb.connect()
+    try:
+        for projection in store.get_feature_service(service).feature_view_projections:
+            view = store.get_feature_view(projection.name)
+            source = _source(view)
+            plan.append(ViewJoin(
+                projection.name_to_use(), tuple(view.join_keys),
+                tuple(f.name for f in projection.features), source.path,
+                source.timestamp_field, source.created_timestamp_column or None,
+                view.ttl or None,
+                _midnights_only(con, source.path, _quoted(source.timestamp_field))))
+    finally:
+        con.close()
     return tuple(plan)
 
 
@@ -95,9 +104,8 @@ def asof_join(plan: tuple[ViewJoin, ...], entity_df: pd.DataFrame) -> pd.DataFra
             # training frames repeat each user's time on every candidate row, and rows
             # that share a lookup then share its list values instead of each holding a
             # copy (20k users x 300 candidates of per-row lists ran a 23 GB box out of
-            # memory). Where every snapshot sits at a midnight, times floored to the day
-            # find the same row, so an item's candidates share one lookup per day.
-            when = at.dt.floor("D") if _midnights_only(con, view.path, ts) else at
+            # memory).
+            when = at.dt.floor("D") if view.midnights else at
             keyed = out[keys].assign(_ts=when)
             lookup_of_row = keyed.groupby([*keys, "_ts"], sort=False, dropna=False
                                           ).ngroup().to_numpy()
