@@ -57,6 +57,7 @@ from models.served import as_table
 from models.shards import FrameInputs, candidate_frame
 from models.sources import affinity_source, counts, default_counts, make_sources
 from models.text_embeddings import TextEmbedder
+from models.two_tower.ann import AnnConfig
 from models.two_tower.train import TwoTowerConfig
 
 Progress = Callable[[str], None]
@@ -102,6 +103,8 @@ class PipelineConfig(BaseModel):
     ray_address: str | None = Field(default=None, exclude=True)
     ks: tuple[int, ...] = KS
     serve_top: int = Field(default=100, ge=1)
+    # The item indexes of the sources that retrieve by one vector (two-tower, content).
+    ann: AnnConfig = Field(default_factory=AnnConfig)
 
     @field_validator("per_source")
     @classmethod

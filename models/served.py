@@ -81,11 +81,13 @@ class Scored:
 
 class ServedModel:
     def __init__(self, bundle: Bundle, search: bool = True,
-                 history: pd.DataFrame | None = None) -> None:
+                 history: pd.DataFrame | None = None, ef_search: int | None = None
+                 ) -> None:
         """`search` False: exact retrieval, no ANN index built (a batch, or the split
         graph's Ranker, which only ranks what another retrieved). `history`: the known
         users' events, by default the version's training events; a batch as of another
-        time (a fresh window's start) passes the events before it."""
+        time (a fresh window's start) passes the events before it. `ef_search`: the ANN
+        indexes' search breadth instead of the version's own (serve.yaml)."""
         self.bundle = bundle
         assert bundle.ranker.booster is not None
         # One thread per prediction: a request ranks a few hundred rows, and with torch
@@ -97,6 +99,9 @@ class ServedModel:
         training = _training(bundle, bundle.events if history is None else history)
         for source in bundle.generators.values():
             source.prepare(training, search)
+            index = source.search_index()
+            if index is not None and ef_search is not None:
+                index.set_ef(ef_search)
         self.positives = training.matrix
         self.trained_until = training.now
         self.users = pd.Index(bundle.user_ids)

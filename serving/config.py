@@ -82,6 +82,10 @@ class GraphConfig(_Strict):
     # Retrieval in the Ranker's replicas too (no Retriever deployment, `retriever`
     # unused): one hop fewer, for small installations that need not scale the two apart.
     fused: bool = False
+    # The ANN indexes' search breadth (hnswlib's ef) for every version served; None:
+    # each version's own (PipelineConfig.ann). Recall against latency without retraining
+    # (benchmarks/ann_recall.py measures both).
+    ef_search: int | None = Field(default=None, ge=1, le=4096)
 
 
 class CacheConfig(_Strict):

@@ -76,10 +76,11 @@ class Retriever:
     and the ingress then only awaits, like the no-op graph's."""
 
     def __init__(self, version_dir: str, data_dir: str | None, store: StoreOptions,
-                 settings: Settings, threads: int | None = None) -> None:
+                 settings: Settings, threads: int | None = None,
+                 ef_search: int | None = None) -> None:
         """`data_dir` None: features from the registry snapshot in the version."""
         use_threads(threads)
-        self.scorer = ServedModel(load_bundle(Path(version_dir)))
+        self.scorer = ServedModel(load_bundle(Path(version_dir)), ef_search=ef_search)
         # User rows only: no item rows are held here, so none are kept fresh.
         self.join = OnlineFeatureJoin(_store(version_dir, data_dir, store, settings),
                                       store.item_staleness_s)
@@ -114,14 +115,14 @@ class Ranker:
     beside the item rows they read, so the ingress holds no catalog of its own."""
 
     def __init__(self, version_dir: str, data_dir: str | None, store: StoreOptions,
-                 settings: Settings, threads: int | None = None, fused: bool = False
-                 ) -> None:
+                 settings: Settings, threads: int | None = None, fused: bool = False,
+                 ef_search: int | None = None) -> None:
         """`fused`: this Ranker retrieves too (no Retriever deployment); otherwise it
         builds no retrieval index."""
         use_threads(threads)
         self.recommender = Recommender(
             Path(version_dir), _store(version_dir, data_dir, store, settings),
-            item_staleness_s=store.item_staleness_s, retrieves=fused)
+            item_staleness_s=store.item_staleness_s, retrieves=fused, ef_search=ef_search)
         self.recommender.join.keep_fresh(self.recommender.bundle.item_ids)
 
     def recommend(self, retrieved: tuple[Found, Timings], call: Call) -> dict[str, Any]:
@@ -228,9 +229,10 @@ def build_app(args: GraphArgs) -> Application:
     version, config = str(args.version_dir), args.graph
     retriever = None if config.fused else _deployment(Retriever).options(
         **config.retriever.options()).bind(version, data, args.store, args.settings,
-                                           config.retriever.threads)
+                                           config.retriever.threads, config.ef_search)
     ranker = _deployment(Ranker).options(**config.ranker.options()).bind(
-        version, data, args.store, args.settings, config.ranker.threads, config.fused)
+        version, data, args.store, args.settings, config.ranker.threads, config.fused,
+        config.ef_search)
     return _deployment(RecommenderIngress).options(**config.ingress.options()).bind(
         retriever, ranker, version_of(args.version_dir))
 

@@ -89,12 +89,13 @@ class Recommender:
 
     def __init__(self, version_dir: Path, store: FeatureStore,
                  rules: RuleConfig | None = None, variant: str | None = None,
-                 item_staleness_s: float | None = None, retrieves: bool = True) -> None:
+                 item_staleness_s: float | None = None, retrieves: bool = True,
+                 ef_search: int | None = None) -> None:
         """`retrieves` False: this recommender only ranks what another retrieved
-        (`ServedModel`'s)."""
+        (`ServedModel`'s); `ef_search`: its ANN search breadth, if not the version's."""
         self.version = version_of(version_dir)
         self.bundle = load_bundle(version_dir)
-        self.scorer = ServedModel(self.bundle, search=retrieves)
+        self.scorer = ServedModel(self.bundle, search=retrieves, ef_search=ef_search)
         self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
                      else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()

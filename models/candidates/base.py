@@ -157,6 +157,11 @@ class CandidateSource(CandidateGenerator):
         """One user's n best item columns and their scores, best first, `seen` columns
         left out, -1 pads; after `prepare`."""
 
+    def search_index(self) -> ItemIndex | None:
+        """The ANN index this source retrieves with after `prepare(..., search=True)`;
+        None for sources that search none (or when retrieval is exact)."""
+        return None
+
     def similar_to(self, column: int) -> np.ndarray:
         """(items,) every item's similarity to this one, for sources with a `signal`
         (after `prepare`)."""

@@ -18,6 +18,8 @@ popularity's to 1.14x).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -33,7 +35,7 @@ from models.candidates.base import (
 )
 from models.evaluation.compare import category_vectors
 from models.text_embeddings import TextEmbedder, item_text
-from models.two_tower.ann import ItemIndex
+from models.two_tower.ann import AnnConfig, ItemIndex
 from models.vectors import unit_rows
 
 
@@ -48,9 +50,12 @@ class ContentSimilarity(HistoryScorer):
 
     def __init__(self, embedder: TextEmbedder | None = None, category_weight: float = 0.5,
                  half_life_days: float = 90.0, text_dims: int | None = 128,
-                 project_from: int = 2_000) -> None:
+                 project_from: int = 2_000, ann: AnnConfig | None = None) -> None:
         """`text_dims`: None keeps the embedder's every dimension, as does a catalog of
-        fewer than `project_from` items."""
+        fewer than `project_from` items; `ann`: the item index's settings (saved with
+        the index, not among `params`)."""
+        self.ann = ann or AnnConfig()
+        self._index: ItemIndex | None = None
         self.embedder = embedder or TextEmbedder()
         self.category_weight = category_weight
         self.half_life_days = half_life_days
@@ -60,7 +65,7 @@ class ContentSimilarity(HistoryScorer):
 
     @classmethod
     def create(cls, build: SourceBuild) -> ContentSimilarity:
-        return cls(build.embedder)
+        return cls(build.embedder, ann=build.config.ann)
 
     def item_vectors(self, items: pd.DataFrame) -> np.ndarray:
         return self._vectors(self.embedder.encode(item_text(items)), items)
@@ -72,6 +77,7 @@ class ContentSimilarity(HistoryScorer):
         return unit_rows(np.hstack([text, self.category_weight * cats])).astype(np.float32)
 
     def fit(self, data: TrainingData) -> ContentSimilarity:
+        self._index = None
         text = self.embedder.encode(item_text(data.items))
         self.text_basis = (None if self.text_dims is None or len(text) < self.project_from
                            else text_basis(text, self.text_dims))
@@ -127,16 +133,37 @@ class ContentSimilarity(HistoryScorer):
         return len(self.vectors)
 
     def prepare(self, training: TrainingData, search: bool) -> None:
-        """Each training user's decayed weights, and an ANN index when serving searches
-        (about 3 s for 10k items: versions carry none)."""
+        """Each training user's decayed weights, and the ANN index when serving searches
+        (the version's; built here for versions saved without one)."""
         self._weights = self.decayed_history(training)
         self._trained_until_ns = pd.Timestamp(training.now).value
-        self._index = ItemIndex(self.vectors) if search else None
+        self._search = search
+        if search and self._index is None:
+            self._index = ItemIndex(self.vectors, self.ann)
+
+    def search_index(self) -> ItemIndex | None:
+        return self._index if getattr(self, "_search", False) else None
+
+    def save(self, directory: Path) -> None:
+        """The fitted arrays, and the ANN index built once here rather than in every
+        serving replica at start-up (about 3 s for 10k items, a minute for 100k)."""
+        super().save(directory)
+        if self._index is None:
+            self._index = ItemIndex(self.vectors, self.ann)
+        self._index.save(directory, vectors=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> ContentSimilarity:
+        loaded = super().load(directory)
+        if ItemIndex.saved(directory):
+            loaded._index = ItemIndex.load(directory, loaded.vectors)
+            loaded.ann = loaded._index.config
+        return loaded
 
     def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
         history = self._served_row(user)
-        return closest(self.vectors, self._index,
+        return closest(self.vectors, self.search_index(),
                        self.profile_row(history.columns, history.values), n, seen)
 
     def _served_row(self, user: UserHistory) -> Row:

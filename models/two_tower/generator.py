@@ -17,7 +17,7 @@ from models.candidates.base import (
     closest,
 )
 from models.text_embeddings import TextEmbedder, item_text
-from models.two_tower.ann import ItemIndex
+from models.two_tower.ann import AnnConfig, ItemIndex
 from models.two_tower.data import (
     HISTORY,
     item_features,
@@ -42,9 +42,11 @@ class TwoTowerGenerator(CandidateSource):
     def __init__(self, config: TwoTowerConfig | None = None, workers: int = 0,
                  embedder: TextEmbedder | None = None, use_text: bool = True,
                  on_epoch: Callable[[int, float], None] | None = None,
-                 ray_address: str | None = None) -> None:
-        """`ray_address`: the Ray cluster of the workers (None: a local Ray)."""
+                 ray_address: str | None = None, ann: AnnConfig | None = None) -> None:
+        """`ray_address`: the Ray cluster of the workers (None: a local Ray); `ann`: the
+        item index's settings."""
         self.config = config or TwoTowerConfig()
+        self.ann = ann or AnnConfig()
         self.workers = workers
         self.ray_address = ray_address
         self.embedder = embedder
@@ -56,7 +58,7 @@ class TwoTowerGenerator(CandidateSource):
     def create(cls, build: SourceBuild) -> TwoTowerGenerator:
         return cls(build.config.two_tower, workers=build.config.workers,
                    embedder=build.embedder, on_epoch=build.on_epoch,
-                   ray_address=build.config.ray_address)
+                   ray_address=build.config.ray_address, ann=build.config.ann)
 
     def fit_metrics(self) -> dict[str, float]:
         return dict(self.metrics)
@@ -82,7 +84,7 @@ class TwoTowerGenerator(CandidateSource):
                                 for u in data.user_ids])
             self.user_vectors = model.user_vectors(torch.arange(1, n_users + 1),
                                                    torch.from_numpy(history)).numpy()
-        self.index = ItemIndex(self.item_vectors)
+        self.index = ItemIndex(self.item_vectors, self.ann)
         # What serving's ANN index gives up against exact search, on up to 500 users.
         sample = np.random.default_rng(0).permutation(n_users)[:ANN_CHECK_USERS]
         self.metrics["ann_recall@100"] = self.index.recall_vs_exact(self.user_vectors[sample])
@@ -100,6 +102,9 @@ class TwoTowerGenerator(CandidateSource):
         user's row in `training` is their row of `user_vectors`.)"""
         self._search = search
         self._unit = unit_rows(self.item_vectors)
+
+    def search_index(self) -> ItemIndex | None:
+        return self.index if self._search else None
 
     def similar_to(self, column: int) -> np.ndarray:
         """Cosines between item vectors: items the same users pick."""
@@ -158,5 +163,6 @@ class TwoTowerGenerator(CandidateSource):
         loaded.metrics = meta["metrics"]
         loaded.user_vectors = np.load(directory / "user_vectors.npy")
         loaded.index = ItemIndex.load(directory)
+        loaded.ann = loaded.index.config
         loaded.item_vectors = loaded.index.vectors
         return loaded

@@ -253,3 +253,58 @@ def test_cosine_neighbours_match_a_dense_reference() -> None:
         best = positive[np.argsort(-sim[row, positive], kind="stable")][:5]
         assert set(np.flatnonzero(got[row])) == set(best), row
         np.testing.assert_allclose(got[row, best], sim[row, best], rtol=1e-5)
+
+
+def test_content_versions_carry_their_ann_index(tmp_path: Path) -> None:
+    """The content source's ANN index is built once, when the version is saved, with the
+    pipeline's settings, and serving reads it back instead of building it per replica;
+    a batch (search off) retrieves exactly; a version saved without one builds it."""
+    from models.candidates.base import UserHistory, matrix_row
+    from models.candidates.content import ContentSimilarity
+    from models.two_tower.ann import AnnConfig, ItemIndex
+
+    rng = np.random.default_rng(5)
+    text = rng.normal(size=(600, 16))
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+
+    class Fixed:
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return text[:len(texts)]
+
+    items = pd.DataFrame({"item_id": [f"i{n}" for n in range(600)],
+                          "title": [f"item {n}" for n in range(600)],
+                          "description": [""] * 600, "tags": [""] * 600,
+                          "category": [f"c{n % 7}" for n in range(600)],
+                          "categories": [[f"c{n % 7}"] for n in range(600)]})
+    events = pd.DataFrame({"user_id": ["u0", "u0"], "item_id": ["i3", "i9"],
+                           "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02"])})
+    training = TrainingData(sp.csr_matrix(([1.0, 1.0], ([0, 0], [3, 9])), shape=(1, 600)),
+                            events, items, np.array(["u0"]))
+    ann = AnnConfig(m=8, ef_construction=64, ef_search=40, exact_below=0)
+    model = ContentSimilarity(Fixed(), ann=ann).fit(training)  # type: ignore[arg-type]
+    model.save(tmp_path / "content")
+    assert (tmp_path / "content" / "items.hnsw").exists()
+    loaded = ContentSimilarity.load(tmp_path / "content")
+    saved = loaded.search_index()
+    assert saved is None  # not prepared to search yet
+    loaded.prepare(training, search=True)
+    index = loaded.search_index()
+    assert index is not None and not index.exact and index.config == ann
+    trained = matrix_row(training.matrix, 0)
+    user = UserHistory(row=0, trained=trained, fresh=[], history=trained,
+                       at=pd.Timestamp("2026-01-03"), vector=np.zeros(1, np.float32))
+    ids, _ = loaded.retrieve(user, 20, None)
+    profile = loaded.profile_row(np.array([3, 9]), np.ones(2))
+    exact = set(np.argsort(-(loaded.vectors @ profile))[:20])
+    assert len(set(ids) & exact) >= 18  # the graph's answer, close to exact
+    batch = ContentSimilarity.load(tmp_path / "content")
+    batch.prepare(training, search=False)
+    assert batch.search_index() is None
+    assert set(batch.retrieve(user, 20, None)[0]) == exact
+    for name in ("items.hnsw", "ann.json"):  # a version from before: none saved
+        (tmp_path / "content" / name).unlink()
+    old = ContentSimilarity.load(tmp_path / "content")
+    assert not ItemIndex.saved(tmp_path / "content")
+    old.prepare(training, search=True)
+    built = old.search_index()
+    assert built is not None and built.config == AnnConfig()

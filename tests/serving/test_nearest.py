@@ -44,3 +44,23 @@ def test_nearest_pads_when_the_catalog_runs_out() -> None:
     ids, values = nearest(index, vectors[0], 45, np.arange(10))
     assert sorted(ids[ids >= 0]) == list(range(10, 40))
     assert (ids[30:] == -1).all() and np.isneginf(values[30:]).all()
+
+
+def test_a_server_sets_the_search_breadth_of_every_index() -> None:
+    """serve.yaml's `graph.ef_search` reaches each source's index; without it each keeps
+    the version's own (the fixture version predates the setting: the default)."""
+    from pathlib import Path
+
+    from models.bundle import load_bundle
+    from models.served import ServedModel
+    from models.two_tower.ann import AnnConfig
+
+    version = Path(__file__).resolve().parents[1] / "fixtures" / "small_version"
+    indexes = [s.search_index() for s in ServedModel(load_bundle(version), ef_search=33)
+               .bundle.generators.values()]
+    assert sorted(i.ef_search for i in indexes if i is not None) == [33, 33]
+    own = [s.search_index() for s in ServedModel(load_bundle(version))
+           .bundle.generators.values()]
+    assert sorted(i.ef_search for i in own if i is not None) == [AnnConfig().ef_search] * 2
+    batch = ServedModel(load_bundle(version), search=False, ef_search=33)
+    assert all(s.search_index() is None for s in batch.bundle.generators.values())

@@ -14,7 +14,7 @@ from models.candidates.popularity import Popularity
 from models.data.dataset import read_dataset
 from models.evaluation.compare import compare
 from models.evaluation.split import per_user_temporal
-from models.two_tower.ann import ItemIndex
+from models.two_tower.ann import CONFIG_FILE, AnnConfig, ItemIndex
 from models.two_tower.data import histories
 from models.two_tower.generator import TwoTowerGenerator
 from models.two_tower.model import TwoTower
@@ -73,6 +73,31 @@ def test_index_recall_against_exact_search(tmp_path: Path) -> None:
     loaded = ItemIndex.load(tmp_path)
     assert not loaded.exact
     assert loaded.search(queries, 10)[0].tolist() == approximate.search(queries, 10)[0].tolist()
+
+
+def test_index_settings_come_from_config_and_travel_with_the_graph(tmp_path: Path) -> None:
+    """M, ef_construction and ef from AnnConfig; saved beside the graph and read back;
+    a wider search finds more of the exact top list; an index saved before the settings
+    were configurable (no ann.json) loads with the defaults it was built with."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4000, 24)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(100, 24)).astype(np.float32)
+    narrow = AnnConfig(m=4, ef_construction=16, ef_search=10, exact_below=0)
+    index = ItemIndex(vectors[:1000], narrow)  # under the default exact_below: still a graph
+    assert not index.exact and index.ef_search == 10
+    low = index.recall_vs_exact(queries, k=50)
+    index.set_ef(400)
+    high = index.recall_vs_exact(queries, k=50)
+    assert low < high and high > 0.95, (low, high)
+    index.save(tmp_path)
+    loaded = ItemIndex.load(tmp_path)
+    assert loaded.config == AnnConfig(m=4, ef_construction=16, ef_search=400, exact_below=0)
+    assert loaded.recall_vs_exact(queries, k=50) == high
+    (tmp_path / CONFIG_FILE).unlink()
+    assert ItemIndex.load(tmp_path).config == AnnConfig() and not ItemIndex.load(tmp_path).exact
+    with pytest.raises(ValueError, match="m"):
+        AnnConfig(m=1)
 
 
 def test_learns_on_the_synthetic_world_in_process(small_world: Path, tmp_path: Path) -> None:
