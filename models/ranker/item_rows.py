@@ -78,6 +78,11 @@ class ItemTable:
             for _, current in self._numeric.values():
                 current[written] = False
 
+    def touch(self, slots: np.ndarray, now: float) -> None:
+        """Count these slots' rows as read at `now`: the store holds what they hold."""
+        with self._lock:
+            self._read_at[slots[slots >= 0]] = now
+
     def row(self, slot: int) -> dict[str, Any] | None:
         return self._rows[slot] if slot >= 0 else None
 
