@@ -50,7 +50,7 @@ OUT/scale/ (delete them when done: the largest default one is a few hundred MB).
 Usage:
     python benchmarks/scale.py [--sizes 2000x1000,4000x2000,8000x4000,16000x8000]
         [--days 30] [--seed 11] [--workers 0] [--engine feast] [--serve | --serve-alone]
-        [--serve-requests 300] [--serve-rounds 1] [--ray-stop-ok]
+        [--serve-requests 300] [--serve-rounds 1] [--ray-stop-ok] [--serve-only]
         [--out benchmarks/out] [--plot docs/scale.png] [--from-json OUT/scale.json]
 """
 
@@ -371,6 +371,16 @@ def measure_size(users: int, items: int, args: argparse.Namespace, show: Progres
     return result
 
 
+def serve_again(results: list[dict[str, Any]], users: int, items: int,
+                args: argparse.Namespace, show: Progress) -> None:
+    """--serve-only: this size's serving figures, from the world and version of the
+    earlier run that `results` records."""
+    name = f"{users}x{items}"
+    (entry,) = [r for r in results if (r["users"], r["items"]) == (users, items)]
+    base = args.out / "scale" / name
+    entry["serve"] = serve(base / "data", base / "registry", base, args, show, name)
+
+
 # figures, exponents, report -------------------------------------------------------------
 
 
@@ -596,6 +606,10 @@ def parse_args() -> argparse.Namespace:
                              "are running (its `ray stop --force` stops them)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--serve-only", action="store_true",
+                        help="no generate or train: serve each size's world and version an "
+                             "earlier run left under --out (its scale.json entry gains the "
+                             "serving figures)")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="measure nothing: the tables and plot of an earlier scale.json")
     return parser.parse_args()
@@ -614,8 +628,15 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     path = args.out / "scale.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if args.serve_only:
+        record = json.loads(path.read_text())
+        results = record["sizes"]
+        record["serve_commit"] = _commit()
     for users, items in args.sizes:
-        results.append(measure_size(users, items, args, show))
+        if args.serve_only:
+            serve_again(results, users, items, args, show)
+        else:
+            results.append(measure_size(users, items, args, show))
         path.write_text(json.dumps(record | {"sizes": results}, indent=1))
     record |= {"sizes": results, "exponents": exponents(results), "total_s": show.elapsed()}
     path.write_text(json.dumps(record, indent=1))
