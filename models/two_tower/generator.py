@@ -53,6 +53,7 @@ class TwoTowerGenerator(CandidateSource):
         self.use_text = use_text
         self.on_epoch = on_epoch
         self.metrics: dict[str, float] = {}
+        self._index: ItemIndex | None = None
 
     @classmethod
     def create(cls, build: SourceBuild) -> TwoTowerGenerator:
@@ -61,7 +62,23 @@ class TwoTowerGenerator(CandidateSource):
                    ray_address=build.config.ray_address, ann=build.config.ann)
 
     def fit_metrics(self) -> dict[str, float]:
+        """Training's metrics, and what serving's ANN index gives up against exact
+        search on up to 500 training users (the index built now if it is not yet)."""
+        if "ann_recall@100" not in self.metrics:
+            sample = np.random.default_rng(0).permutation(len(self.user_vectors))
+            self.metrics["ann_recall@100"] = self.index.recall_vs_exact(
+                self.user_vectors[sample[:ANN_CHECK_USERS]])
+            self.metrics["ann_exact_search"] = float(self.index.exact)
         return dict(self.metrics)
+
+    @property
+    def index(self) -> ItemIndex:
+        """The item vectors' ANN index, built when first wanted (serving, a saved
+        version, the recall metric): training's stages score exactly, and one
+        100k-item graph takes about a minute to build."""
+        if self._index is None:
+            self._index = ItemIndex(self.item_vectors, self.ann)
+        return self._index
 
     def fit(self, data: TrainingData) -> TwoTowerGenerator:
         text = None
@@ -84,11 +101,7 @@ class TwoTowerGenerator(CandidateSource):
                                 for u in data.user_ids])
             self.user_vectors = model.user_vectors(torch.arange(1, n_users + 1),
                                                    torch.from_numpy(history)).numpy()
-        self.index = ItemIndex(self.item_vectors, self.ann)
-        # What serving's ANN index gives up against exact search, on up to 500 users.
-        sample = np.random.default_rng(0).permutation(n_users)[:ANN_CHECK_USERS]
-        self.metrics["ann_recall@100"] = self.index.recall_vs_exact(self.user_vectors[sample])
-        self.metrics["ann_exact_search"] = float(self.index.exact)
+        self._index = None
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -147,7 +160,7 @@ class TwoTowerGenerator(CandidateSource):
         self.index.save(directory)
         (directory / "params.json").write_text(json.dumps(
             {"config": self.config.model_dump(), "use_text": self.use_text,
-             "metrics": self.metrics}))
+             "metrics": self.fit_metrics()}))
 
     @classmethod
     def load(cls, directory: Path) -> TwoTowerGenerator:
@@ -162,7 +175,7 @@ class TwoTowerGenerator(CandidateSource):
         loaded.model = model
         loaded.metrics = meta["metrics"]
         loaded.user_vectors = np.load(directory / "user_vectors.npy")
-        loaded.index = ItemIndex.load(directory)
+        loaded._index = ItemIndex.load(directory)
         loaded.ann = loaded.index.config
         loaded.item_vectors = loaded.index.vectors
         return loaded
