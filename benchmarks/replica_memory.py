@@ -5,7 +5,8 @@ the users and what with the catalog.
 
 In this process, one step at a time, the resident set after each: imports; the
 bundle loaded (`load_bundle`); a retrieving `ServedModel` (what a Retriever replica
-builds: the training matrix, each source's serving state, the ANN indexes); with
+builds: the training matrix, each source's serving state, the ANN indexes); the
+training events released (`Bundle.release_events`, as the replicas do); with
 --data (a materialized world, as benchmarks/item_refresh.py reads it) every item's
 feature row read into the in-process table (what a Ranker replica holds). Then the
 arrays each part holds, by name, with their bytes, so the table says what is per
@@ -80,6 +81,10 @@ def main() -> None:
     parts["ranker"] = nbytes(bundle.ranker)
     parts["training events (bundle.events)"] = nbytes(bundle.events)
     parts["training positives"] = nbytes(served.positives)
+    events = len(bundle.events)
+    bundle.release_events()  # as serving's replicas do
+    gc.collect()
+    steps.append(("training events released", rss()))
     if args.data is not None:
         from contracts.settings import Settings
         from serving.features import OnlineFeatureJoin, open_serving_store
@@ -93,7 +98,7 @@ def main() -> None:
         steps.append(("every item's feature row (Ranker)", rss()))
         parts["item feature table"] = nbytes(join._table)
     users, items = len(bundle.user_ids), len(bundle.item_ids)
-    print(f"{users:,} users, {items:,} items, {len(bundle.events):,} training events\n")
+    print(f"{users:,} users, {items:,} items, {events:,} training events\n")
     print("| step | RSS MB | added MB |\n|---|---:|---:|")
     for (name, value), (_, before) in zip(steps, [("", steps[0][1]), *steps], strict=False):
         print(f"| {name} | {value:,.0f} | {value - before:+,.0f} |")

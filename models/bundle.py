@@ -46,6 +46,12 @@ class Bundle:
     blend: Blend
     events: pd.DataFrame  # user_id, item_id, event_type, timestamp
 
+    def release_events(self) -> None:
+        """Drop the training events once a `ServedModel` has read them (a serving
+        replica): its histories and the sources' serving state are compact matrices,
+        while the frame costs ~190 bytes an event, 7.7 GB for a million users' 41M."""
+        self.events = self.events.iloc[:0]
+
     def popularity_scores(self) -> np.ndarray:
         """The popularity source's score per catalog column (every version has it)."""
         popularity = self.generators[Popularity.name]

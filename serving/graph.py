@@ -80,7 +80,9 @@ class Retriever:
                  ef_search: int | None = None) -> None:
         """`data_dir` None: features from the registry snapshot in the version."""
         use_threads(threads)
-        self.scorer = ServedModel(load_bundle(Path(version_dir)), ef_search=ef_search)
+        bundle = load_bundle(Path(version_dir))
+        self.scorer = ServedModel(bundle, ef_search=ef_search)
+        bundle.release_events()
         # User rows only: no item rows are held here, so none are kept fresh.
         self.join = OnlineFeatureJoin(_store(version_dir, data_dir, store, settings),
                                       store.item_staleness_s)

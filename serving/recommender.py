@@ -96,6 +96,7 @@ class Recommender:
         self.version = version_of(version_dir)
         self.bundle = load_bundle(version_dir)
         self.scorer = ServedModel(self.bundle, search=retrieves, ef_search=ef_search)
+        self.bundle.release_events()
         self.join = (OnlineFeatureJoin(store) if item_staleness_s is None
                      else OnlineFeatureJoin(store, item_staleness_s))
         self.rules = rules or RuleConfig()
