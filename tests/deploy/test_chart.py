@@ -446,7 +446,8 @@ def test_the_rayjob_template_trains_on_kuberay(helm: Path, values: tuple[Path, .
     training = expected["training"]
     assert spec["entrypoint"] == (
         f"recstack train --data /data --registry {expected['registry']['uri']} "
-        f"--workers {training['workers']} --promote {training['promote']}")
+        f"--workers {training['workers']} --shards {training['shards']} "
+        f"--promote {training['promote']}")
     assert spec["shutdownAfterJobFinishes"] is True
     for key in ("ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"):
         assert spec[key] == training[key]

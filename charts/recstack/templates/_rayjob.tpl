@@ -56,7 +56,7 @@ the template in ConfigMap <fullname>-rayjob and the RayJob created at install.
 */}}
 {{- define "recstack.rayJobSpec" -}}
 {{- $t := .Values.training -}}
-{{- $args := list "recstack" "train" "--data" .Values.materialize.dataPath "--registry" .Values.registry.uri "--workers" (toString $t.workers) "--promote" $t.promote -}}
+{{- $args := list "recstack" "train" "--data" .Values.materialize.dataPath "--registry" .Values.registry.uri "--workers" (toString $t.workers) "--shards" (toString $t.shards) "--promote" $t.promote -}}
 {{- $args = concat $args $t.extraArgs -}}
 # The driver runs on the head and joins the cluster through RAY_ADDRESS (set by Ray's
 # job runtime), so Ray Train's workers are the cluster's worker pods.
