@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from models.candidates.base import CandidateSource
 from models.candidates.popularity import Popularity
@@ -51,8 +49,8 @@ class Bundle:
     def release_events(self) -> None:
         """Drop the training events once a `ServedModel` has read them (a serving
         replica): its histories and the sources' serving state are compact matrices,
-        while the frame holds ~50 bytes an event (`read_events`), 2 GB for a million
-        users' 41M."""
+        and the frame (~90 bytes of RSS an event: 75 MB for the 20k x 100k world's
+        824k, its strings shared) is free for the replica's own use after start-up."""
         self.events = self.events.iloc[:0]
 
     def popularity_scores(self) -> np.ndarray:
@@ -80,15 +78,6 @@ def save_bundle(bundle: Bundle, directory: Path) -> None:
          "blend": asdict(bundle.blend)}, indent=1))
 
 
-def read_events(path: Path) -> pd.DataFrame:
-    """A version's training events with Arrow-backed strings: ~50 bytes an event
-    against ~190 as Python strings (40 MB against 154 for the 20k x 100k world's 824k),
-    which is most of what a serving replica's memory grows by with its users."""
-    strings = pd.StringDtype("pyarrow")
-    return pq.read_table(path).to_pandas(
-        types_mapper={pa.string(): strings, pa.large_string(): strings}.get)
-
-
 def load_bundle(directory: Path) -> Bundle:
     """The bundle in a (local) version directory; FileNotFoundError when the version
     was written before bundles existed."""
@@ -108,6 +97,6 @@ def load_bundle(directory: Path) -> Bundle:
         per_source={k: int(v) for k, v in meta["per_source"].items()},
         blend=Blend(**meta["blend"]),
         # Versions written before bundles kept events: no known history to extend.
-        events=(read_events(directory / "events.parquet")
+        events=(pd.read_parquet(directory / "events.parquet")
                 if (directory / "events.parquet").exists()
                 else pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS})))
