@@ -11,6 +11,9 @@ training events released (`Bundle.release_events`, as the replicas do); with
 feature row read into the in-process table (what a Ranker replica holds). Then the
 arrays each part holds, by name, with their bytes, so the table says what is per
 user (user vectors, histories) and what per item (vectors, graphs, neighbours).
+Frames are pandas' deep count, which counts a repeated string every time it occurs:
+an upper bound (the training events' 154 MB on the 20k x 100k world are 75 MB of
+RSS, their strings shared).
 """
 
 from __future__ import annotations
