@@ -146,7 +146,8 @@ class ContentSimilarity(HistoryScorer):
 
     def save(self, directory: Path) -> None:
         """The fitted arrays, and the ANN index built once here rather than in every
-        serving replica at start-up (about 3 s for 10k items, a minute for 100k)."""
+        serving replica at start-up (about 3 s for 10k items, 15 s for 100k:
+        benchmarks/ann_recall.py)."""
         super().save(directory)
         if self._index is None:
             self._index = ItemIndex(self.vectors, self.ann)
