@@ -244,6 +244,7 @@ class ServiceReader:
             names = [f.name for f in projection.features]
             self.views.append((view, names, [f"{projection.name_to_use()}__{n}" for n in names],
                                [types[n] for n in names]))
+        self._key_cache: dict[str, dict[str, bytes]] = {}  # join key -> id -> Redis key
         # Each view's Redis hash fields (hashed names, then its timestamp), once.
         self._fields: list[tuple[str, tuple[str, ...], list[Any]]] = []
         if self.redis is not None:
@@ -283,8 +284,18 @@ class ServiceReader:
         assert self.redis is not None, "stamps: a Redis online store only"
         fields = [hset_keys[-1] for _, _, hset_keys in self._fields]  # the _ts fields
         replies = self.redis._read_hash_fields(
-            self.config, [(k, fields) for k in self._redis_keys(entity_keys(ids, key))])
+            self.config, [(k, fields) for k in self._cached_keys(key, ids)])
         return [tuple(reply) for reply in replies]
+
+    def _cached_keys(self, key: str, ids: list[str]) -> list[bytes]:
+        """These ids' Redis keys, each serialized once: half of a renewal round was
+        serializing the same catalog's keys again (0.6 of 1.15 s for 100k items). Only
+        `stamps` uses it: a catalog is bounded, the users who pass through are not."""
+        cache = self._key_cache.setdefault(key, {})
+        new = [i for i in dict.fromkeys(ids) if i not in cache]
+        if new:
+            cache.update(zip(new, self._redis_keys(entity_keys(new, key)), strict=True))
+        return [cache[i] for i in ids]
 
     def _redis_keys(self, keys: list[EntityKeyProto]) -> list[bytes]:
         assert self.redis is not None
