@@ -49,8 +49,8 @@ class Bundle:
     def release_events(self) -> None:
         """Drop the training events once a `ServedModel` has read them (a serving
         replica): its histories and the sources' serving state are compact matrices,
-        and the frame (~90 bytes of RSS an event: 75 MB for the 20k x 100k world's
-        824k, its strings shared) is free for the replica's own use after start-up."""
+        and the frame (75 MB of RSS for the 20k x 100k world's 824k events, its
+        strings shared) is free for the replica's own use after start-up."""
         self.events = self.events.iloc[:0]
 
     def popularity_scores(self) -> np.ndarray:
