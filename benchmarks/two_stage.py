@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/two_stage.py [--movielens DIR] [--samples] [--plot OUT.png]
+        [--config PIPELINE.yaml]
 
 Imports MovieLens into a fresh directory (no features, empty embedding cache),
 times `recstack data import` + `recstack train` end to end, and reads the
@@ -67,12 +68,13 @@ def _samples(source: Path) -> dict[str, Path]:
     return out
 
 
-def measure(name: str, source: Path) -> dict[str, object]:
+def measure(name: str, source: Path, config: Path | None = None) -> dict[str, object]:
     data, registry = OUT / "data" / name.replace(" ", "-"), OUT / "registry"
     shutil.rmtree(data, ignore_errors=True)
     print(f"{name}: import and train ...", flush=True)
     wall = _run("data", "import", "movielens", str(source), "--out", str(data))
-    wall += _run("train", "--data", str(data), "--registry", str(registry))
+    wall += _run("train", "--data", str(data), "--registry", str(registry),
+                 *(["--config", str(config)] if config else []))
     metrics = Registry(str(registry)).resolve().metrics  # the latest version
     best = max(BASELINES, key=lambda m: metrics["baselines"][m]["ndcg@10"])
     test = metrics["test"]
@@ -113,11 +115,14 @@ def main() -> None:
     parser.add_argument("--samples", action="store_true",
                         help="Also train on three samples of the file.")
     parser.add_argument("--plot", type=Path, default=OUT / "two-stage-targets.png")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="`recstack train --config`: a PipelineConfig file to compare")
     args = parser.parse_args()
     sources = {"ml-latest-small": args.movielens}
     if args.samples:
         sources |= _samples(args.movielens)
-    table = pd.DataFrame([measure(name, source) for name, source in sources.items()])
+    table = pd.DataFrame([measure(name, source, args.config)
+                          for name, source in sources.items()])
     print(table.to_markdown(index=False, floatfmt=".4f"))
     plot(table, args.plot)
     print(f"plot: {args.plot}")
