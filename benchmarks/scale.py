@@ -49,7 +49,8 @@ OUT/scale/ (delete them when done: the largest default one is a few hundred MB).
 
 Usage:
     python benchmarks/scale.py [--sizes 2000x1000,4000x2000,8000x4000,16000x8000]
-        [--days 30] [--seed 11] [--workers 0] [--engine feast] [--serve | --serve-alone]
+        [--days 30] [--seed 11] [--workers 0] [--shards 1] [--engine feast]
+        [--serve | --serve-alone]
         [--serve-requests 300] [--serve-rounds 1] [--ray-stop-ok] [--serve-only]
         [--out benchmarks/out] [--plot docs/scale.png] [--from-json OUT/scale.json]
 """
@@ -218,7 +219,8 @@ def train(data: Path, registry: Path, base: Path, args: argparse.Namespace,
     probe = base / "logs" / "train_probe.json"
     step = run_step([sys.executable, str(HERE / "train_probe.py"), str(probe), "train",
                      "--data", str(data), "--registry", str(registry), "--workers",
-                     str(args.workers), "--promote", "dev"], base / "logs" / "train.log",
+                     str(args.workers), "--shards", str(args.shards), "--promote", "dev"],
+                    base / "logs" / "train.log",
                     show, prefix=f"{name} train: ", echo="[probe]")
     (version_dir,) = [p for p in (registry / "versions").iterdir()
                       if (p / "manifest.json").exists()]
@@ -592,6 +594,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=0,
                         help="`recstack train --workers` (Ray Train workers; 0: in process)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="`recstack train --shards` (user shards as Ray tasks; 1: none)")
     parser.add_argument("--engine", choices=("feast", "direct"), default="feast",
                         help="`recstack features apply --engine`")
     parser.add_argument("--serve", action="store_true", help="also one serving run per size")
