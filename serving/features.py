@@ -280,7 +280,9 @@ class ServiceReader:
         """Each id's stamp: its views' stored event timestamps, as Feast's bytes, in one
         HMGET of a few short fields a key, none of them parsed. Feast's Redis writes
         skip a row no newer than the stored one and write the timestamp with every
-        row, so a row whose stamp is unchanged holds what it held (Redis only)."""
+        row, so a row whose stamp is unchanged holds what it held (Redis only; a
+        store written with `skip_dedup`, as RecStack writes only the user real-time
+        view, could rewrite a row under the same stamp)."""
         assert self.redis is not None, "stamps: a Redis online store only"
         fields = [hset_keys[-1] for _, _, hset_keys in self._fields]  # the _ts fields
         replies = self.redis._read_hash_fields(
