@@ -35,7 +35,7 @@ from models.candidates.base import (
 )
 from models.evaluation.compare import category_vectors
 from models.text_embeddings import TextEmbedder, item_text
-from models.two_tower.ann import AnnConfig, ItemIndex
+from models.two_tower.ann import AnnConfig, ItemIndex, source_index
 from models.vectors import unit_rows
 
 
@@ -56,6 +56,8 @@ class ContentSimilarity(HistoryScorer):
         the index, not among `params`)."""
         self.ann = ann or AnnConfig()
         self._index: ItemIndex | None = None
+        self._saved_in: Path | None = None  # a loaded version's directory
+        self._search = False
         self.embedder = embedder or TextEmbedder()
         self.category_weight = category_weight
         self.half_life_days = half_life_days
@@ -77,7 +79,7 @@ class ContentSimilarity(HistoryScorer):
         return unit_rows(np.hstack([text, self.category_weight * cats])).astype(np.float32)
 
     def fit(self, data: TrainingData) -> ContentSimilarity:
-        self._index = None
+        self._index, self._saved_in = None, None
         text = self.embedder.encode(item_text(data.items))
         self.text_basis = (None if self.text_dims is None or len(text) < self.project_from
                            else text_basis(text, self.text_dims))
@@ -134,31 +136,33 @@ class ContentSimilarity(HistoryScorer):
 
     def prepare(self, training: TrainingData, search: bool) -> None:
         """Each training user's decayed weights, and the ANN index when serving searches
-        (the version's; built here for versions saved without one)."""
+        (the version's, read back; built here for versions saved without one). A
+        process that does not search never reads the graph (83 MB at 100k items)."""
         self._weights = self.decayed_history(training)
         self._trained_until_ns = pd.Timestamp(training.now).value
         self._search = search
-        if search and self._index is None:
-            self._index = ItemIndex(self.vectors, self.ann)
+        if search:
+            self._graph()
 
     def search_index(self) -> ItemIndex | None:
-        return self._index if getattr(self, "_search", False) else None
+        return self._index if self._search else None
+
+    def _graph(self) -> ItemIndex:
+        if self._index is None:
+            self._index = source_index(self.vectors, self.ann, self._saved_in)
+        return self._index
 
     def save(self, directory: Path) -> None:
         """The fitted arrays, and the ANN index built once here rather than in every
         serving replica at start-up (about 3 s for 10k items, 15 s for 100k:
         benchmarks/ann_recall.py)."""
         super().save(directory)
-        if self._index is None:
-            self._index = ItemIndex(self.vectors, self.ann)
-        self._index.save(directory, vectors=False)
+        self._graph().save(directory, vectors=False)
 
     @classmethod
     def load(cls, directory: Path) -> ContentSimilarity:
         loaded = super().load(directory)
-        if ItemIndex.saved(directory):
-            loaded._index = ItemIndex.load(directory, loaded.vectors)
-            loaded.ann = loaded._index.config
+        loaded._saved_in = directory
         return loaded
 
     def retrieve(self, user: UserHistory, n: int, seen: np.ndarray | None

@@ -113,6 +113,15 @@ class ItemIndex:
         return (directory / "items.hnsw").exists() or (directory / CONFIG_FILE).exists()
 
 
+def source_index(vectors: np.ndarray, config: AnnConfig, saved_in: Path | None
+                 ) -> ItemIndex:
+    """A source's item index: the one its version saved in `saved_in`, read back, else
+    built with `config` (a fit, or a version saved without one)."""
+    if saved_in is not None and ItemIndex.saved(saved_in):
+        return ItemIndex.load(saved_in, vectors)
+    return ItemIndex(vectors, config)
+
+
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of each row of `truth` that the same row of `found` holds."""
     hits = [len(set(a) & set(t)) / len(t) for a, t in zip(found, truth, strict=True)]

@@ -17,7 +17,7 @@ from models.candidates.base import (
     closest,
 )
 from models.text_embeddings import TextEmbedder, item_text
-from models.two_tower.ann import AnnConfig, ItemIndex
+from models.two_tower.ann import AnnConfig, ItemIndex, source_index
 from models.two_tower.data import (
     HISTORY,
     item_features,
@@ -54,6 +54,8 @@ class TwoTowerGenerator(CandidateSource):
         self.on_epoch = on_epoch
         self.metrics: dict[str, float] = {}
         self._index: ItemIndex | None = None
+        self._saved_in: Path | None = None  # a loaded version's directory
+        self._search = False
 
     @classmethod
     def create(cls, build: SourceBuild) -> TwoTowerGenerator:
@@ -73,11 +75,12 @@ class TwoTowerGenerator(CandidateSource):
 
     @property
     def index(self) -> ItemIndex:
-        """The item vectors' ANN index, built when first wanted (serving, a saved
-        version, the recall metric): training's stages score exactly, and one
-        100k-item graph takes 18 s to build (benchmarks/ann_recall.py)."""
+        """The item vectors' ANN index, built or read back when first wanted (serving's
+        retrieval, a saved version, the recall metric): training's stages score exactly
+        and a Ranker replica does not retrieve, and one 100k-item graph takes 18 s to
+        build (benchmarks/ann_recall.py) and 51 MB to hold."""
         if self._index is None:
-            self._index = ItemIndex(self.item_vectors, self.ann)
+            self._index = source_index(self.item_vectors, self.ann, self._saved_in)
         return self._index
 
     def fit(self, data: TrainingData) -> TwoTowerGenerator:
@@ -101,7 +104,7 @@ class TwoTowerGenerator(CandidateSource):
                                 for u in data.user_ids])
             self.user_vectors = model.user_vectors(torch.arange(1, n_users + 1),
                                                    torch.from_numpy(history)).numpy()
-        self._index = None
+        self._index, self._saved_in = None, None
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -175,7 +178,6 @@ class TwoTowerGenerator(CandidateSource):
         loaded.model = model
         loaded.metrics = meta["metrics"]
         loaded.user_vectors = np.load(directory / "user_vectors.npy")
-        loaded._index = ItemIndex.load(directory)
-        loaded.ann = loaded.index.config
-        loaded.item_vectors = loaded.index.vectors
+        loaded.item_vectors = np.load(directory / "item_vectors.npy")
+        loaded._saved_in = directory
         return loaded
