@@ -149,20 +149,17 @@ class OnlineFeatureJoin:
         due = np.flatnonzero(ages > self.item_staleness_s / 2)
         due = due[np.argsort(-ages[due], kind="stable")][:limit]
         for start in range(0, len(due), chunk):
-            ids = [item_ids[n] for n in due[start:start + chunk]]
-            self._read_items(self._changed(ids) if self._services[ITEM_SERVICE].stamped
-                             else ids)
+            self._read_items(self._changed([item_ids[n] for n in due[start:start + chunk]]))
         return len(due)
 
     def _changed(self, item_ids: list[str]) -> list[str]:
         """The items whose stored rows are not the cached ones (all of them when the
         stamps cannot be read); the others count as read now."""
-        known = self._stamps
+        known, reader = self._stamps, self._services[ITEM_SERVICE]
         cached = [i for i in item_ids if i in known]  # never read: nothing to compare
-        if not cached:
+        if not cached or not reader.stamped:
             return item_ids
         now = self.clock()
-        reader = self._services[ITEM_SERVICE]
         stamps = self._guarded(lambda: reader.stamps("item_id", cached))
         if stamps is None:
             return item_ids
