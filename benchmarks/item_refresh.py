@@ -24,13 +24,18 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from feast import FeatureStore
+from scale import ENV as SCALE_ENV
 
 from contracts.settings import Settings
 from serving.config import ITEM_STALENESS_S
 from serving.features import OnlineFeatureJoin, open_serving_store
 
-DEFAULTS = {"RECSTACK_REDIS": "localhost:6379,db=15", "RECSTACK_FEAST_PROJECT": "recstack_scale",
-            "RECSTACK_ONLINE_STORE": "redis"}
+
+def world_store(data: Path) -> FeatureStore:
+    """The serving store of a world benchmarks/scale.py materialized: its Redis and
+    Feast project, unless the environment names others."""
+    return open_serving_store(data, Settings.from_env({**SCALE_ENV, **os.environ}))
 
 
 def timed(join: OnlineFeatureJoin, items: list[str], now: list[float], at: float
@@ -62,8 +67,7 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.01)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    settings = Settings.from_env({**DEFAULTS, **os.environ})
-    store = open_serving_store(args.data, settings)
+    store = world_store(args.data)
     items = list(pd.read_parquet(args.data / "items.parquet")["item_id"].astype(str))
     bound = ITEM_STALENESS_S
     now = [0.0]

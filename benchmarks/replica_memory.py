@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +88,11 @@ def main() -> None:
     gc.collect()
     steps.append(("training events released", rss()))
     if args.data is not None:
-        from contracts.settings import Settings
-        from serving.features import OnlineFeatureJoin, open_serving_store
+        from item_refresh import world_store
 
-        env = {"RECSTACK_REDIS": "localhost:6379,db=15",
-               "RECSTACK_FEAST_PROJECT": "recstack_scale", "RECSTACK_ONLINE_STORE": "redis"}
-        store = open_serving_store(args.data, Settings.from_env({**env, **os.environ}))
-        join = OnlineFeatureJoin(store)
+        from serving.features import OnlineFeatureJoin
+
+        join = OnlineFeatureJoin(world_store(args.data))
         join.renew([str(i) for i in bundle.item_ids])
         gc.collect()
         steps.append(("every item's feature row (Ranker)", rss()))
